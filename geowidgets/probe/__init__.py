@@ -1,0 +1,21 @@
+"""PyTorch probing backend: layer listing, activation capture, device selection.
+
+Pure compute: nothing here imports Jupyter, ipywidgets, anywidget or bokeh.
+"""
+
+from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, pool
+from geowidgets.probe._device import resolve_device
+from geowidgets.probe._layers import LayerInfo, list_layers, resolve_layers, select_output
+
+__all__ = [
+    "Activations",
+    "LayerInfo",
+    "Probe",
+    "iterate_batches",
+    "list_layers",
+    "model_device",
+    "pool",
+    "resolve_device",
+    "resolve_layers",
+    "select_output",
+]

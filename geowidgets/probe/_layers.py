@@ -1,0 +1,148 @@
+"""Listing a model's layers and resolving layer names."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerInfo", "list_layers", "resolve_layers", "leaf_layer_names", "select_output"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module of a model, as seen during a forward pass.
+
+    Attributes
+    ----------
+    name : str
+        Dotted name as in ``model.named_modules()`` (e.g. ``"encoder.1"``).
+    type : str
+        Class name of the module (e.g. ``"Linear"``).
+    output_shape : tuple of int
+        Shape of its (selected) output for the example input, batch dimension included.
+    calls : int
+        How many times the module ran in one forward pass (> 1 for shared modules).
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    calls: int = 1
+
+
+def select_output(out: Any, select: int | str = 0) -> torch.Tensor | None:
+    """Pick the tensor a layer produced: itself, element ``select`` of a tuple/list, or key of a dict.
+
+    Objects with ``last_hidden_state`` (Hugging Face model outputs) give that tensor.
+    Returns None if no tensor can be found.
+    """
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        if isinstance(select, str) and select in out:
+            return select_output(out[select])
+        vals = list(out.values())
+        return select_output(vals[select]) if isinstance(select, int) and -len(vals) <= select < len(vals) else None
+    if isinstance(out, (tuple, list)):
+        if isinstance(select, int) and -len(out) <= select < len(out):
+            return select_output(out[select])
+        return None
+    if hasattr(out, "last_hidden_state"):
+        return out.last_hidden_state
+    return None
+
+
+def leaf_layer_names(model: nn.Module) -> list[str]:
+    """Names of modules without children (the default layers of a :class:`Probe`)."""
+    return [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+
+
+def resolve_layers(model: nn.Module, layers: Any) -> list[str]:
+    """Validate layer names against ``model.named_modules()``.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name, suggesting close matches.
+    """
+    modules = dict(model.named_modules())
+    if layers is None:
+        names = leaf_layer_names(model)
+        if not names:
+            raise ValueError("the model has no submodules; pass layers=[''] to capture the whole model's output")
+        return names
+    if isinstance(layers, str):
+        layers = [layers]
+    out = []
+    for name in layers:
+        if not isinstance(name, str):
+            raise KeyError(f"layer names must be strings as in model.named_modules(), got {name!r}")
+        if name not in modules:
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            avail = ", ".join(repr(n) for n in list(modules)[1:8])
+            raise KeyError(f"unknown layer {name!r}.{hint} Available layers include {avail} (see gw.list_layers(model, x)).")
+        if name in out:
+            raise ValueError(f"layer {name!r} is listed twice")
+        out.append(name)
+    return out
+
+
+def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) -> list[LayerInfo]:
+    """List every submodule that runs on ``example_input``, in order of first execution.
+
+    Parameters
+    ----------
+    model : nn.Module
+    example_input : Tensor or tuple of Tensors
+        A small batch (one sample is enough) accepted by ``model(...)``.
+    select : int or str
+        Which element of a tuple/dict output is reported (default the first).
+
+    Returns
+    -------
+    list of LayerInfo
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    >>> [(l.name, l.type, l.output_shape) for l in list_layers(model, torch.zeros(2, 4))]
+    [('0', 'Linear', (2, 3)), ('1', 'ReLU', (2, 3))]
+    """
+    seen: dict[str, list] = {}
+    handles = []
+
+    def make_hook(name: str, module: nn.Module):
+        def hook(_m, _inp, out):
+            t = select_output(out, select)
+            shape = tuple(t.shape) if t is not None else ()
+            if name in seen:
+                seen[name][2] += 1
+            else:
+                seen[name] = [type(module).__name__, shape, 1]
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(make_hook(name, module)))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                if isinstance(example_input, (tuple, list)):
+                    model(*example_input)
+                else:
+                    model(example_input)
+        finally:
+            model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return [LayerInfo(name, t, shape, calls) for name, (t, shape, calls) in seen.items()]
