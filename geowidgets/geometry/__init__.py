@@ -3,13 +3,74 @@
 Every function accepts a ``torch.Tensor`` or a ``numpy.ndarray``, runs on the tensor's device
 (numpy: the best available device) and returns the same kind. Nothing here imports Jupyter.
 See PROBES.md for each probe's formula, defaults and validation.
+
+Submodules are imported lazily on first attribute access, so ``import geowidgets`` stays fast
+(umap-learn and numba load only when an embedding is asked for).
+
+Examples
+--------
+>>> import numpy as np
+>>> from geowidgets import geometry as geo
+>>> dist, idx = geo.knn(np.random.default_rng(0).normal(size=(50, 3)), k=5)
+>>> idx.shape
+(50, 5)
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from geowidgets.geometry._knn import KNNGraph, faiss_available, knn, knn_graph
 
-__all__ = [
-    "KNNGraph",
-    "faiss_available",
-    "knn",
-    "knn_graph",
-]
+# Private module (under geowidgets.geometry) -> public names it provides. Any further name a
+# module lists in its own ``__all__`` is found too (see ``__getattr__``).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "_deviation": (
+        "knn_deviation",
+        "knn_deviation_profile",
+        "DeviationResult",
+        "DeviationProfile",
+        "mean_shift_deviation",
+        "MeanShiftResult",
+    ),
+    "_boundary_points": ("lodd", "LoDDResult"),
+    "_dimension": ("twonn", "mle_intrinsic_dimension"),
+    "_agreement": ("knn_label_agreement", "AgreementResult"),
+    "_separability": ("mst_separability", "MSTResult"),
+    "_stats": ("auroc", "fpr_at_tpr"),
+    "_spectra": ("rankme", "von_neumann_entropy"),
+    "_diffusion": ("dse", "dsmi", "diffusion_spectrum"),
+    "_class_geometry": ("fisher_ratio", "neural_collapse", "NCResult", "coding_rate", "CodingRate"),
+    "_temperature": ("temperature_scores", "TemperatureScores", "expected_calibration_error"),
+    "_tilting": ("boundary_tilting_angle", "TiltResult"),
+    "_profile": ("layer_profile",),
+    "_embed": ("embed", "align_layout", "warm_up_umap", "heat_geodesic_distances"),
+    "_slices": ("Plane", "plane_directions", "decision_slice", "DecisionSlice"),
+    "_boundary_search": ("boundary_search", "BoundaryHit"),
+    "_mixup": ("mixup_path", "MixupPath"),
+}
+_NAME_TO_MODULE = {name: mod for mod, names in _MODULES.items() for name in names}
+
+__all__ = ["KNNGraph", "faiss_available", "knn", "knn_graph", *sorted(_NAME_TO_MODULE)]
+
+
+def __getattr__(name: str) -> Any:
+    mod_name = _NAME_TO_MODULE.get(name)
+    candidates = [mod_name] if mod_name else list(_MODULES)
+    for mod in candidates:
+        try:
+            module = importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{mod}":
+                continue
+            raise
+        if name in getattr(module, "__all__", ()) or (mod_name and hasattr(module, name)):
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

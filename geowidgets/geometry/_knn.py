@@ -322,7 +322,9 @@ def resolve_knn(
         d = torch.as_tensor(np.asarray(d) if not isinstance(d, torch.Tensor) else d)
         i = torch.as_tensor(np.asarray(i) if not isinstance(i, torch.Tensor) else i)
         if d.ndim != 2 or i.shape != d.shape or d.shape[0] != n:
-            raise ValueError(f"knn=(dist, idx) must both have shape [N={n}, k_max], got {tuple(d.shape)} and {tuple(i.shape)}")
+            raise ValueError(
+                f"knn=(dist, idx) must both have shape [N={n}, k_max], got {tuple(d.shape)} and {tuple(i.shape)}"
+            )
         if k > d.shape[1]:
             raise ValueError(f"k={k} exceeds the {d.shape[1]} neighbours given in knn=(dist, idx)")
         d, i = d[:, :k], i[:, :k]
@@ -332,4 +334,3 @@ def resolve_knn(
     d = torch.as_tensor(d).to(device=X.device, dtype=X.dtype)
     i = torch.as_tensor(i).to(device=X.device, dtype=torch.int64)
     return d, i
-

@@ -85,7 +85,9 @@ def resolve_layers(model: nn.Module, layers: Any) -> list[str]:
             close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             avail = ", ".join(repr(n) for n in list(modules)[1:8])
-            raise KeyError(f"unknown layer {name!r}.{hint} Available layers include {avail} (see gw.list_layers(model, x)).")
+            raise KeyError(
+                f"unknown layer {name!r}.{hint} Available layers include {avail} (see gw.list_layers(model, x))."
+            )
         if name in out:
             raise ValueError(f"layer {name!r} is listed twice")
         out.append(name)
