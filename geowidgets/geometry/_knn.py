@@ -30,7 +30,7 @@ Metric = Literal["euclidean", "cosine"]
 _METRICS = ("euclidean", "cosine")
 # Extra candidates taken before exact re-scoring, so float error in the expansion cannot
 # push a true neighbour out of the top k.
-_PAD = 8
+_PAD = 4
 # Bytes allowed for one chunk's distance block.
 _CHUNK_BYTES = 256 * 2**20
 
@@ -114,7 +114,7 @@ def _search(Qall: torch.Tensor, R: torch.Tensor, k: int, metric: str, exclude_se
             keep = torch.ones_like(cand_all, dtype=torch.bool)
             keep[torch.arange(n), drop] = False
             cand_all = cand_all[keep].view(n, -1)[:, :kc]
-        step = chunk_size or 4096
+        step = chunk_size or 2048
         for s in range(0, n, step):
             d, i = _exact_rescore(Qall[s : s + step], R, cand_all[s : s + step], k, metric)
             dists.append(d)

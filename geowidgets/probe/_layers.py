@@ -95,7 +95,7 @@ def resolve_layers(model: nn.Module, layers: Any) -> list[str]:
 
 
 def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) -> list[LayerInfo]:
-    """List every submodule that runs on ``example_input``, in order of first execution.
+    """List every submodule that runs on ``example_input``, in the order each is first entered.
 
     Parameters
     ----------
@@ -117,6 +117,7 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
     [('0', 'Linear', (2, 3)), ('1', 'ReLU', (2, 3))]
     """
     seen: dict[str, list] = {}
+    order: list[str] = []
     handles = []
 
     def make_hook(name: str, module: nn.Module):
@@ -134,6 +135,11 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
         for name, module in model.named_modules():
             if name:
                 handles.append(module.register_forward_hook(make_hook(name, module)))
+                handles.append(
+                    module.register_forward_pre_hook(
+                        lambda _m, _i, name=name: order.append(name) if name not in order else None
+                    )
+                )
         was_training = model.training
         model.eval()
         try:
@@ -147,4 +153,4 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
     finally:
         for h in handles:
             h.remove()
-    return [LayerInfo(name, t, shape, calls) for name, (t, shape, calls) in seen.items()]
+    return [LayerInfo(name, *seen[name]) for name in order if name in seen]
