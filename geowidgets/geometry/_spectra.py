@@ -1,0 +1,251 @@
+"""Spectral summaries of one layer: RankMe effective rank and von Neumann entropy (PROBES.md §5, §6).
+
+Both read the singular values of the activation matrix. :func:`singular_values` computes them once
+in float64 (on the tensor's device; MPS falls back to the CPU for this step) and caches them per
+(tensor, variant), so a profile or a widget that asks for RankMe, the von Neumann entropy and the
+spectrum plot pays for one decomposition per variant. The cache is keyed on the tensor object and
+its in-place version counter, so modifying the tensor invalidates it; numpy inputs are converted
+afresh on every call and therefore not cached.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import torch
+
+from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
+
+__all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
+
+
+class TensorCache:
+    """A small LRU cache of results computed from a tensor, valid while the tensor is unchanged.
+
+    Entries are keyed on ``id(tensor)``, its in-place version counter and an extra key. A weak
+    reference confirms the entry belongs to this very tensor (ids are reused after a tensor dies)
+    and removes its entries when it is garbage collected.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cache = TensorCache(maxsize=4)
+    >>> t = torch.ones(3)
+    >>> cache.get(t, "sum", lambda: float(t.sum()))
+    3.0
+    """
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = int(maxsize)
+        self._entries: OrderedDict[tuple, tuple[weakref.ref, Any]] = OrderedDict()
+
+    def _forget(self, tensor_id: int) -> None:
+        for key in [key for key in self._entries if key[0] == tensor_id]:
+            self._entries.pop(key, None)
+
+    def get(self, tensor: torch.Tensor, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """Return the cached value for (tensor, key), computing and storing it on a miss."""
+        ident = (id(tensor), tensor._version, key)
+        entry = self._entries.get(ident)
+        if entry is not None and entry[0]() is tensor:
+            self._entries.move_to_end(ident)
+            return entry[1]
+        value = compute()
+        tensor_id = id(tensor)
+        ref = weakref.ref(tensor, lambda _ref, tid=tensor_id: self._forget(tid))
+        self._entries[ident] = (ref, value)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_SPECTRAL_CACHE = TensorCache(maxsize=64)
+
+
+def clear_spectral_cache() -> None:
+    """Forget all cached singular values and diffusion spectra.
+
+    Examples
+    --------
+    >>> clear_spectral_cache()
+    """
+    _SPECTRAL_CACHE.clear()
+
+
+def _normalized_rows(X: torch.Tensor, name: str = "X") -> torch.Tensor:
+    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+    zero = norms.squeeze(1) == 0
+    if bool(zero.any()):
+        first = int(torch.nonzero(zero)[0])
+        raise ValueError(
+            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}); rows cannot be unit-normalised. "
+            "Drop them or pass normalize=False"
+        )
+    return X / norms
+
+
+def _singular_values_f64(X: torch.Tensor) -> torch.Tensor:
+    """Singular values (descending, float64, length min(N, D)) from the smaller Gram matrix.
+
+    The Gram route is O(N·D·min(N, D)) and much faster than a full SVD when N and D differ a lot;
+    it loses relative accuracy only for singular values below ~1e-8·σ_max, which carry no weight in
+    any entropy computed here. Tiny negative eigenvalues from rounding are set to 0.
+    """
+    n, d = X.shape
+    gram = X.T @ X if n >= d else X @ X.T
+    eig = torch.linalg.eigvalsh(gram)
+    return torch.sqrt(torch.clamp(eig, min=0.0)).flip(0)
+
+
+def _prepare(X: torch.Tensor, center: bool, normalize_rows: bool) -> torch.Tensor:
+    Xd = X.to(device=spectral_device(X), dtype=torch.float64)
+    if normalize_rows:
+        Xd = _normalized_rows(Xd)
+    if center:
+        Xd = Xd - Xd.mean(dim=0, keepdim=True)
+    return Xd
+
+
+def singular_values_tensor(X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False) -> torch.Tensor:
+    """Cached float64 singular values of an already validated tensor (internal form of :func:`singular_values`)."""
+    return _SPECTRAL_CACHE.get(
+        X,
+        ("svals", bool(center), bool(normalize_rows)),
+        lambda: _singular_values_f64(_prepare(X, center, normalize_rows)),
+    )
+
+
+def singular_values(X: Any, *, center: bool = False, normalize_rows: bool = False) -> Any:
+    """Singular values of a layer's activation matrix, in float64, cached per tensor.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray, shape [N, D]
+        Activations.
+    center : bool
+        Subtract the column means first (the spectrum of the covariance).
+    normalize_rows : bool
+        Unit-normalise every row first (as the coding rate does); an all-zero row is an error.
+        Applied before centring.
+
+    Returns
+    -------
+    Tensor or ndarray, shape [min(N, D)]
+        Descending, float64, on the spectral device (CPU for MPS tensors). Torch tensors reuse a
+        cached result while they are not modified in place.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> singular_values(np.diag([3.0, 2.0, 1.0])).round(6).tolist()
+    [3.0, 2.0, 1.0]
+    """
+    Xt, kind = as_tensor(X, "X", min_rows=1)
+    return to_kind(singular_values_tensor(Xt, center=center, normalize_rows=normalize_rows), kind)
+
+
+def rankme_from_singular_values(s: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe of a vector of singular values (see :func:`rankme`)."""
+    total = float(s.sum())
+    if not total > 0:
+        raise ValueError("X is all zeros (every singular value is 0); RankMe needs at least one non-zero entry")
+    p = s / total + eps
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+def rankme(X: Any, *, eps: float = 1e-7, center: bool = False) -> float:
+    """RankMe: the effective rank of a representation (Garrido et al., Roy–Vetterli).
+
+    With σ the singular values of ``X``, ``p_k = σ_k / ‖σ‖₁ + eps`` and
+    ``RankMe = exp(−Σ_k p_k log p_k)``. It lies in ``[1, min(N, D)]`` (up to ``eps``): 1 when every
+    row is the same vector, ``r`` when ``X`` has ``r`` equal non-zero singular values.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray, shape [N, D]
+        Activations (uncentred, as published).
+    eps : float
+        Small constant added to each ``p_k`` (the published formula); must be >= 0.
+    center : bool
+        Subtract the column means first (a design option, off by default).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 4)) @ np.diag([1.0, 1.0, 1.0, 0.0])
+    >>> 2.9 < rankme(X) < 3.01
+    True
+    """
+    if not (isinstance(eps, (int, float)) and eps >= 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    Xt, _ = as_tensor(X, "X", min_rows=2 if center else 1)
+    return rankme_from_singular_values(singular_values_tensor(Xt, center=center), eps)
+
+
+def von_neumann_from_singular_values(s: torch.Tensor, exp: bool = False) -> float:
+    """Von Neumann entropy (nats) from the singular values of the (centred) matrix."""
+    power = s.double() ** 2
+    total = float(power.sum())
+    if not total > 0:
+        raise ValueError(
+            "X has zero variance (every singular value is 0); the von Neumann entropy is undefined. "
+            "Check that the layer's activations are not constant"
+        )
+    lam = power / total
+    lam = lam[lam > 0]
+    entropy = float(-(lam * torch.log(lam)).sum())
+    return math.exp(entropy) if exp else entropy
+
+
+def von_neumann_entropy(X: Any, *, center: bool = True, exp: bool = False) -> float:
+    """Von Neumann entropy of the trace-normalised covariance of ``X``.
+
+    ``ρ = C / tr C`` with ``C = (X − μ)ᵀ(X − μ)/N``; its eigenvalues are ``λ_i = s_i² / Σ s_j²``
+    (``s``: singular values of the centred ``X``) and ``S = −Σ λ_i log λ_i`` (natural log,
+    ``0 log 0 = 0``). ``0 ≤ S ≤ log min(N − 1, D)``; ``S = log r`` for ``r`` equal variances.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray, shape [N, D]
+        Activations.
+    center : bool
+        Subtract the column means (default). ``False`` uses the uncentred second moment.
+    exp : bool
+        Return ``exp(S)``, an effective number of directions comparable with :func:`rankme`.
+
+    Returns
+    -------
+    float
+        Entropy in nats (or its exponential). Zero variance raises ``ValueError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    >>> round(von_neumann_entropy(X), 6) == round(float(np.log(2)), 6)
+    True
+    """
+    Xt, _ = as_tensor(X, "X", min_rows=2)
+    return von_neumann_from_singular_values(singular_values_tensor(Xt, center=center), exp=exp)
+
+
+def to_input_device(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Move a float64 result back to ``like``'s device (float32 on MPS, which has no float64)."""
+    if like.device.type == "mps":
+        return t.to(dtype=torch.float32).to(like.device)
+    return t.to(like.device)
