@@ -305,9 +305,7 @@ class PatchedModel:
             try:
                 fast = self._forward_broadcast(probe)
                 exact = self._forward_repeat(probe)
-                self._broadcast = bool(
-                    fast.shape == exact.shape and torch.allclose(fast, exact, rtol=1e-4, atol=1e-5)
-                )
+                self._broadcast = bool(fast.shape == exact.shape and torch.allclose(fast, exact, rtol=1e-4, atol=1e-5))
             except Exception:
                 self._broadcast = False
         if self._broadcast and p.shape[0] > 0:

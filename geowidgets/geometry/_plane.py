@@ -1,0 +1,331 @@
+"""Planes in a model's input or layer space, and the directions that span them.
+
+Shared by decision slices (:mod:`._slices`), boundary searches and mixup paths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from geowidgets.geometry._arrays import as_labels, as_tensor
+
+__all__ = ["Plane", "plane_directions"]
+
+_DIRECTION_KINDS = ("pca", "centroids", "gradient", "random")
+
+
+def _flat(x: Any, name: str) -> tuple[torch.Tensor, tuple[int, ...], bool]:
+    """One sample (any shape) -> float64 CPU vector, its shape, and whether it was numpy."""
+    t, kind = as_tensor(x, name, ndim=None, device="cpu")
+    if t.ndim == 0:
+        raise ValueError(f"{name} must be a sample (a vector or an input-shaped array), got a scalar")
+    return t.detach().cpu().double().reshape(-1), tuple(t.shape), kind.is_numpy
+
+
+def _gram_schmidt(u: torch.Tensor, v: torch.Tensor, what: str) -> torch.Tensor:
+    nu = torch.linalg.vector_norm(u)
+    if not float(nu) > 0:
+        raise ValueError(f"{what}: the first direction has zero length")
+    e1 = u / nu
+    w = v - (v @ e1) * e1
+    nw = torch.linalg.vector_norm(w)
+    if not float(nw) > 1e-9 * max(float(torch.linalg.vector_norm(v)), 1e-300):
+        raise ValueError(f"{what}: the two directions are collinear, so they do not span a plane")
+    return torch.stack([e1, w / nw])
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A 2-D affine plane ``origin + α e₁ + β e₂`` in a space of flattened samples.
+
+    Build it with :meth:`through` (three samples) or :meth:`from_directions` (a sample plus two
+    directions). All vectors are float64 CPU tensors of length D; ``sample_shape`` remembers the
+    shape the anchors were given in (e.g. ``(1, 8, 8)`` for an image), so input-space grid points
+    can be reshaped for the model.
+
+    Attributes
+    ----------
+    origin : Tensor [D]
+    basis : Tensor [2, D]
+        Orthonormal rows e₁, e₂.
+    anchors : Tensor [K, D]
+        The samples the plane was built from (3 for ``through``, 1 for ``from_directions``).
+    sample_shape : tuple of int
+    is_numpy : bool
+        Whether the anchors were numpy (results derived from the plane are then numpy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = Plane.through(np.zeros(3), np.array([2.0, 0, 0]), np.array([0, 1.0, 0]))
+    >>> p.coords(np.array([[1.0, 1.0, 5.0]])).tolist(), p.distance(np.array([[1.0, 1.0, 5.0]])).tolist()
+    ([[1.0, 1.0]], [5.0])
+    """
+
+    origin: torch.Tensor
+    basis: torch.Tensor
+    anchors: torch.Tensor
+    sample_shape: tuple[int, ...]
+    is_numpy: bool = True
+
+    @classmethod
+    def through(cls, a: Any, b: Any, c: Any) -> Plane:
+        """The plane through three samples: origin a, e₁ = (b − a)/‖b − a‖, e₂ from c by Gram–Schmidt."""
+        (ta, shape, is_np), (tb, sb, _), (tc, sc, _) = _flat(a, "a"), _flat(b, "b"), _flat(c, "c")
+        if not (ta.shape == tb.shape == tc.shape):
+            raise ValueError(f"a, b and c must have the same size, got {shape}, {sb} and {sc}")
+        basis = _gram_schmidt(tb - ta, tc - ta, "Plane.through(a, b, c)")
+        return cls(ta, basis, torch.stack([ta, tb, tc]), shape, is_np)
+
+    @classmethod
+    def from_directions(cls, origin: Any, u: Any, v: Any) -> Plane:
+        """The plane through ``origin`` spanned by ``u`` and ``v`` (orthonormalised; collinear: error)."""
+        to, shape, is_np = _flat(origin, "origin")
+        tu, _, _ = _flat(u, "u")
+        tv, _, _ = _flat(v, "v")
+        if not (to.shape == tu.shape == tv.shape):
+            raise ValueError(f"origin, u and v must have the same size, got {to.numel()}, {tu.numel()}, {tv.numel()}")
+        return cls(to, _gram_schmidt(tu, tv, "Plane.from_directions"), to.unsqueeze(0), shape, is_np)
+
+    @property
+    def dim(self) -> int:
+        """Dimension D of the space the plane lives in."""
+        return int(self.origin.numel())
+
+    def _points(self, points: Any, name: str = "points") -> torch.Tensor:
+        t, _ = as_tensor(points, name, ndim=None, device="cpu")
+        t = t.detach().cpu().double()
+        if t.ndim == 1:
+            t = t.unsqueeze(0)
+        t = t.reshape(t.shape[0], -1)
+        if t.shape[1] != self.dim:
+            raise ValueError(f"{name} have {t.shape[1]} features per sample but the plane lives in D={self.dim}")
+        return t
+
+    def _out(self, t: torch.Tensor) -> Any:
+        return t.numpy() if self.is_numpy else t
+
+    def point(self, alpha: Any, beta: Any) -> Any:
+        """Points ``origin + α e₁ + β e₂`` for arrays of equal length: ``[M, D]``."""
+        a = torch.as_tensor(np.asarray(alpha, dtype=np.float64)).reshape(-1)
+        b = torch.as_tensor(np.asarray(beta, dtype=np.float64)).reshape(-1)
+        if a.shape != b.shape:
+            raise ValueError(f"alpha and beta must have the same length, got {a.numel()} and {b.numel()}")
+        return self._out(self.origin + a[:, None] * self.basis[0] + b[:, None] * self.basis[1])
+
+    def coords(self, points: Any) -> Any:
+        """Plane coordinates ``(α, β)`` of the orthogonal projections of ``points``: ``[M, 2]``."""
+        return self._out((self._points(points) - self.origin) @ self.basis.T)
+
+    def distance(self, points: Any) -> Any:
+        """Euclidean distance of each point from the plane: ``[M]``."""
+        d = self._points(points) - self.origin
+        resid = d - (d @ self.basis.T) @ self.basis
+        return self._out(torch.linalg.vector_norm(resid, dim=1))
+
+    def anchor_coords(self) -> Any:
+        """Plane coordinates of the anchors: ``[K, 2]``."""
+        return self.coords(self.anchors)
+
+
+def score_logits(logits: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
+    """Temperature-scaled scores of ``[..., C]`` logits (see PROBES.md §13).
+
+    Uses ``geowidgets.geometry.temperature_scores`` when that module is present, so every view
+    shows the same numbers; otherwise computes them here with the same formulas.
+
+    Returns
+    -------
+    dict with ``classes``, ``confidence``, ``margin``, ``entropy``, ``energy``, each of shape ``[...]``.
+    """
+    T = check_temperature(temperature)
+    shape = logits.shape[:-1]
+    z = logits.reshape(-1, logits.shape[-1])
+    try:
+        from geowidgets.geometry._temperature import temperature_scores
+    except ImportError:
+        temperature_scores = None
+    if temperature_scores is not None:
+        s = temperature_scores(z, T)
+        out = {
+            "classes": s.predicted,
+            "confidence": s.confidence,
+            "margin": s.margin,
+            "entropy": s.entropy,
+            "energy": s.energy,
+        }
+    else:
+        zt = z / T
+        logp = torch.log_softmax(zt, dim=1)
+        p = logp.exp()
+        top2 = torch.topk(p, min(2, p.shape[1]), dim=1).values
+        out = {
+            "classes": torch.argmax(z, dim=1),
+            "confidence": top2[:, 0],
+            "margin": top2[:, 0] - top2[:, 1] if p.shape[1] > 1 else top2[:, 0],
+            "entropy": -(p * logp).nan_to_num(0.0).sum(1),
+            "energy": -T * torch.logsumexp(zt, dim=1),
+        }
+    return {k: torch.as_tensor(v).reshape(shape) for k, v in out.items()}
+
+
+def check_temperature(temperature: Any) -> float:
+    """A positive finite float temperature, else ``ValueError``."""
+    try:
+        T = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}") from None
+    if not (T > 0 and math.isfinite(T)):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    return T
+
+
+def _top_pcs(X: torch.Tensor, n: int) -> torch.Tensor:
+    Xc = X - X.mean(0)
+    _, _, Vh = torch.linalg.svd(Xc, full_matrices=False)
+    return Vh[:n]
+
+
+def _orthogonal_pc(X: torch.Tensor | None, u: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The top principal axis of X with ``u`` projected out (a random direction without X)."""
+    e = u / torch.linalg.vector_norm(u)
+    if X is not None and X.shape[0] >= 2:
+        Xc = X - X.mean(0)
+        Xc = Xc - (Xc @ e)[:, None] * e
+        if float(torch.linalg.vector_norm(Xc)) > 0:
+            return _top_pcs(Xc, 1)[0]
+    w = torch.from_numpy(rng.standard_normal(u.numel()))
+    return w - (w @ e) * e
+
+
+def plane_directions(
+    X: Any = None,
+    kind: str = "pca",
+    *,
+    labels: Any = None,
+    classes: tuple | None = None,
+    origin: Any = None,
+    model: Any = None,
+    layer: str | None = None,
+    carrier: Any = None,
+    dim: int | None = None,
+    random_state: int = 0,
+) -> Any:
+    """Two directions ``[2, D]`` to span a slice plane with :meth:`Plane.from_directions`.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray [N, D], optional
+        Data in the plane's space (input space, or a layer's flattened outputs).
+    kind : {"pca", "centroids", "gradient", "random"}
+        - ``"pca"``: the top two principal axes of X.
+        - ``"centroids"``: μ_b − μ_a for classes ``(a, b)`` (default: the two largest); the second
+          direction is μ_c − μ_a for a third class ``c`` if ``classes`` names one, else the top
+          principal axis of X orthogonal to the first.
+        - ``"gradient"``: the gradient of the margin max_{j≠y} z_j − z_y at ``origin`` (needs
+          ``model``; with ``layer``, in that layer's space), then the top principal axis of X
+          orthogonal to it (a random orthogonal direction without X).
+        - ``"random"``: two Gaussian directions (seeded by ``random_state``); needs X or ``dim``.
+    labels : array [N], optional
+        Class labels of X, for ``"centroids"``.
+    classes : tuple, optional
+        Label values ``(a, b)`` or ``(a, b, c)`` for ``"centroids"``.
+    origin, model, layer, carrier
+        For ``"gradient"``: the sample (in the same space as X), the model, the layer (None:
+        input space) and, for a hidden layer, the carrier input sample the model runs on.
+    dim : int, optional
+        Dimension for ``"random"`` without X.
+    random_state : int
+
+    Returns
+    -------
+    Tensor or ndarray [2, D]
+        Unit-norm rows (not necessarily orthogonal; :meth:`Plane.from_directions` orthonormalises).
+        numpy unless X (or origin) was a tensor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 5)) * [5, 3, 1, 1, 1]
+    >>> np.abs(plane_directions(X, "pca")[0]).argmax()
+    0
+    """
+    if kind not in _DIRECTION_KINDS:
+        raise ValueError(f"kind must be one of {_DIRECTION_KINDS}, got {kind!r}")
+    rng = np.random.default_rng(random_state)
+    Xt, is_numpy = None, True
+    if X is not None:
+        Xt, k = as_tensor(X, "X", min_rows=1, device="cpu")
+        Xt, is_numpy = Xt.cpu().double(), k.is_numpy
+    if kind == "pca":
+        if Xt is None or Xt.shape[0] < 3:
+            raise ValueError("kind='pca' needs data X with at least 3 rows")
+        if Xt.shape[1] < 2:
+            raise ValueError("kind='pca' needs at least 2 features")
+        dirs = _top_pcs(Xt, 2)
+    elif kind == "random":
+        d = Xt.shape[1] if Xt is not None else dim
+        if d is None or d < 2:
+            raise ValueError("kind='random' needs X or dim >= 2")
+        dirs = torch.from_numpy(rng.standard_normal((2, int(d))))
+    elif kind == "centroids":
+        if Xt is None or labels is None:
+            raise ValueError("kind='centroids' needs data X and labels")
+        codes, values = as_labels(labels, Xt.shape[0], min_classes=2)
+        counts = torch.bincount(codes, minlength=len(values))
+        if classes is None:
+            order = sorted(range(len(values)), key=lambda c: (-int(counts[c]), c))
+            picked = order[:2]
+        else:
+            if len(classes) not in (2, 3):
+                raise ValueError(f"classes must name 2 or 3 label values, got {classes!r}")
+            lookup = {v.item() if hasattr(v, "item") else v: i for i, v in enumerate(values)}
+            missing = [c for c in classes if c not in lookup]
+            if missing:
+                raise ValueError(f"classes {missing} are not among the labels {values.tolist()}")
+            picked = [lookup[c] for c in classes]
+        means = [Xt[codes == c].mean(0) for c in picked]
+        u = means[1] - means[0]
+        v = means[2] - means[0] if len(means) == 3 else _orthogonal_pc(Xt, u, rng)
+        dirs = torch.stack([u, v])
+    else:  # gradient
+        if model is None or origin is None:
+            raise ValueError("kind='gradient' needs model= and origin=")
+        from geowidgets.probe._patch import PatchedModel
+
+        o, _, o_numpy = _flat(origin, "origin")
+        if X is None:
+            is_numpy = o_numpy
+        head = PatchedModel(model, layer, carrier, input_shape=None if layer else tuple(np.shape(origin)) or None)
+        u = margin_gradient(head, o.unsqueeze(0))[0].cpu().double()
+        if Xt is not None and Xt.shape[1] != u.numel():
+            raise ValueError(f"X has {Xt.shape[1]} features but the gradient space has {u.numel()}")
+        dirs = torch.stack([u, _orthogonal_pc(Xt, u, rng)])
+    norms = torch.linalg.vector_norm(dirs, dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        raise ValueError(f"kind={kind!r} gave a zero direction (e.g. equal centroids or a flat gradient)")
+    dirs = dirs / norms
+    return dirs.numpy() if is_numpy else dirs
+
+
+def margin_gradient(head: Any, points: torch.Tensor, into_class: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit gradients of the margin ``m = max_{j≠y₀} z_j − z_{y₀}`` at ``points`` [B, D].
+
+    ``y₀`` is each point's predicted class; the gradient points toward a different decision.
+    ``into_class`` (optional, [B]) fixes the competing class j instead of the max.
+    """
+    p, z = head.logits_with_grad(points)
+    y0 = z.argmax(1)
+    rows = torch.arange(z.shape[0], device=z.device)
+    others = z.clone()
+    others[rows, y0] = -math.inf
+    j = others.argmax(1) if into_class is None else into_class.to(z.device)
+    m = z[rows, j] - z[rows, y0]
+    (g,) = torch.autograd.grad(m.sum(), p)
+    g = g.detach().double()
+    return g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-300)

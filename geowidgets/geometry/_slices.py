@@ -1,0 +1,357 @@
+"""Decision-boundary slices: a model's decisions on a 2-D plane in input or hidden-layer space.
+
+See PROBES.md §16. The plane is a :class:`Plane` (through three samples, or a sample plus two
+directions from :func:`plane_directions`). For a hidden layer, the grid points are written into
+that layer's output by activation patching (:class:`geowidgets.probe._patch.PatchedModel`), so any
+architecture works; skip paths around the layer keep the carrier input's values.
+
+Logits are kept, so :meth:`DecisionSlice.with_temperature` rescales them without a forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from geowidgets.geometry._plane import Plane, check_temperature, plane_directions, score_logits
+from geowidgets.probe._patch import PatchedModel
+
+__all__ = ["Plane", "plane_directions", "decision_slice", "DecisionSlice"]
+
+_PLANE_SPACES = ("auto", "input", "layer")
+
+
+@dataclass(frozen=True)
+class DecisionSlice:
+    """A model's decisions on a G×G grid of a plane.
+
+    ``classes[i, j]`` is the prediction at ``origin + α_j e₁ + β_i e₂`` with
+    ``α = linspace(extent[0], extent[1], G)`` and ``β = linspace(extent[2], extent[3], G)``:
+    rows are β, row 0 is the bottom (origin lower-left); the extent gives the first/last pixel
+    *centres* (a drawing pads half a cell).
+
+    Attributes
+    ----------
+    logits : [G, G, C]
+        Raw logits (float32), kept so a temperature change needs no forward pass.
+    temperature : float
+    plane : Plane
+        The plane in the space that was sliced (the layer's space for a hidden layer).
+    extent : tuple of float
+        ``(α_min, α_max, β_min, β_max)``.
+    layer : str or None
+    classes : [G, G] int64
+        Predicted class (independent of the temperature).
+    confidence, margin, entropy, energy : [G, G]
+        softmax(z/T) max, top-1 minus top-2 probability, entropy (nats), −T·logsumexp(z/T).
+    data_coords : [M, 2] or None
+        Plane coordinates of the projections of the ``data`` points.
+    data_distance : [M] or None
+        Their distances from the plane (fade far ones when drawing).
+    anchor_coords : [K, 2]
+        Plane coordinates of the anchors.
+    n_forward : int
+        Forward passes the slice took.
+
+    Arrays are numpy when the plane's anchors were numpy, else tensors.
+    """
+
+    logits: Any
+    temperature: float
+    plane: Plane
+    extent: tuple[float, float, float, float]
+    layer: str | None = None
+    data_coords: Any = None
+    data_distance: Any = None
+    n_forward: int = 0
+    classes: Any = field(init=False)
+    confidence: Any = field(init=False)
+    margin: Any = field(init=False)
+    entropy: Any = field(init=False)
+    energy: Any = field(init=False)
+
+    def __post_init__(self):
+        z = torch.as_tensor(self.logits)
+        scores = score_logits(z, self.temperature)
+        for name, value in scores.items():
+            object.__setattr__(self, name, self.plane._out(value.cpu()))
+
+    @property
+    def resolution(self) -> int:
+        """Grid size G."""
+        return int(self.logits.shape[0])
+
+    @property
+    def alphas(self) -> Any:
+        """Pixel-centre coordinates along e₁: ``[G]``."""
+        return self.plane._out(torch.linspace(self.extent[0], self.extent[1], self.resolution, dtype=torch.float64))
+
+    @property
+    def betas(self) -> Any:
+        """Pixel-centre coordinates along e₂: ``[G]``."""
+        return self.plane._out(torch.linspace(self.extent[2], self.extent[3], self.resolution, dtype=torch.float64))
+
+    @property
+    def anchor_coords(self) -> Any:
+        """Plane coordinates of the plane's anchors: ``[K, 2]``."""
+        return self.plane.anchor_coords()
+
+    def with_temperature(self, temperature: float) -> DecisionSlice:
+        """The same slice at another temperature: rescales the stored logits, no forward pass.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> model = torch.nn.Linear(2, 3)
+        >>> s = decision_slice(model, Plane.through(np.zeros(2), np.eye(2)[0], np.eye(2)[1]), resolution=8)
+        >>> s.with_temperature(0.5).temperature
+        0.5
+        """
+        return dataclasses.replace(self, temperature=check_temperature(temperature), n_forward=0)
+
+    def coords(self, points: Any) -> Any:
+        """Plane coordinates ``[M, 2]`` of points given in the sliced space."""
+        return self.plane.coords(points)
+
+    def distance_to_plane(self, points: Any) -> Any:
+        """Distances ``[M]`` of points (in the sliced space) from the plane."""
+        return self.plane.distance(points)
+
+
+def _check_resolution(resolution: Any) -> int:
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or int(resolution) < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    return int(resolution)
+
+
+def _check_extent(extent: Any) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in extent)
+    except (TypeError, ValueError):
+        raise ValueError(f"extent must be 4 numbers (a_min, a_max, b_min, b_max), got {extent!r}") from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"extent must be 4 finite numbers (a_min, a_max, b_min, b_max), got {extent!r}")
+    if not (values[0] < values[1] and values[2] < values[3]):
+        raise ValueError(f"extent needs a_min < a_max and b_min < b_max, got {values}")
+    return values  # type: ignore[return-value]
+
+
+def _default_extent(coords: torch.Tensor, margin: float) -> tuple[float, float, float, float]:
+    """Box around ``coords`` [K, 2], padded by ``margin`` × span (a zero span becomes 1 each side)."""
+    lo, hi = coords.min(0).values, coords.max(0).values
+    span = hi - lo
+    ext = []
+    for d in range(2):
+        s = float(span[d])
+        if s <= 0:
+            other = float(span[1 - d])
+            pad = other / 2 + margin * other if other > 0 else 1.0
+        else:
+            pad = margin * s
+        ext += [float(lo[d]) - pad, float(hi[d]) + pad]
+    return tuple(ext)  # type: ignore[return-value]
+
+
+def _resolve_head(model, plane: Plane, layer, plane_space, carrier, data, batch_size):
+    """Build the PatchedModel and decide which space the plane was given in."""
+    if plane_space not in _PLANE_SPACES:
+        raise ValueError(f"plane_space must be one of {_PLANE_SPACES}, got {plane_space!r}")
+    if layer is None:
+        if plane_space == "layer":
+            raise ValueError("plane_space='layer' needs a layer name")
+        input_shape = None if carrier is not None else plane.sample_shape
+        head = PatchedModel(model, None, carrier, input_shape=input_shape, batch_size=batch_size)
+        if head.dim is not None and head.dim != plane.dim:
+            raise ValueError(f"the plane lives in D={plane.dim} but the model input has {head.dim} values")
+        return head, "input"
+    candidates = []
+    if carrier is not None:
+        candidates.append(("carrier", carrier))
+    else:
+        if plane_space != "layer":
+            candidates.append(("the plane's first anchor", plane.anchors[0].reshape(plane.sample_shape)))
+        if data is not None:
+            first = data[0]
+            candidates.append(("the first data sample", first))
+    head, errors = None, []
+    for what, c in candidates:
+        try:
+            head = PatchedModel(model, layer, c, batch_size=batch_size)
+            break
+        except KeyError:
+            raise
+        except Exception as exc:  # the model could not run on this candidate input
+            errors.append(f"{what}: {exc}")
+    if head is None:
+        detail = "; ".join(errors) if errors else "no input sample was available"
+        raise ValueError(
+            f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
+            f"dimension) or give the plane in input space ({detail})"
+        )
+    in_dim = math.prod(head.input_shape)
+    if plane_space == "auto":
+        if plane.dim == head.dim and plane.dim == in_dim:
+            raise ValueError(
+                f"the plane's dimension {plane.dim} matches both the input and layer {layer!r}; "
+                "pass plane_space='input' or 'layer'"
+            )
+        if plane.dim == head.dim:
+            plane_space = "layer"
+        elif plane.dim == in_dim:
+            plane_space = "input"
+        else:
+            raise ValueError(
+                f"the plane lives in D={plane.dim}, which is neither the input ({in_dim}) nor layer "
+                f"{layer!r} ({head.dim}, output shape {head.sample_shape})"
+            )
+    expected = head.dim if plane_space == "layer" else in_dim
+    if plane.dim != expected:
+        raise ValueError(f"plane_space={plane_space!r} needs a plane in D={expected}, got D={plane.dim}")
+    return head, plane_space
+
+
+def _data_in_space(head: PatchedModel, data: Any, plane: Plane, mapped: bool) -> torch.Tensor:
+    """``data`` as float64 vectors in the sliced space; input samples are mapped through the model."""
+    t = data.detach() if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
+    if t.ndim < 2 or t.shape[0] == 0:
+        raise ValueError(f"data must be samples [M, ...] with M >= 1, got shape {tuple(t.shape)}")
+    flat_dim = math.prod(t.shape[1:])
+    if head.layer is not None:
+        in_dim = math.prod(head.input_shape)
+        if flat_dim == in_dim and (mapped or flat_dim != plane.dim):
+            return head.to_space(t.reshape(t.shape[0], *head.input_shape)).double()
+    if flat_dim != plane.dim:
+        raise ValueError(f"data have {flat_dim} values per sample but the plane lives in D={plane.dim}")
+    return t.reshape(t.shape[0], -1).double().cpu()
+
+
+def decision_slice(
+    model: torch.nn.Module,
+    plane: Plane,
+    layer: str | None = None,
+    resolution: int = 256,
+    temperature: float = 1.0,
+    *,
+    extent: tuple[float, float, float, float] | None = None,
+    margin: float = 0.25,
+    plane_space: str = "auto",
+    carrier: Any = None,
+    batch_size: int = 4096,
+    data: Any = None,
+) -> DecisionSlice:
+    """Evaluate ``model`` on a G×G grid of ``plane``, in input space or in a hidden layer.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits ``[B, C]``; run in eval mode on its own device, modes restored afterwards.
+    plane : Plane
+    layer : str, optional
+        None: the plane is in input space. Else the grid points are patched into this layer's
+        flattened output (D_ℓ = prod(output_shape[1:])).
+    resolution : int
+        G ≥ 2.
+    temperature : float
+        T > 0 for the scores; change it later with :meth:`DecisionSlice.with_temperature`.
+    extent : (α_min, α_max, β_min, β_max), optional
+        First/last pixel centres. Default: the anchors' coordinates (and projected ``data``),
+        padded by ``margin`` × span; a direction with zero span gets ±1.
+    margin : float
+        Padding fraction for the default extent.
+    plane_space : {"auto", "input", "layer"}
+        For a hidden layer: whether the plane's anchors are layer vectors or input samples. Input
+        anchors (needs a plane built with :meth:`Plane.through`) are mapped to the layer by one
+        forward pass, and the plane is rebuilt through their images. ``"auto"`` decides by the
+        dimension (ambiguous dimensions are an error).
+    carrier : Tensor or ndarray, optional
+        One input sample the model runs on while the layer is patched. Default: the plane's
+        first anchor when it is an input sample, else the first ``data`` sample.
+    batch_size : int
+        Grid points per forward pass.
+    data : Tensor or ndarray [M, ...], optional
+        Samples to place on the slice (layer vectors, or inputs mapped to the layer).
+
+    Returns
+    -------
+    DecisionSlice
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> model = torch.nn.Linear(2, 2)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0]])); _ = model.bias.zero_()
+    >>> plane = Plane.through(np.zeros(2), np.array([1.0, 0.0]), np.array([0.0, 1.0]))
+    >>> s = decision_slice(model, plane, resolution=5, extent=(-1, 1, -1, 1))
+    >>> s.classes[0].tolist()
+    [0, 0, 0, 1, 1]
+    """
+    G = _check_resolution(resolution)
+    T = check_temperature(temperature)
+    if not isinstance(plane, Plane):
+        raise ValueError(
+            f"plane must be a geo.Plane (Plane.through or Plane.from_directions), got {type(plane).__name__}"
+        )
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+    head, space = _resolve_head(model, plane, layer, plane_space, carrier, data, batch_size)
+    mapped = layer is not None and space == "input"
+    if mapped:
+        if plane.anchors.shape[0] < 3:
+            raise ValueError(
+                "an input-space plane built from directions cannot be carried into a hidden layer; build it "
+                "with Plane.through(a, b, c) from three input samples, or give the plane in layer space"
+            )
+        images = head.to_space(plane.anchors.reshape(-1, *head.input_shape).to(torch.float32)).double()
+        p = Plane.through(*images)
+        plane = Plane(p.origin, p.basis, p.anchors, p.sample_shape, plane.is_numpy)
+    data_coords = data_distance = None
+    if data is not None:
+        pts = _data_in_space(head, data, plane, mapped)
+        data_coords = (pts - plane.origin) @ plane.basis.T
+        resid = pts - plane.origin - data_coords @ plane.basis
+        data_distance = torch.linalg.vector_norm(resid, dim=1)
+    if extent is None:
+        coords = (plane.anchors - plane.origin) @ plane.basis.T
+        if data_coords is not None:
+            coords = torch.cat([coords, data_coords])
+        extent = _default_extent(coords, float(margin))
+    extent = _check_extent(extent)
+    alphas = torch.linspace(extent[0], extent[1], G, dtype=torch.float64)
+    betas = torch.linspace(extent[2], extent[3], G, dtype=torch.float64)
+    logits = _evaluate_grid(head, plane, alphas, betas, batch_size)
+    return DecisionSlice(
+        logits=plane._out(logits),
+        temperature=T,
+        plane=plane,
+        extent=extent,
+        layer=head.layer,
+        data_coords=None if data_coords is None else plane._out(data_coords),
+        data_distance=None if data_distance is None else plane._out(data_distance),
+        n_forward=head.forward_calls,
+    )
+
+
+def _evaluate_grid(
+    head: PatchedModel, plane: Plane, alphas: torch.Tensor, betas: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Logits ``[G, G, C]`` at ``origin + α_j e₁ + β_i e₂``, built and evaluated batch by batch."""
+    G = alphas.numel()
+    dev = head.device
+    work = torch.float32 if dev.type == "mps" else torch.float64
+    origin, basis = plane.origin.to(dev, work), plane.basis.to(dev, work)
+    a_all, b_all = alphas.to(dev, work), betas.to(dev, work)
+    out = []
+    n = G * G
+    for s in range(0, n, batch_size):
+        flat = torch.arange(s, min(n, s + batch_size), device=dev)
+        coef = torch.stack([a_all[flat % G], b_all[flat // G]], dim=1)
+        pts = torch.addmm(origin.unsqueeze(0), coef, basis)
+        out.append(head.logits(pts.to(head.dtype)))
+    z = torch.cat(out)
+    return z.reshape(G, G, z.shape[1])
