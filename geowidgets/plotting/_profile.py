@@ -1,0 +1,150 @@
+"""Bokeh figures of per-layer metrics (small multiples), updated in place by assigning data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ProfileFigure", "profile_figure", "profile_values", "METRIC_TITLES"]
+
+#: Readable titles of the metrics ``geo.layer_profile`` reports (others are shown by name).
+METRIC_TITLES = {
+    "rankme": "RankMe (effective rank)",
+    "vne": "von Neumann entropy",
+    "twonn": "intrinsic dimension (TwoNN)",
+    "mle": "intrinsic dimension (MLE)",
+    "dse": "diffusion spectral entropy",
+    "knn_agreement": "kNN label agreement",
+    "fisher": "Fisher ratio",
+    "mst": "MST separability",
+    "nc1": "neural collapse NC1",
+    "coding_rate": "coding rate ΔR",
+    "deviation_auroc": "kNN deviation AUROC (wrong vs reference)",
+}
+
+
+@dataclass
+class ProfileFigure:
+    """A grid of bokeh line charts, one per metric, sharing a layer axis.
+
+    Attributes
+    ----------
+    layout : bokeh LayoutDOM
+        What to show (e.g. wrapped in ``jupyter_bokeh.BokehModel``).
+    sources : dict of str to ColumnDataSource
+        One source per metric; assign ``source.data`` to update in place.
+    markers : list of Span
+        The current-layer marker of each chart.
+    layers : list of str
+    """
+
+    layout: Any
+    sources: dict
+    markers: list
+    layers: list
+    figures: dict = field(default_factory=dict)
+
+    def set_values(self, metric: str, values: list[float]) -> None:
+        """Replace one metric's values (one per layer), in place."""
+        if metric not in self.sources:
+            raise KeyError(f"no chart for metric {metric!r}; charts: {list(self.sources)}")
+        if len(values) != len(self.layers):
+            raise ValueError(f"need one value per layer ({len(self.layers)}), got {len(values)}")
+        self.sources[metric].data = _columns(self.layers, values)
+
+    def mark_layer(self, layer: str) -> None:
+        """Move the current-layer marker of every chart to ``layer``."""
+        if layer not in self.layers:
+            raise KeyError(f"unknown layer {layer!r}; layers: {self.layers}")
+        for span in self.markers:
+            span.location = self.layers.index(layer)
+
+
+def _columns(layers: list[str], values: list[float]) -> dict:
+    v = [float(x) if x is not None and math.isfinite(float(x)) else float("nan") for x in values]
+    return {"x": list(range(len(layers))), "value": v, "layer": list(layers)}
+
+
+def profile_figure(
+    values: dict[str, list[float]],
+    layers: list[str],
+    *,
+    current_layer: str | None = None,
+    ncols: int = 3,
+    width: int = 250,
+    height: int = 170,
+) -> ProfileFigure:
+    """Small multiples of per-layer metrics with hover, a current-layer marker and tap to pick.
+
+    Parameters
+    ----------
+    values : dict of str to list of float
+        Metric name -> one value per layer (NaN where undefined).
+    layers : list of str
+        Layer names (the x axis, in order).
+    current_layer : str, optional
+        Layer to mark.
+
+    Examples
+    --------
+    >>> fig = profile_figure({"rankme": [3.0, 2.0]}, ["fc1", "fc2"], current_layer="fc2")
+    >>> fig.sources["rankme"].data["value"]
+    [3.0, 2.0]
+    """
+    from bokeh.layouts import gridplot
+    from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Span, TapTool
+    from bokeh.plotting import figure
+
+    if not layers:
+        raise ValueError("need at least one layer")
+    sources, markers, figures = {}, [], {}
+    where = layers.index(current_layer) if current_layer in layers else 0
+    for metric, vals in values.items():
+        if len(vals) != len(layers):
+            raise ValueError(f"metric {metric!r} has {len(vals)} values for {len(layers)} layers")
+        src = ColumnDataSource(_columns(layers, vals))
+        fig = figure(
+            width=width,
+            height=height,
+            title=METRIC_TITLES.get(metric, metric),
+            tools="",
+            toolbar_location=None,
+            x_range=(-0.5, len(layers) - 0.5),
+        )
+        fig.line("x", "value", source=src, line_width=2, color="#4e79a7")
+        dots = fig.scatter("x", "value", source=src, size=7, color="#4e79a7", nonselection_alpha=1.0)
+        fig.add_tools(
+            HoverTool(renderers=[dots], tooltips=[("layer", "@layer"), ("value", "@value{0.000}")]),
+            TapTool(renderers=[dots]),
+        )
+        fig.xaxis.ticker = FixedTicker(ticks=list(range(len(layers))))
+        fig.xaxis.major_label_overrides = {i: name for i, name in enumerate(layers)}
+        fig.xaxis.major_label_orientation = 0.6 if len(layers) > 4 else 0.0
+        fig.title.text_font_size = "11px"
+        span = Span(location=where, dimension="height", line_dash="dashed", line_color="#e15759", line_width=2)
+        fig.add_layout(span)
+        sources[metric], figures[metric] = src, fig
+        markers.append(span)
+    grid = gridplot(list(figures.values()), ncols=ncols, toolbar_location=None)
+    return ProfileFigure(grid, sources, markers, list(layers), figures)
+
+
+def profile_values(table: Any, layers: list[str]) -> dict[str, list[float]]:
+    """Turn ``geo.layer_profile``'s tidy table into metric -> values per layer (NaN if missing).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"layer": ["a", "b"], "metric": ["rankme", "rankme"], "value": [1.0, 2.0]})
+    >>> profile_values(t, ["a", "b"])
+    {'rankme': [1.0, 2.0]}
+    """
+    out: dict[str, list[float]] = {}
+    for metric in dict.fromkeys(table["metric"]):
+        rows = table[table["metric"] == metric]
+        by_layer = dict(zip(rows["layer"], rows["value"]))
+        out[str(metric)] = [float(by_layer.get(layer, np.nan)) for layer in layers]
+    return out

@@ -1,0 +1,610 @@
+"""One exploration: a model, its data, and every result the widgets ask for, computed once.
+
+A :class:`Session` is what the views observe. It captures the chosen layers once (through a
+:class:`~geowidgets.probe.Probe`), and memoises everything derived from them so that a slider
+move is answered from cache or by a cheap re-slice:
+
+* one kNN graph per layer at ``k_max`` (a k move slices it);
+* one :class:`~geowidgets.geometry._deviation.DeviationTables` per layer at ``k_max`` (a k move
+  only re-averages the stored neighbour distances);
+* the model's logits (a temperature move only rescales them);
+* one 2-D layout per (layer, method), aligned to the layout on screen when it is requested;
+* decision slices per (layer, anchors, resolution) with their logits (a temperature move only
+  recolours).
+
+Every public method is thread-safe: the widgets call them from worker threads. ``revision``
+counts the answers the session has given.
+
+Examples
+--------
+>>> from geowidgets.datasets import toy_demo
+>>> from geowidgets.session import Session
+>>> demo = toy_demo("moons", n=300)
+>>> s = Session(demo.model, demo.inputs, demo.labels, layers=demo.layers)
+>>> s.colour_values("deviation", layer=demo.layers[0], k=10).values.shape
+(300,)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from geowidgets.geometry._arrays import as_labels
+from geowidgets.probe import Probe
+
+__all__ = ["Session", "ColourSpec", "SampleDeviation", "COLOUR_BY", "INPUT_LAYER"]
+
+#: Colourings the embedding understands: name -> (kind, depends on k, depends on temperature).
+COLOUR_BY: dict[str, tuple[str, bool, bool]] = {
+    "label": ("categorical", False, False),
+    "prediction": ("categorical", False, False),
+    "correct": ("categorical", False, False),
+    "deviation": ("diverging", True, False),
+    "knn_agreement": ("continuous", True, False),
+    "confidence": ("continuous", False, True),
+    "entropy": ("continuous", False, True),
+    "energy": ("continuous", False, True),
+    "margin": ("continuous", False, True),
+}
+#: Name used for "the model's input" where a layer is expected (decision slices).
+INPUT_LAYER = "input"
+_IMAGE_BYTES_LIMIT = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class ColourSpec:
+    """Per-point values for colouring, and how to map them to colours.
+
+    Attributes
+    ----------
+    values : numpy.ndarray
+        float32 ``[N]``; category codes for ``kind="categorical"``.
+    kind : str
+        ``"categorical"``, ``"continuous"`` or ``"diverging"`` (centred at 0).
+    vmin, vmax : float
+        Range mapped onto the colour scale (values outside are drawn at the ends).
+    categories : list of str
+        Names of the categories (empty for numeric values).
+    name : str
+        What the values are (``"deviation"``, ``"confidence"``...).
+    """
+
+    values: np.ndarray
+    kind: str
+    vmin: float
+    vmax: float
+    categories: list[str]
+    name: str
+
+
+@dataclass(frozen=True)
+class SampleDeviation:
+    """kNN deviation of every sample of a session at one layer and k.
+
+    Attributes
+    ----------
+    distance : numpy.ndarray
+        float32 ``[N]``: mean distance to the k nearest reference samples (leave-one-out for
+        reference samples).
+    z : numpy.ndarray
+        float32 ``[N]``: ``(distance − baseline mean) / baseline std``.
+    baseline : numpy.ndarray
+        ``[Nr]`` leave-one-out distances of the reference samples.
+    reference : numpy.ndarray
+        bool ``[N]``: which samples are in the reference set.
+    k : int
+    """
+
+    distance: np.ndarray
+    z: np.ndarray
+    baseline: np.ndarray
+    reference: np.ndarray
+    k: int
+
+
+class _Memo:
+    """A small thread-safe LRU memo where concurrent callers of the same key compute once."""
+
+    def __init__(self, maxsize: int | None = None):
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._maxsize = maxsize
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._guard:
+            return key in self._data
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._guard:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                if key in self._data:
+                    return self._data[key]
+            value = compute()
+            with self._guard:
+                self._data[key] = value
+                self._locks.pop(key, None)
+                if self._maxsize is not None:
+                    while len(self._data) > self._maxsize:
+                        self._data.popitem(last=False)
+            return value
+
+
+def _image_thumbnails(images: Any, n: int) -> np.ndarray | None:
+    """Images ``[N, H, W]`` (or ``[N, 1, H, W]`` / ``[N, H, W, 3]``) as uint8, or None if unusable."""
+    if images is None:
+        return None
+    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = np.moveaxis(arr, 1, -1)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.shape[0] != n or arr.ndim not in (3, 4) or arr.nbytes > 4 * _IMAGE_BYTES_LIMIT:
+        return None
+    arr = arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+class Session:
+    """A model, its data and a cache of every per-layer result the widgets show.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier whose output is logits ``[N, C]``.
+    inputs : Tensor or ndarray
+        The samples, ``[N, ...]`` as the model takes them.
+    labels : array-like of int, optional
+        True class per sample (``[N]``). Without labels the reference set for deviations is
+        every sample and ``"label"``/``"correct"`` colourings are unavailable.
+    layers : list of str, optional
+        Layers to explore (names in ``model.named_modules()``); None: every leaf module.
+    reference : array-like of bool, optional
+        Trusted samples for kNN deviation (e.g. the training mask). The reference set is
+        ``reference & correctly classified``; default all samples, correctly classified.
+    k_max : int
+        Largest neighbour count any slider may ask for; graphs and deviation tables are built
+        once at this k.
+    class_names : list of str, optional
+        Display names of the classes (default the label values).
+    images : array-like, optional
+        ``[N, H, W]`` images for hover thumbnails; default the inputs if they look like images.
+    device : str
+        Device for capture (see :class:`~geowidgets.probe.Probe`).
+    metric : {"euclidean", "cosine"}
+        Distance used for neighbours and deviations.
+
+    Examples
+    --------
+    >>> from geowidgets.datasets import toy_demo
+    >>> demo = toy_demo("blobs", n=200)
+    >>> s = Session(demo.model, demo.inputs, demo.labels)
+    >>> s.layers == [name for name in s.layers]
+    True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Any,
+        labels: Any = None,
+        layers: list[str] | None = None,
+        *,
+        reference: Any = None,
+        k_max: int = 50,
+        class_names: list[str] | None = None,
+        images: Any = None,
+        device: str = "auto",
+        metric: str = "euclidean",
+        batch_size: int = 256,
+    ):
+        if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
+            raise ValueError(f"k_max must be a positive integer, got {k_max!r}")
+        self.model = model
+        self.inputs = inputs
+        self.probe = Probe(model, layers, device=device)
+        self.layers: list[str] = list(self.probe.layers)
+        self.metric = metric
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._acts = None
+        self.revision = 0
+        self._memo = {name: _Memo() for name in ("graph", "tables", "layout", "profile", "slice")}
+        self._small = {name: _Memo(maxsize=64) for name in ("scores", "deviation", "agreement", "matrix")}
+        n = self._n_inputs(inputs)
+        if n < 3:
+            raise ValueError(f"a session needs at least 3 samples, got {n}")
+        self.n = n
+        if labels is not None:
+            codes, classes = as_labels(labels, n)
+            self.labels: np.ndarray | None = codes.numpy()
+            self.classes = classes
+        else:
+            self.labels, self.classes = None, None
+        self._reference_arg = None if reference is None else self._as_mask(reference, "reference")
+        self._class_names = None if class_names is None else [str(c) for c in class_names]
+        self.images = _image_thumbnails(images if images is not None else self._image_like(inputs), n)
+        self.k_max = min(k_max, n - 2)
+
+    # ------------------------------------------------------------------ data
+    @staticmethod
+    def _n_inputs(inputs: Any) -> int:
+        if isinstance(inputs, (torch.Tensor, np.ndarray)):
+            return int(inputs.shape[0])
+        try:
+            return len(inputs)
+        except TypeError:
+            raise ValueError("inputs must be a Tensor, ndarray or sized Dataset with one row per sample") from None
+
+    @staticmethod
+    def _image_like(inputs: Any) -> Any:
+        if isinstance(inputs, (torch.Tensor, np.ndarray)) and inputs.ndim in (3, 4):
+            return inputs
+        return None
+
+    def _as_mask(self, mask: Any, name: str) -> np.ndarray:
+        arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if arr.dtype != bool or arr.shape != (self.n,):
+            raise ValueError(f"{name} must be a bool mask of shape ({self.n},), got {arr.dtype} {arr.shape}")
+        return arr
+
+    def _answer(self, value: Any) -> Any:
+        with self._lock:
+            self.revision += 1
+        return value
+
+    def check_layer(self, layer: str, *, allow_input: bool = False) -> str:
+        """Return ``layer`` if the session knows it, else raise ``KeyError`` listing the layers."""
+        if allow_input and layer == INPUT_LAYER:
+            return layer
+        if layer not in self.layers:
+            extra = f" or {INPUT_LAYER!r}" if allow_input else ""
+            raise KeyError(f"unknown layer {layer!r}; this session has layers {self.layers}{extra}")
+        return layer
+
+    def check_k(self, k: int) -> int:
+        """Return ``k`` if ``1 <= k <= k_max``, else raise ``ValueError``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.k_max:
+            raise ValueError(f"k must be an integer in [1, {self.k_max}] (k_max of this session), got {k!r}")
+        return int(k)
+
+    @staticmethod
+    def check_temperature(temperature: float) -> float:
+        """Return ``temperature`` as a float if finite and > 0, else raise ``ValueError``."""
+        t = float(temperature)
+        if not math.isfinite(t) or t <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        return t
+
+    @property
+    def captured(self) -> bool:
+        """True once the activations have been captured."""
+        return self._acts is not None
+
+    def activations(self):
+        """All layers' activations (captured on first use), an :class:`~geowidgets.probe.Activations`."""
+        if self._acts is None:
+            with self._lock:
+                if self._acts is None:
+                    self._acts = self.probe.capture(self.inputs, batch_size=self.batch_size, progress=False)
+        return self._acts
+
+    def features(self, layer: str) -> torch.Tensor:
+        """Layer activations ``[N, D]`` (float32, CPU)."""
+        return self.activations()[self.check_layer(layer)]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The model's outputs ``[N, C]`` (float32, CPU)."""
+        out = self.activations().outputs
+        if out is None or out.ndim != 2 or out.shape[1] < 2:
+            shape = None if out is None else tuple(out.shape)
+            raise ValueError(f"the model's output must be logits [N, C] with C >= 2, got shape {shape}")
+        return out
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Predicted class per sample (argmax of the logits), int64 ``[N]``."""
+        return self.logits.argmax(1).numpy()
+
+    @property
+    def class_names(self) -> list[str]:
+        """Display names of the classes."""
+        if self._class_names is not None:
+            return self._class_names
+        if self.classes is not None:
+            return [str(c) for c in self.classes]
+        return [str(c) for c in range(self.logits.shape[1])]
+
+    @property
+    def correct(self) -> np.ndarray | None:
+        """Bool ``[N]``: prediction equals label (None without labels)."""
+        if self.labels is None:
+            return None
+        return self.predictions == self.labels
+
+    @property
+    def reference_mask(self) -> np.ndarray:
+        """Bool ``[N]``: the trusted samples kNN deviations are measured against."""
+        mask = np.ones(self.n, dtype=bool) if self._reference_arg is None else self._reference_arg.copy()
+        if self.labels is not None:
+            mask &= self.correct
+        if mask.sum() < self.k_max + 2:
+            raise ValueError(
+                f"only {int(mask.sum())} reference samples (trusted and correctly classified); "
+                f"need at least k_max + 2 = {self.k_max + 2}"
+            )
+        return mask
+
+    # ------------------------------------------------------------------ neighbours and deviation
+    def knn_graph(self, layer: str):
+        """The layer's kNN graph at ``k_max`` (computed once)."""
+        from geowidgets import geometry as geo
+
+        X = self.features(layer)
+        return self._memo["graph"].get(layer, lambda: geo.knn_graph(X, self.k_max, metric=self.metric))
+
+    def has_graph(self, layer: str) -> bool:
+        """True if the layer's kNN graph is cached (so k moves are cheap)."""
+        return layer in self._memo["graph"]
+
+    def deviation_tables(self, layer: str):
+        """The layer's cached deviation tables at ``k_max``: non-reference samples vs the reference set.
+
+        Reference samples are scored by their leave-one-out baseline (see :meth:`deviation`), so
+        only the other samples are searched against the reference.
+        """
+        from geowidgets.geometry._deviation import DeviationTables
+
+        X = self.features(layer)
+
+        def build():
+            ref = torch.from_numpy(self.reference_mask)
+            queries = X[~ref] if bool((~ref).any()) else X[:1]
+            return DeviationTables.from_data(queries, X[ref], self.k_max, metric=self.metric)
+
+        return self._memo["tables"].get(layer, build)
+
+    def has_tables(self, layer: str) -> bool:
+        """True if the layer's deviation tables are cached (so k moves only re-average)."""
+        return layer in self._memo["tables"]
+
+    def deviation(self, layer: str, k: int) -> SampleDeviation:
+        """kNN deviation of every sample from the reference set at ``k`` (PROBES.md §2).
+
+        Non-reference samples are scored against the whole reference set; reference samples get
+        their leave-one-out baseline value, so no sample counts itself as a neighbour.
+        """
+        k = self.check_k(k)
+        tables = self.deviation_tables(layer)
+
+        def compute():
+            res = tables.result(k)
+            ref = self.reference_mask
+            distance = np.empty(self.n, dtype=np.float32)
+            distance[ref] = np.asarray(res.baseline, dtype=np.float32)
+            if (~ref).any():
+                distance[~ref] = np.asarray(res.distance, dtype=np.float32)
+            z = (distance - res.baseline_mean) / res.baseline_std
+            return SampleDeviation(distance, z.astype(np.float32), np.asarray(res.baseline), ref, k)
+
+        return self._answer(self._small["deviation"].get((layer, k), compute))
+
+    def deviation_matrix(self, k: int, threshold: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """z-scores of every sample at every layer and each sample's divergence layer.
+
+        Returns
+        -------
+        z : numpy.ndarray
+            float32 ``[L, N]``.
+        divergence : numpy.ndarray
+            int32 ``[N]``: the first layer (in ``layers`` order) with ``z > threshold``, else -1.
+        """
+        k = self.check_k(k)
+        threshold = float(threshold)
+
+        def build():
+            return np.stack([self.deviation(layer, k).z for layer in self.layers])
+
+        z = self._small["matrix"].get(k, build)
+        above = z > threshold
+        divergence = np.where(above.any(0), above.argmax(0), -1).astype(np.int32)
+        return z, divergence
+
+    def auroc(self, k: int) -> list[float]:
+        """Per-layer AUROC of the deviation of misclassified samples vs the reference baseline."""
+        from geowidgets import geometry as geo
+
+        out = []
+        wrong = None if self.labels is None else ~self.correct
+        for layer in self.layers:
+            res = self.deviation(layer, k)
+            if wrong is None or wrong.sum() == 0:
+                out.append(float("nan"))
+            else:
+                out.append(float(geo.auroc(res.distance[wrong], res.baseline)))
+        return out
+
+    # ------------------------------------------------------------------ temperature scores
+    def scores(self, temperature: float):
+        """``TemperatureScores`` of the logits at ``temperature`` (a rescale, no forward pass)."""
+        from geowidgets import geometry as geo
+
+        t = self.check_temperature(temperature)
+        logits = self.logits
+        return self._answer(self._small["scores"].get(t, lambda: geo.temperature_scores(logits, t)))
+
+    # ------------------------------------------------------------------ colours
+    def colour_values(self, colour_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0):
+        """Per-point values for the embedding's colouring (see :data:`COLOUR_BY`).
+
+        Returns
+        -------
+        ColourSpec
+        """
+        if colour_by not in COLOUR_BY:
+            raise ValueError(f"colour_by must be one of {list(COLOUR_BY)}, got {colour_by!r}")
+        kind = COLOUR_BY[colour_by][0]
+        if colour_by in ("label", "correct", "knn_agreement") and self.labels is None:
+            raise ValueError(f"colour_by={colour_by!r} needs labels; this session has none")
+        if colour_by == "label":
+            v, cats = self.labels, self.class_names
+        elif colour_by == "prediction":
+            v, cats = self.predictions, self.class_names
+        elif colour_by == "correct":
+            v, cats = self.correct.astype(np.int64), ["wrong", "correct"]
+        elif colour_by == "deviation":
+            z = self.deviation(self.check_layer(layer), k).z
+            return ColourSpec(z, kind, -5.0, 5.0, [], "deviation z")
+        elif colour_by == "knn_agreement":
+            v = self._agreement(self.check_layer(layer), self.check_k(k))
+            return ColourSpec(v, kind, 0.0, 1.0, [], "kNN label agreement")
+        else:
+            s = self.scores(temperature)
+            v = np.asarray(getattr(s, colour_by), dtype=np.float32)
+            if colour_by == "energy":
+                v = -v
+            vmin, vmax = {"confidence": (1.0 / self.logits.shape[1], 1.0), "margin": (0.0, 1.0)}.get(
+                colour_by, (float(v.min()), float(v.max()))
+            )
+            if colour_by == "entropy":
+                vmin, vmax = 0.0, math.log(self.logits.shape[1])
+            name = "−energy" if colour_by == "energy" else colour_by
+            return ColourSpec(v, kind, float(vmin), float(vmax), [], name)
+        return ColourSpec(np.asarray(v, dtype=np.float32), kind, 0.0, float(len(cats) - 1), list(cats), colour_by)
+
+    def _agreement(self, layer: str, k: int) -> np.ndarray:
+        from geowidgets import geometry as geo
+
+        def compute():
+            g = self.knn_graph(layer)
+            res = geo.knn_label_agreement(self.features(layer), self.labels, k=k, knn=g)
+            return np.asarray(res.per_point, dtype=np.float32)
+
+        return self._answer(self._small["agreement"].get((layer, k), compute))
+
+    def colour_is_cheap(self, colour_by: str, layer: str) -> bool:
+        """True if :meth:`colour_values` answers from cache or in O(N·k) (no kNN search)."""
+        if not self.captured:
+            return False
+        if colour_by == "deviation":
+            return self.has_tables(layer)
+        if colour_by == "knn_agreement":
+            return self.has_graph(layer)
+        return True
+
+    # ------------------------------------------------------------------ layouts
+    def layout(self, layer: str, method: str = "pca", reference: np.ndarray | None = None) -> np.ndarray:
+        """2-D layout of a layer, float32 ``[N, 2]``, aligned to ``reference`` when given.
+
+        ``method="pca"`` is immediate; ``"umap"`` is warm-started from ``reference`` (the layout on
+        screen) or the PCA layout, and reuses the layer's cached kNN graph.
+        """
+        from geowidgets import geometry as geo
+
+        layer = self.check_layer(layer)
+        if method not in ("pca", "umap"):
+            raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
+        X = self.features(layer)
+
+        def compute():
+            if method == "pca":
+                return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
+            init = reference if reference is not None and reference.shape == (self.n, 2) else None
+            if init is None:
+                init = self.layout(layer, "pca")
+            graph = self.knn_graph(layer)
+            return np.asarray(geo.embed(X, method="umap", knn=graph, init=init), dtype=np.float32)
+
+        Y = self._memo["layout"].get((layer, method), compute)
+        if reference is not None and reference.shape == Y.shape:
+            Y = np.asarray(geo.align_layout(Y, reference), dtype=np.float32)
+        return self._answer(Y)
+
+    def has_layout(self, layer: str, method: str) -> bool:
+        """True if the (layer, method) layout is cached."""
+        return (layer, method) in self._memo["layout"]
+
+    # ------------------------------------------------------------------ decision slices
+    def default_anchors(self) -> tuple[int, int, int]:
+        """Three samples to span the first slice: one per most frequent class, correctly classified if possible."""
+        pool = np.flatnonzero(self.correct) if self.labels is not None and self.correct.any() else np.arange(self.n)
+        if self.labels is None:
+            return int(pool[0]), int(pool[len(pool) // 2]), int(pool[-1])
+        labels = self.labels[pool]
+        order = np.argsort(-np.bincount(labels), kind="stable")
+        picks = [int(pool[np.flatnonzero(labels == c)[0]]) for c in order[:3]]
+        rest = [int(i) for i in pool if int(i) not in picks]
+        while len(picks) < 3:
+            picks.append(rest[(len(picks) * len(rest)) // 3])
+        return picks[0], picks[1], picks[2]
+
+    def slice_space(self, layer: str) -> torch.Tensor:
+        """The points a slice at ``layer`` lives among: the inputs (flattened) or the layer's activations."""
+        if layer == INPUT_LAYER:
+            x = self.inputs if isinstance(self.inputs, torch.Tensor) else torch.as_tensor(np.asarray(self.inputs))
+            return x.detach().float().reshape(self.n, -1).cpu()
+        return self.features(layer)
+
+    def decision_slice(self, layer: str, anchors: tuple[int, int, int], resolution: int = 128):
+        """The decision slice (at temperature 1) through three samples, at a layer or at the input.
+
+        Cached per (layer, anchors, resolution); use ``.with_temperature(T)`` for other T.
+        """
+        from geowidgets import geometry as geo
+
+        layer = self.check_layer(layer, allow_input=True)
+        anchors = tuple(int(a) for a in anchors)
+        if len(anchors) != 3 or len(set(anchors)) != 3 or not all(0 <= a < self.n for a in anchors):
+            raise ValueError(f"anchors must be 3 distinct sample indices in [0, {self.n}), got {anchors}")
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
+            raise ValueError(f"resolution must be an integer in [8, 1024], got {resolution!r}")
+        space = self.slice_space(layer)
+
+        def compute():
+            plane = geo.Plane.through(*(space[a] for a in anchors))
+            kwargs: dict[str, Any] = {}
+            if layer != INPUT_LAYER:
+                # The model runs on the first anchor's input; its layer output is swapped for the grid.
+                carrier = torch.as_tensor(
+                    np.asarray(self.inputs[anchors[0]])
+                    if not isinstance(self.inputs, torch.Tensor)
+                    else self.inputs[anchors[0]]
+                )
+                kwargs = {"layer": layer, "plane_space": "layer", "carrier": carrier}
+            return geo.decision_slice(self.model, plane, resolution=resolution, data=space, **kwargs)
+
+        return self._answer(self._memo["slice"].get((layer, anchors, resolution), compute))
+
+    # ------------------------------------------------------------------ layer profile
+    def profile(self, metrics: tuple[str, ...], k: int = 10):
+        """Tidy per-layer metric table (``geo.layer_profile``), computed once per (metrics, k)."""
+        from geowidgets import geometry as geo
+
+        k = self.check_k(k)
+        acts = self.activations()
+        labels = self.labels
+
+        def compute():
+            return geo.layer_profile({name: acts[name] for name in self.layers}, labels, metrics=metrics, k=k)
+
+        return self._answer(self._memo["profile"].get((tuple(metrics), k), compute))
+
+    def __repr__(self) -> str:
+        return f"Session(N={self.n}, layers={self.layers}, k_max={self.k_max}, captured={self.captured})"

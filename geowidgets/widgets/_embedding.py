@@ -1,0 +1,298 @@
+"""EmbeddingView: a WebGL scatter of one layer's 2-D layout, coloured by any per-point value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from geowidgets.session import COLOUR_BY, ColourSpec, Session
+from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
+
+__all__ = ["EmbeddingView", "normalise_positions"]
+
+
+def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
+    """Centre a layout and scale it uniformly (aspect kept) so it fits in ``[-pad, pad]^2``.
+
+    Parameters
+    ----------
+    xy : array-like, shape [N, 2]
+        Finite coordinates.
+    pad : float
+        Half-width the longer side is scaled to (``< 1`` keeps edge points whole on screen).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``[N, 2]`` within ``[-1, 1]``.
+
+    Examples
+    --------
+    >>> normalise_positions([[0, 0], [4, 2]]).tolist()
+    [[-0.949999988079071, -0.4749999940395355], [0.949999988079071, 0.4749999940395355]]
+    """
+    arr = np.asarray(xy, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"positions must have shape [N, 2], got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("positions contain NaN/inf; only finite coordinates can be drawn")
+    if arr.shape[0] == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    lo, hi = arr.min(0), arr.max(0)
+    half = float((hi - lo).max()) / 2
+    centred = arr - (lo + hi) / 2
+    return (centred / half * pad if half > 0 else centred).astype(np.float32)
+
+
+class EmbeddingView(ViewBase):
+    """WebGL scatter (regl-scatterplot) of a layer's embedding, for up to ~10^6 points.
+
+    Use it with a :class:`~geowidgets.session.Session` (it then computes layouts and colours for
+    ``layer``, ``k``, ``temperature`` and ``colour_by``), or alone by calling
+    :meth:`set_points` and :meth:`set_colours` with your own arrays.
+
+    Positions are sent once, normalised to ``[-1, 1]`` (aspect kept), as a float32 buffer; a k or
+    temperature move sends only the new values; a layer change animates the points to the new
+    layout, aligned to the one on screen. The first picture of a layer is its PCA; with
+    ``method="umap"`` a UMAP layout (warm-started, on a worker thread) replaces it.
+
+    Parameters
+    ----------
+    session : Session, optional
+        Where layouts and values come from.
+    layer : str, optional
+        Layer to show (default: the session's last layer).
+    k, temperature, colour_by, method : see the traits.
+    size : int
+        Canvas width and height in pixels.
+
+    Attributes
+    ----------
+    selection : list of int
+        Indices selected in the browser (click a point; shift+drag to lasso).
+    hovered : int
+        Index under the mouse, or -1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> view = EmbeddingView()
+    >>> view.set_points(np.random.default_rng(0).normal(size=(100, 2)))
+    >>> view.n_points
+    100
+    """
+
+    _esm = STATIC / "embedding.js"
+
+    positions = traitlets.Bytes(b"").tag(sync=True)
+    n_points = traitlets.Int(0).tag(sync=True)
+    values = traitlets.Bytes(b"").tag(sync=True)
+    colour_kind = traitlets.Unicode("categorical").tag(sync=True)
+    colour_label = traitlets.Unicode("").tag(sync=True)
+    value_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
+    categories = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
+    labels = traitlets.Bytes(b"").tag(sync=True)
+    predictions = traitlets.Bytes(b"").tag(sync=True)
+    class_names = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
+    images = traitlets.Bytes(b"").tag(sync=True)
+    image_shape = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    hovered = traitlets.Int(-1).tag(sync=True)
+    animate = traitlets.Bool(True).tag(sync=True)
+    point_size = traitlets.Float(4.0).tag(sync=True)
+    size = traitlets.Int(440).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    layer = traitlets.Unicode("").tag(sync=True)
+    k = traitlets.Int(10).tag(sync=True)
+    temperature = traitlets.Float(1.0).tag(sync=True)
+    colour_by = traitlets.Unicode("label").tag(sync=True)
+    method = traitlets.Unicode("umap").tag(sync=True)
+
+    def __init__(self, session: Session | None = None, **kwargs: Any):
+        self.session = session
+        self._raw_layout: np.ndarray | None = None
+        self._layout_key: tuple | None = None
+        if session is not None:
+            kwargs.setdefault("layer", session.layers[-1])
+            if session.labels is None and kwargs.get("colour_by", "label") == "label":
+                kwargs["colour_by"] = "prediction"
+        super().__init__(**kwargs)
+        if session is not None:
+            self.observe(self._on_layer, names=["layer", "method"])
+            self.observe(self._on_values, names=["k", "temperature", "colour_by"])
+            self._on_layer()
+
+    # ------------------------------------------------------------------ validation
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        if self.session is not None:
+            self.session.check_layer(proposal["value"])
+        return proposal["value"]
+
+    @traitlets.validate("k")
+    def _check_k(self, proposal: dict) -> int:
+        if self.session is not None:
+            return self.session.check_k(proposal["value"])
+        if proposal["value"] < 1:
+            raise ValueError(f"k must be >= 1, got {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.validate("temperature")
+    def _check_temperature(self, proposal: dict) -> float:
+        return Session.check_temperature(proposal["value"])
+
+    @traitlets.validate("colour_by")
+    def _check_colour_by(self, proposal: dict) -> str:
+        if proposal["value"] not in COLOUR_BY:
+            raise ValueError(f"colour_by must be one of {list(COLOUR_BY)}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("method")
+    def _check_method(self, proposal: dict) -> str:
+        if proposal["value"] not in ("pca", "umap"):
+            raise ValueError(f"method must be 'pca' or 'umap', got {proposal['value']!r}")
+        return proposal["value"]
+
+    # ------------------------------------------------------------------ direct use
+    def set_points(self, xy: Any, *, labels: Any = None, predictions: Any = None, class_names: Any = None) -> None:
+        """Show new point positions ``[N, 2]`` (normalised here); same N animates from the old ones.
+
+        Examples
+        --------
+        >>> view = EmbeddingView()
+        >>> view.set_points([[0, 0], [1, 1], [2, 0]], labels=[0, 1, 1])
+        >>> view.revision
+        1
+        """
+        with self.hold_sync():
+            self._set_positions(xy)
+            n = self.n_points
+            if labels is not None:
+                self.labels = to_bytes(self._check_len(labels, n, "labels"), "int32")
+            if predictions is not None:
+                self.predictions = to_bytes(self._check_len(predictions, n, "predictions"), "int32")
+            if class_names is not None:
+                self.class_names = [str(c) for c in class_names]
+            if len(self.values) != 4 * n:
+                self.values = b""
+            self.revision += 1
+
+    def set_colours(
+        self,
+        values: Any,
+        kind: str = "continuous",
+        *,
+        vmin: float | None = None,
+        vmax: float | None = None,
+        categories: list[str] | None = None,
+        label: str = "value",
+    ) -> None:
+        """Colour the points by ``values`` ``[N]`` (only the values travel; positions stay).
+
+        ``kind`` is ``"categorical"`` (integer codes, named by ``categories``), ``"continuous"``
+        or ``"diverging"`` (centred at 0).
+        """
+        if kind not in ("categorical", "continuous", "diverging"):
+            raise ValueError(f"kind must be 'categorical', 'continuous' or 'diverging', got {kind!r}")
+        v = self._check_len(values, self.n_points, "values").astype(np.float32)
+        if not np.isfinite(v).all():
+            raise ValueError("values contain NaN/inf; give finite values")
+        if kind == "categorical":
+            cats = categories if categories is not None else [str(i) for i in range(int(v.max(initial=0)) + 1)]
+            spec = ColourSpec(v, kind, 0.0, float(len(cats) - 1), list(cats), label)
+        else:
+            lo = float(v.min(initial=0.0)) if vmin is None else float(vmin)
+            hi = float(v.max(initial=1.0)) if vmax is None else float(vmax)
+            spec = ColourSpec(v, kind, lo, hi, [], label)
+        with self.hold_sync():
+            self._set_colour_spec(spec)
+            self.revision += 1
+
+    @staticmethod
+    def _check_len(values: Any, n: int, name: str) -> np.ndarray:
+        arr = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},) (one per point), got {arr.shape}")
+        return arr
+
+    def _set_positions(self, xy: Any) -> None:
+        norm = normalise_positions(xy)
+        self.positions = to_bytes(norm, "float32")
+        self.n_points = int(norm.shape[0])
+
+    def _set_colour_spec(self, spec: ColourSpec) -> None:
+        self.values = to_bytes(spec.values, "float32")
+        self.colour_kind = spec.kind
+        self.value_range = [float(spec.vmin), float(spec.vmax)]
+        self.categories = list(spec.categories)
+        self.colour_label = spec.name
+
+    # ------------------------------------------------------------------ session-driven
+    def _static_traits(self) -> dict[str, Any]:
+        s = self.session
+        out: dict[str, Any] = {"class_names": s.class_names, "predictions": to_bytes(s.predictions, "int32")}
+        if s.labels is not None:
+            out["labels"] = to_bytes(s.labels, "int32")
+        if s.images is not None:
+            out["images"] = s.images.tobytes()
+            out["image_shape"] = list(s.images.shape[1:])
+        return out
+
+    def _current_layout(self) -> np.ndarray | None:
+        return self._raw_layout
+
+    def _on_layer(self, change: dict | None = None) -> None:
+        s, layer, method = self.session, self.layer, self.method
+        reference = self._current_layout()
+        first = reference is None
+        self.lane("refine").cancel()
+
+        def compute_pca():
+            return s.layout(layer, "pca", reference=reference), (self._static_traits() if first else {})
+
+        def apply(result, stage="pca"):
+            xy, extra = result
+            for name, value in extra.items():
+                setattr(self, name, value)
+            self._raw_layout = xy
+            self._set_positions(xy)
+            self.title = f"{layer} · {stage.upper()}" + (
+                " (refining with UMAP…)" if stage == "pca" and method == "umap" else ""
+            )
+            if stage == "pca" and method == "umap":
+                self._refine(layer)
+
+        cheap = s.captured and (s.has_layout(layer, method) or method == "pca")
+        if cheap and s.has_layout(layer, method):
+            self.lane("layout").submit(
+                lambda: (s.layout(layer, method, reference=reference), {}), lambda r: apply(r, method), inline=True
+            )
+        else:
+            self.lane("layout").submit(compute_pca, apply, inline=cheap, message=f"capturing and laying out {layer}…")
+        self._on_values()
+
+    def _refine(self, layer: str) -> None:
+        s = self.session
+        reference = self._raw_layout
+
+        def apply(xy):
+            self._raw_layout = xy
+            self._set_positions(xy)
+            self.title = f"{layer} · UMAP"
+
+        self.lane("refine").submit(
+            lambda: s.layout(layer, "umap", reference=reference), apply, message=f"refining {layer} with UMAP…"
+        )
+
+    def _on_values(self, change: dict | None = None) -> None:
+        s, layer, k, t, by = self.session, self.layer, self.k, self.temperature, self.colour_by
+        cheap = s.colour_is_cheap(by, layer)
+        self.lane("values").submit(
+            lambda: s.colour_values(by, layer=layer, k=k, temperature=t),
+            self._set_colour_spec,
+            inline=cheap,
+            message=f"computing {by} for {layer}…",
+        )

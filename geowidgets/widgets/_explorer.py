@@ -1,0 +1,235 @@
+"""Explorer: the four views over one session, linked, with layer / k / temperature controls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets
+import traitlets
+
+from geowidgets.session import COLOUR_BY, Session
+from geowidgets.widgets._base import StatusBar
+from geowidgets.widgets._deviation_map import DeviationMap
+from geowidgets.widgets._embedding import EmbeddingView
+from geowidgets.widgets._layer_profile import LayerProfile
+from geowidgets.widgets._slice import SliceView
+
+__all__ = ["Explorer"]
+
+
+class Explorer(ipywidgets.VBox):
+    """The composed dashboard: embedding, decision slice, deviation map and layer profile, linked.
+
+    Controls: a layer dropdown and a scrubber (slider over the layer index), a k slider, a
+    temperature slider (log scale), and a colour-by menu. Setting ``ex.layer``, ``ex.k``,
+    ``ex.temperature`` or ``ex.colour_by`` from Python is the same as moving the control. A
+    selection (click or shift+lasso in the embedding, a click in the deviation map) or a hover in
+    one view highlights the same samples in all of them; ``ex.selection`` returns the indices.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier returning logits.
+    inputs : Tensor or ndarray
+        Samples ``[N, ...]``.
+    labels : array-like of int, optional
+        True classes ``[N]``.
+    layers : list of str, optional
+        Layers to explore (default every leaf module).
+    k : int
+        Initial neighbour count (the slider goes up to ``k_max``).
+    temperature : float
+        Initial softmax temperature (slider 0.05 to 20, log scale).
+    colour_by : str
+        Initial colouring (see :data:`geowidgets.session.COLOUR_BY`).
+    method : {"umap", "pca"}
+        Embedding method (PCA is always shown first).
+    session_kwargs : dict, optional
+        Passed to :class:`~geowidgets.session.Session` (``reference``, ``k_max``,
+        ``class_names``, ``images``, ``device``...).
+
+    Attributes
+    ----------
+    session : Session
+    embedding, slice, deviation_map, profile : the views.
+
+    Examples
+    --------
+    >>> from geowidgets.datasets import toy_demo
+    >>> demo = toy_demo("moons", n=300)
+    >>> ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers, method="pca")
+    >>> ex.k = 7
+    >>> _ = ex.wait()
+    >>> ex.embedding.k
+    7
+    """
+
+    layer = traitlets.Unicode("")
+    k = traitlets.Int(10)
+    temperature = traitlets.Float(1.0)
+    colour_by = traitlets.Unicode("label")
+    selection = traitlets.List(traitlets.Int(), default_value=[])
+    hovered = traitlets.Int(-1)
+    revision = traitlets.Int(0)
+    status = traitlets.Unicode("idle")
+    message = traitlets.Unicode("")
+
+    def __init__(
+        self,
+        model: Any,
+        inputs: Any,
+        labels: Any = None,
+        layers: list[str] | None = None,
+        *,
+        k: int = 10,
+        temperature: float = 1.0,
+        colour_by: str | None = None,
+        method: str = "umap",
+        size: int = 420,
+        session_kwargs: dict | None = None,
+    ):
+        session = (
+            model if isinstance(model, Session) else Session(model, inputs, labels, layers, **(session_kwargs or {}))
+        )
+        self.session = session
+        layer = session.layers[-1]
+        k = session.check_k(k)
+        temperature = session.check_temperature(temperature)
+        colour_by = colour_by or ("label" if session.labels is not None else "prediction")
+        self.embedding = EmbeddingView(
+            session, layer=layer, k=k, temperature=temperature, colour_by=colour_by, method=method, size=size
+        )
+        self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
+        self.deviation_map = DeviationMap(session, k=k, current_layer=layer, size=size)
+        self.profile = LayerProfile(session, k=k, current_layer=layer)
+        self._views = [self.embedding, self.slice, self.deviation_map, self.profile]
+        self._dirty = True
+
+        self.layer_dropdown = ipywidgets.Dropdown(options=session.layers, value=layer, description="layer")
+        self.layer_scrubber = ipywidgets.IntSlider(
+            value=session.layers.index(layer), min=0, max=len(session.layers) - 1, readout=False, description="depth"
+        )
+        self.k_slider = ipywidgets.IntSlider(value=k, min=1, max=session.k_max, description="k")
+        self.temperature_slider = ipywidgets.FloatLogSlider(
+            value=temperature, base=10, min=-1.301, max=1.301, step=0.01, description="temperature"
+        )
+        options = [c for c in COLOUR_BY if session.labels is not None or c not in ("label", "correct", "knn_agreement")]
+        self.colour_dropdown = ipywidgets.Dropdown(options=options, value=colour_by, description="colour by")
+        for control, cls in [
+            (self.layer_dropdown, "gw-layer-dropdown"),
+            (self.layer_scrubber, "gw-layer-scrubber"),
+            (self.k_slider, "gw-k-slider"),
+            (self.temperature_slider, "gw-temperature-slider"),
+            (self.colour_dropdown, "gw-colour-by"),
+        ]:
+            control.add_class(cls)
+        self.status_bar = StatusBar(view="explorer", root_class="gw-explorer")
+        controls = ipywidgets.HBox([self.layer_dropdown, self.layer_scrubber, self.k_slider])
+        controls2 = ipywidgets.HBox([self.temperature_slider, self.colour_dropdown])
+        row1 = ipywidgets.HBox([self.embedding, self.slice])
+        row2 = ipywidgets.HBox([self.deviation_map, self.profile])
+        super().__init__(children=[controls, controls2, self.status_bar, row1, row2])
+        self.add_class("gw-explorer")
+        self.set_trait("layer", layer)
+        self.set_trait("k", k)
+        self.set_trait("temperature", temperature)
+        self.set_trait("colour_by", colour_by)
+
+        # Controls <-> explorer traits (a Python write moves the control, a control move writes the trait).
+        traitlets.link((self.layer_dropdown, "value"), (self, "layer"))
+        traitlets.link((self.k_slider, "value"), (self, "k"))
+        traitlets.link((self.temperature_slider, "value"), (self, "temperature"))
+        traitlets.link((self.colour_dropdown, "value"), (self, "colour_by"))
+        self.layer_scrubber.observe(self._on_scrubber, names=["value"])
+        # Linked views: selection and hover travel through the explorer to every view.
+        for view in (self.embedding, self.slice, self.deviation_map):
+            traitlets.link((view, "selection"), (self, "selection"))
+            traitlets.link((view, "hovered"), (self, "hovered"))
+        traitlets.link((self.profile, "current_layer"), (self, "layer"))
+        self.observe(self._on_layer, names=["layer"])
+        self.observe(self._on_k, names=["k"])
+        self.observe(self._on_temperature, names=["temperature"])
+        self.observe(self._on_colour, names=["colour_by"])
+        for view in self._views:
+            view.observe(self._on_view_state, names=["status", "revision", "message"])
+        self._on_view_state()
+
+    # ------------------------------------------------------------------ validation
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        return self.session.check_layer(proposal["value"])
+
+    @traitlets.validate("k")
+    def _check_k(self, proposal: dict) -> int:
+        return self.session.check_k(proposal["value"])
+
+    @traitlets.validate("temperature")
+    def _check_temperature(self, proposal: dict) -> float:
+        return Session.check_temperature(proposal["value"])
+
+    @traitlets.validate("colour_by")
+    def _check_colour_by(self, proposal: dict) -> str:
+        if proposal["value"] not in self.colour_dropdown.options:
+            raise ValueError(
+                f"colour_by must be one of {list(self.colour_dropdown.options)}, got {proposal['value']!r}"
+            )
+        return proposal["value"]
+
+    # ------------------------------------------------------------------ propagation
+    def _on_scrubber(self, change: dict) -> None:
+        self.layer = self.session.layers[change["new"]]
+
+    def _on_layer(self, change: dict) -> None:
+        self._dirty = True
+        self.layer_scrubber.value = self.session.layers.index(self.layer)
+        self.embedding.layer = self.layer
+        self.slice.layer = self.layer
+        self.deviation_map.current_layer = self.layer
+        self.profile.current_layer = self.layer
+        self._on_view_state()
+
+    def _on_k(self, change: dict) -> None:
+        self._dirty = True
+        self.embedding.k = self.k
+        self.deviation_map.k = self.k
+        self.profile.k = self.k
+        self._on_view_state()
+
+    def _on_temperature(self, change: dict) -> None:
+        self._dirty = True
+        self.embedding.temperature = self.temperature
+        self.slice.temperature = self.temperature
+        self._on_view_state()
+
+    def _on_colour(self, change: dict) -> None:
+        self._dirty = True
+        self.embedding.colour_by = self.colour_by
+        self._on_view_state()
+
+    def _on_view_state(self, change: dict | None = None) -> None:
+        statuses = [view.status for view in self._views]
+        errors = [view.message for view in self._views if view.status == "error"]
+        busy = [view.message for view in self._views if view.status == "busy"]
+        with self.status_bar.hold_sync():
+            if errors:
+                self.status, self.message = "error", errors[0]
+            elif busy:
+                self.status, self.message = "busy", busy[0]
+            else:
+                self.status, self.message = "idle", ""
+            if self._dirty and "busy" not in statuses:
+                self._dirty = False
+                self.revision += 1
+            self.status_bar.status = self.status
+            self.status_bar.message = self.message
+            self.status_bar.revision = self.revision
+            self.status_bar.summary = (
+                f"N={self.session.n} · layer {self.layer} · k={self.k} · T={self.temperature:.3g} · "
+                f"{len(self.selection)} selected"
+            )
+
+    def wait(self, timeout: float | None = 120.0) -> bool:
+        """Block until every view is idle and its results applied (for scripts and tests)."""
+        ok = all(view.wait(timeout) for view in self._views)
+        self._on_view_state()
+        return ok

@@ -1,0 +1,177 @@
+"""SliceView: the model's decisions on a plane through three samples, at the input or a layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import traitlets
+
+from geowidgets.session import INPUT_LAYER, Session
+from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
+
+__all__ = ["SliceView"]
+
+
+class SliceView(ViewBase):
+    """Decision-boundary slice as an image: class colour, confidence as lightness.
+
+    The plane passes through three anchor samples (A, B, C) in the space of ``layer`` (or of the
+    model's input with ``layer="input"``). The data nearest the plane are drawn projected onto it,
+    fading with their distance from it. A temperature move rescales the cached slice logits (no
+    forward pass) and sends only the new confidences. A click on the image sets ``clicked``
+    (plane coordinates ``[alpha, beta]``) and makes the sample nearest the click the new anchor,
+    replacing the anchors in turn (A, then B, then C).
+
+    Parameters
+    ----------
+    session : Session
+    layer : str, optional
+        A session layer or ``"input"`` (default: the session's first layer).
+    anchors : list of 3 int, optional
+        Sample indices (default: one sample from each of the three largest classes).
+    resolution : int
+        Grid size G (the image is G x G).
+    temperature : float
+    max_points : int
+        Data points drawn (those nearest the plane).
+
+    Examples
+    --------
+    >>> from geowidgets.datasets import toy_demo
+    >>> from geowidgets.session import Session
+    >>> demo = toy_demo("moons", n=200)
+    >>> view = SliceView(Session(demo.model, demo.inputs, demo.labels), layer="input", resolution=32)
+    >>> _ = view.wait()
+    >>> len(view.classes) == 32 * 32
+    True
+    """
+
+    _esm = STATIC / "slice.js"
+
+    classes = traitlets.Bytes(b"").tag(sync=True)
+    confidence = traitlets.Bytes(b"").tag(sync=True)
+    resolution = traitlets.Int(128).tag(sync=True)
+    extent = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
+    n_classes = traitlets.Int(0).tag(sync=True)
+    class_names = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
+    points = traitlets.Bytes(b"").tag(sync=True)
+    point_labels = traitlets.Bytes(b"").tag(sync=True)
+    point_alpha = traitlets.Bytes(b"").tag(sync=True)
+    point_index = traitlets.Bytes(b"").tag(sync=True)
+    anchors = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    anchor_xy = traitlets.Bytes(b"").tag(sync=True)
+    clicked = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
+    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    hovered = traitlets.Int(-1).tag(sync=True)
+    size = traitlets.Int(440).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    temperature = traitlets.Float(1.0).tag(sync=True)
+    max_points = traitlets.Int(5000).tag(sync=True)
+
+    def __init__(self, session: Session, **kwargs: Any):
+        if not isinstance(session, Session):
+            raise ValueError(f"SliceView needs a geowidgets Session, got {type(session).__name__}")
+        self.session = session
+        self._slice = None
+        self._coords: np.ndarray | None = None
+        self._next_anchor = 0
+        kwargs.setdefault("layer", session.layers[0])
+        kwargs.setdefault("anchors", list(session.default_anchors()))
+        super().__init__(**kwargs)
+        self.class_names = session.class_names
+        self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points"])
+        self.observe(self._on_temperature, names=["temperature"])
+        self.observe(self._on_click, names=["clicked"])
+        self._on_plane()
+
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        return self.session.check_layer(proposal["value"], allow_input=True)
+
+    @traitlets.validate("anchors")
+    def _check_anchors(self, proposal: dict) -> list[int]:
+        a = [int(i) for i in proposal["value"]]
+        if len(a) != 3 or len(set(a)) != 3 or not all(0 <= i < self.session.n for i in a):
+            raise ValueError(f"anchors must be 3 distinct sample indices in [0, {self.session.n}), got {a}")
+        return a
+
+    @traitlets.validate("temperature")
+    def _check_temperature(self, proposal: dict) -> float:
+        return Session.check_temperature(proposal["value"])
+
+    @traitlets.validate("resolution")
+    def _check_resolution(self, proposal: dict) -> int:
+        if not 8 <= proposal["value"] <= 1024:
+            raise ValueError(f"resolution must be in [8, 1024], got {proposal['value']}")
+        return proposal["value"]
+
+    def _on_plane(self, change: dict | None = None) -> None:
+        s, layer, anchors, g = self.session, self.layer, tuple(self.anchors), self.resolution
+        max_points = self.max_points
+
+        def compute():
+            sl = s.decision_slice(layer, anchors, g)
+            space = s.slice_space(layer)
+            coords = np.asarray(sl.coords(space), dtype=np.float32)
+            dist = np.asarray(sl.distance_to_plane(space), dtype=np.float64)
+            return sl, coords, dist, max_points
+
+        self.lane("slice").submit(compute, self._apply_plane, message=f"slicing the decisions at {layer}…")
+
+    def _confidence_bytes(self, sl: Any, temperature: float) -> bytes:
+        conf = sl.with_temperature(temperature).confidence if temperature != 1.0 else sl.confidence
+        conf = conf.detach().cpu().numpy() if isinstance(conf, torch.Tensor) else np.asarray(conf)
+        return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8).tobytes()
+
+    def _apply_plane(self, result: tuple) -> None:
+        sl, coords, dist, max_points = result
+        s = self.session
+        classes = sl.classes.detach().cpu().numpy() if isinstance(sl.classes, torch.Tensor) else np.asarray(sl.classes)
+        order = np.argsort(dist, kind="stable")[:max_points]
+        scale = float(np.median(dist[order])) if order.size else 1.0
+        alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
+        labels = s.labels if s.labels is not None else s.predictions
+        self._slice, self._coords = sl, coords
+        self.classes = classes.astype(np.uint8).tobytes()
+        self.confidence = self._confidence_bytes(sl, self.temperature)  # the temperature now, not at submit
+        self.extent = [float(v) for v in sl.extent]
+        self.n_classes = int(s.logits.shape[1])
+        self.points = to_bytes(coords[order], "float32")
+        self.point_labels = to_bytes(labels[order], "int32")
+        self.point_alpha = to_bytes(np.rint(alpha * 255), "uint8")
+        self.point_index = to_bytes(order, "int32")
+        self.anchor_xy = to_bytes(coords[list(self.anchors)], "float32")
+        where = "input space" if self.layer == INPUT_LAYER else f"layer {self.layer}"
+        self.title = f"decision slice in {where} through #{self.anchors[0]}, #{self.anchors[1]}, #{self.anchors[2]}"
+
+    def _on_temperature(self, change: dict | None = None) -> None:
+        sl, t = self._slice, self.temperature
+        if sl is None or self.lane("slice").busy:
+            return  # the slice being computed picks up the new temperature when it is applied
+
+        def apply(conf: bytes) -> None:
+            self.confidence = conf
+
+        self.lane("temperature").submit(lambda: self._confidence_bytes(sl, t), apply, inline=True)
+
+    def _on_click(self, change: dict) -> None:
+        clicked = self.clicked
+        if len(clicked) != 2 or self._coords is None:
+            return
+        nearest = self.nearest_sample(clicked[0], clicked[1])
+        anchors = list(self.anchors)
+        if nearest in anchors:
+            return
+        anchors[self._next_anchor] = nearest
+        self._next_anchor = (self._next_anchor + 1) % 3
+        self.anchors = anchors
+
+    def nearest_sample(self, alpha: float, beta: float) -> int:
+        """Index of the sample whose projection on the current plane is nearest ``(alpha, beta)``."""
+        if self._coords is None:
+            raise ValueError("no slice has been computed yet")
+        d = ((self._coords - np.array([alpha, beta], dtype=np.float32)) ** 2).sum(1)
+        return int(np.argmin(d))

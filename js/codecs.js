@@ -1,0 +1,88 @@
+// Binary buffers from the kernel: ipywidgets hands Bytes traits to the browser as DataView
+// (or ArrayBuffer / typed arrays in saved widget state). These helpers turn them into typed
+// arrays without copying when the memory is aligned, and never go through JSON lists.
+
+const TYPES = {
+  float32: Float32Array,
+  int32: Int32Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  uint32: Uint32Array,
+};
+
+/** Return a typed array of `dtype` viewing `buffer` (DataView, ArrayBuffer, typed array, or null). */
+export function toTyped(buffer, dtype) {
+  const Type = TYPES[dtype];
+  if (!Type) throw new Error(`unknown dtype ${dtype}; allowed: ${Object.keys(TYPES).join(', ')}`);
+  if (buffer == null) return new Type(0);
+  let ab;
+  let offset = 0;
+  let length;
+  if (buffer instanceof ArrayBuffer) {
+    ab = buffer;
+    length = buffer.byteLength;
+  } else if (ArrayBuffer.isView(buffer)) {
+    ab = buffer.buffer;
+    offset = buffer.byteOffset;
+    length = buffer.byteLength;
+  } else {
+    throw new Error(`expected a binary buffer, got ${typeof buffer}`);
+  }
+  const size = Type.BYTES_PER_ELEMENT;
+  if (length % size !== 0) {
+    throw new Error(`buffer of ${length} bytes is not a whole number of ${dtype} values`);
+  }
+  if (offset % size === 0) return new Type(ab, offset, length / size);
+  return new Type(ab.slice(offset, offset + length));
+}
+
+/** Split interleaved [x0, y0, x1, y1, ...] into column arrays {x, y}. */
+export function splitXY(xy) {
+  const n = Math.floor(xy.length / 2);
+  const x = new Float32Array(n);
+  const y = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = xy[2 * i];
+    y[i] = xy[2 * i + 1];
+  }
+  return { x, y };
+}
+
+/** Map a canvas pixel to data coordinates for a camera showing exactly [-1, 1]^2. */
+export function pixelToNdc(px, py, width, height) {
+  return [(2 * px) / width - 1, 1 - (2 * py) / height];
+}
+
+/** Map data coordinates in [-1, 1]^2 to a canvas pixel (inverse of pixelToNdc). */
+export function ndcToPixel(x, y, width, height) {
+  return [((x + 1) / 2) * width, ((1 - y) / 2) * height];
+}
+
+/**
+ * Pixel -> plane coordinates of a decision slice whose `extent` = [a0, a1, b0, b1] holds the
+ * first/last pixel *centres* of a G x G grid; the drawn image is padded by half a cell.
+ */
+export function pixelToPlane(px, py, width, height, extent, resolution) {
+  const [a0, a1, b0, b1] = extent;
+  const g = Math.max(resolution - 1, 1);
+  const da = (a1 - a0) / g;
+  const db = (b1 - b0) / g;
+  const aLo = a0 - da / 2;
+  const aHi = a1 + da / 2;
+  const bLo = b0 - db / 2;
+  const bHi = b1 + db / 2;
+  return [aLo + (px / width) * (aHi - aLo), bHi - (py / height) * (bHi - bLo)];
+}
+
+/** Plane coordinates -> pixel (inverse of pixelToPlane). */
+export function planeToPixel(a, b, width, height, extent, resolution) {
+  const [a0, a1, b0, b1] = extent;
+  const g = Math.max(resolution - 1, 1);
+  const da = (a1 - a0) / g;
+  const db = (b1 - b0) / g;
+  const aLo = a0 - da / 2;
+  const aHi = a1 + da / 2;
+  const bLo = b0 - db / 2;
+  const bHi = b1 + db / 2;
+  return [((a - aLo) / (aHi - aLo)) * width, ((bHi - b) / (bHi - bLo)) * height];
+}

@@ -1,0 +1,233 @@
+// DeviationMap: samples x layers heatmap of kNN-deviation z-scores. Rows are samples (in the
+// order the kernel sorted them), columns are layers; each row's divergence layer is marked.
+// Many rows share a pixel row when there are more samples than pixels (the largest |z| shows).
+import { toTyped } from './codecs.js';
+import { zColour } from './colour.js';
+import { fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+
+const HEADER = 64;
+const FOOTER = 18;
+
+/** Rows [start, end) drawn in pixel row `p` of `h` when `n` rows share the height. */
+export function rowsOfPixel(p, h, n) {
+  return [Math.floor((p * n) / h), Math.max(Math.floor((p * n) / h) + 1, Math.floor(((p + 1) * n) / h))];
+}
+
+function render({ model, el }) {
+  const { body, cleanup: rootCleanup } = makeRoot(el, 'deviation', model);
+  const title = line('', 'gw-title');
+  const controls = document.createElement('div');
+  controls.className = 'gw-controls';
+  const sort = document.createElement('select');
+  sort.className = 'gw-sort';
+  for (const [value, text] of [
+    ['divergence', 'sort: divergence layer'],
+    ['max_z', 'sort: largest z'],
+    ['label', 'sort: label'],
+    ['index', 'sort: index'],
+  ]) {
+    const o = document.createElement('option');
+    o.value = value;
+    o.textContent = text;
+    sort.appendChild(o);
+  }
+  const thr = document.createElement('input');
+  thr.type = 'number';
+  thr.step = '0.5';
+  thr.min = '0.5';
+  thr.max = '5';
+  thr.className = 'gw-threshold';
+  const thrLabel = document.createElement('label');
+  thrLabel.append('threshold z > ', thr);
+  controls.append(sort, thrLabel);
+  const frame = document.createElement('div');
+  frame.className = 'gw-frame';
+  const width = model.get('width');
+  const height = model.get('size');
+  const dpr = window.devicePixelRatio || 1;
+  const canvas = document.createElement('canvas');
+  canvas.className = 'gw-canvas';
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  frame.style.width = `${width}px`;
+  frame.style.height = `${height}px`;
+  frame.appendChild(canvas);
+  body.append(title, controls, frame);
+  const tooltip = makeTooltip(frame);
+  const ctx = canvas.getContext('2d');
+
+  function data() {
+    const layers = model.get('layer_names');
+    const rows = toTyped(model.get('row_index'), 'int32');
+    const z = toTyped(model.get('z'), 'float32');
+    const div = toTyped(model.get('divergence'), 'int32');
+    return { layers, rows, z, div, L: layers.length, n: rows.length };
+  }
+
+  function geometry(L) {
+    const colW = L ? width / L : width;
+    return { colW, top: HEADER, h: height - HEADER - FOOTER };
+  }
+
+  function paint() {
+    const { layers, rows, z, div, L, n } = data();
+    const { colW, top, h } = geometry(L);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = '#ffffff';
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = '#222';
+    ctx.font = '11px sans-serif';
+    const current = model.get('current_layer');
+    layers.forEach((name, l) => {
+      ctx.save();
+      ctx.translate(l * colW + colW / 2, top - 4);
+      ctx.rotate(-Math.PI / 4);
+      ctx.font = name === current ? 'bold 11px sans-serif' : '11px sans-serif';
+      ctx.fillText(name.length > 14 ? `${name.slice(0, 13)}…` : name, 0, 0);
+      ctx.restore();
+    });
+    if (n === 0 || z.length !== n * L) {
+      markDrawn(el, model.get('revision'));
+      return;
+    }
+    const pixRows = Math.min(h, n);
+    const rowH = h / pixRows;
+    for (let p = 0; p < pixRows; p++) {
+      const [a, b] = rowsOfPixel(p, pixRows, n);
+      for (let l = 0; l < L; l++) {
+        let best = 0;
+        for (let r = a; r < b; r++) {
+          const v = z[r * L + l];
+          if (Math.abs(v) > Math.abs(best)) best = v;
+        }
+        ctx.fillStyle = zColour(best);
+        ctx.fillRect(l * colW, top + p * rowH, colW + 0.5, rowH + 0.5);
+      }
+      if (b - a === 1 && div[a] >= 0) {
+        ctx.fillStyle = '#000';
+        const cy = top + (p + 0.5) * rowH;
+        ctx.fillRect(div[a] * colW + colW / 2 - 2, cy - Math.max(0.5, Math.min(2, rowH / 2)), 4, Math.max(1, Math.min(4, rowH)));
+      } else if (b - a > 1) {
+        // Mark the most common divergence layer of the rows sharing this pixel.
+        const counts = new Array(L).fill(0);
+        for (let r = a; r < b; r++) if (div[r] >= 0) counts[div[r]]++;
+        const l = counts.indexOf(Math.max(...counts));
+        if (counts[l] > 0) {
+          ctx.fillStyle = '#000';
+          ctx.fillRect(l * colW + colW / 2 - 1.5, top + p * rowH, 3, Math.max(1, rowH));
+        }
+      }
+    }
+    const ci = layers.indexOf(current);
+    if (ci >= 0) {
+      ctx.strokeStyle = '#111';
+      ctx.lineWidth = 2;
+      ctx.strokeRect(ci * colW + 1, top, colW - 2, h);
+    }
+    const sel = new Set(model.get('selection'));
+    if (sel.size && sel.size < n) {
+      ctx.fillStyle = 'rgba(0,0,0,0.8)';
+      for (let p = 0; p < pixRows; p++) {
+        const [a, b] = rowsOfPixel(p, pixRows, n);
+        for (let r = a; r < b; r++) {
+          if (sel.has(rows[r])) {
+            ctx.fillRect(0, top + p * rowH, 3, Math.max(1, rowH));
+            break;
+          }
+        }
+      }
+    }
+    const auroc = model.get('auroc');
+    ctx.fillStyle = '#444';
+    ctx.font = '10px sans-serif';
+    ctx.textAlign = 'center';
+    auroc.forEach((v, l) => {
+      if (Number.isFinite(v)) ctx.fillText(`AUROC ${v.toFixed(2)}`, l * colW + colW / 2, height - 5);
+    });
+    ctx.textAlign = 'start';
+    markDrawn(el, model.get('revision'));
+  }
+
+  function rowAt(e) {
+    const { rows, z, div, L, n } = data();
+    const r0 = canvas.getBoundingClientRect();
+    const x = e.clientX - r0.left;
+    const y = e.clientY - r0.top;
+    const { colW, top, h } = geometry(L);
+    if (n === 0 || y < top || y >= top + h) return null;
+    const pixRows = Math.min(h, n);
+    const p = Math.min(pixRows - 1, Math.floor(((y - top) / h) * pixRows));
+    const [a, b] = rowsOfPixel(p, pixRows, n);
+    const l = Math.min(L - 1, Math.max(0, Math.floor(x / colW)));
+    let best = a;
+    for (let r = a; r < b; r++) if (Math.abs(z[r * L + l]) > Math.abs(z[best * L + l])) best = r;
+    return { row: best, sample: rows[best], layer: l, z: z[best * L + l], div: div[best], x, y };
+  }
+
+  canvas.addEventListener('mousemove', (e) => {
+    const hit = rowAt(e);
+    if (!hit) {
+      tooltip.hide();
+      return;
+    }
+    const names = model.get('layer_names');
+    tooltip.show(hit.x, hit.y, [
+      line(`#${hit.sample}`, 'gw-tip-index'),
+      line(`${names[hit.layer]}: z = ${fmt(hit.z)}`),
+      line(`diverges at: ${hit.div >= 0 ? names[hit.div] : '—'}`),
+    ]);
+    if (model.get('hovered') !== hit.sample) {
+      model.set('hovered', hit.sample);
+      model.save_changes();
+    }
+  });
+  canvas.addEventListener('mouseleave', () => {
+    tooltip.hide();
+    model.set('hovered', -1);
+    model.save_changes();
+  });
+  canvas.addEventListener('click', (e) => {
+    const hit = rowAt(e);
+    if (!hit) return;
+    model.set('selection', [hit.sample]);
+    model.save_changes();
+  });
+  sort.addEventListener('change', () => {
+    model.set('sort_by', sort.value);
+    model.save_changes();
+  });
+  thr.addEventListener('change', () => {
+    const v = Number(thr.value);
+    if (Number.isFinite(v) && v > 0) {
+      model.set('threshold', v);
+      model.save_changes();
+    }
+  });
+
+  const syncControls = () => {
+    sort.value = model.get('sort_by');
+    thr.value = String(model.get('threshold'));
+    title.textContent = model.get('title');
+  };
+  const onRevision = () =>
+    queueMicrotask(() => {
+      syncControls();
+      paint();
+    });
+  const onLinked = () => paint();
+  model.on('change:revision', onRevision);
+  model.on('change:selection', onLinked);
+  model.on('change:current_layer', onLinked);
+  syncControls();
+  paint();
+  return () => {
+    rootCleanup();
+    model.off('change:revision', onRevision);
+    model.off('change:selection', onLinked);
+    model.off('change:current_layer', onLinked);
+  };
+}
+
+export default { render };

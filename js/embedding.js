@@ -1,0 +1,227 @@
+// EmbeddingView: WebGL scatter (regl-scatterplot) of a layer's 2-D layout.
+// Positions arrive normalised to [-1, 1] as one float32 buffer; a k/temperature move only
+// sends new values (colours), so the cached positions are reused; a new layout of the same
+// points animates from the old one.
+import createScatterplot, { createRenderer } from 'regl-scatterplot';
+import { splitXY, toTyped } from './codecs.js';
+import { categoryColour, encodeColours, scaleColours } from './colour.js';
+import { fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
+
+let sharedRenderer = null;
+function renderer() {
+  // One WebGL context for every scatter on the page (browsers cap the number of contexts).
+  if (!sharedRenderer) sharedRenderer = createRenderer();
+  return sharedRenderer;
+}
+
+function legend(model) {
+  const box = document.createElement('div');
+  box.className = 'gw-legend';
+  const kind = model.get('colour_kind');
+  const title = line(model.get('colour_label'), 'gw-legend-title');
+  if (kind === 'categorical') {
+    const items = model.get('categories').map((name, i) => {
+      const item = document.createElement('span');
+      item.className = 'gw-legend-item';
+      const sw = document.createElement('span');
+      sw.className = 'gw-swatch';
+      sw.style.background = categoryColour(i);
+      item.append(sw, document.createTextNode(name));
+      return item;
+    });
+    box.append(title, ...items);
+  } else {
+    const bar = document.createElement('span');
+    bar.className = 'gw-colourbar';
+    const stops = scaleColours(kind, 9);
+    bar.style.background = `linear-gradient(to right, ${stops.join(', ')})`;
+    const [lo, hi] = model.get('value_range');
+    box.append(title, line(fmt(lo), 'gw-legend-tick'), bar, line(fmt(hi), 'gw-legend-tick'));
+  }
+  return box;
+}
+
+function render({ model, el }) {
+  const { body, cleanup: rootCleanup } = makeRoot(el, 'embedding', model);
+  const title = line('', 'gw-title');
+  const frame = document.createElement('div');
+  frame.className = 'gw-frame';
+  const size = model.get('size');
+  frame.style.width = `${size}px`;
+  frame.style.height = `${size}px`;
+  const canvas = document.createElement('canvas');
+  canvas.className = 'gw-canvas';
+  canvas.style.width = `${size}px`;
+  canvas.style.height = `${size}px`;
+  frame.appendChild(canvas);
+  const legendBox = document.createElement('div');
+  body.append(title, frame, legendBox);
+  const tooltip = makeTooltip(frame);
+
+  const scatterplot = createScatterplot({
+    renderer: renderer(),
+    canvas,
+    width: size,
+    height: size,
+    pointSize: model.get('point_size'),
+    backgroundColor: [1, 1, 1, 1],
+    pointColorHover: [0, 0, 0, 1],
+    pointColorActive: [0.1, 0.1, 0.1, 1],
+    lassoColor: [0.1, 0.4, 0.9, 1],
+    opacityInactiveScale: 0.35,
+    actionKeyMap: { lasso: 'shift', rotate: 'alt' },
+  });
+
+  let xy = { x: new Float32Array(0), y: new Float32Array(0) };
+  let n = 0;
+  let mouse = [0, 0];
+  let destroyed = false;
+  let drawChain = Promise.resolve();
+  let applyingSelection = false;
+
+  const currentSelection = () => model.get('selection').filter((i) => i >= 0 && i < n);
+
+  function updateTitle() {
+    title.textContent = model.get('title');
+  }
+
+  function draw({ transition = false } = {}) {
+    const revision = model.get('revision');
+    const values = toTyped(model.get('values'), 'float32');
+    const kind = model.get('colour_kind');
+    const [vmin, vmax] = model.get('value_range');
+    const colours = values.length === n
+      ? encodeColours(values, kind, vmin, vmax, model.get('categories').length)
+      : { valueA: new Float32Array(n), pointColor: ['#4e79a7'], dataType: 'categorical' };
+    scatterplot.set({ colorBy: 'valueA', pointColor: colours.pointColor, pointSize: model.get('point_size') });
+    legendBox.replaceChildren(legend(model));
+    const points = { x: xy.x, y: xy.y, valueA: colours.valueA };
+    const options = { zDataType: colours.dataType, preventFilterReset: true };
+    if (transition) Object.assign(options, { transition: true, transitionDuration: 600 });
+    const selection = currentSelection();
+    drawChain = drawChain
+      .then(() => (n === 0 ? scatterplot.clear() : scatterplot.draw(points, options)))
+      .then(() => {
+        if (destroyed) return;
+        if (selection.length) {
+          applyingSelection = true;
+          scatterplot.select(selection, { preventEvent: true });
+          applyingSelection = false;
+        }
+        markDrawn(el, revision);
+      })
+      .catch((err) => {
+        el.querySelector('.gw-status').textContent = `⚠ drawing failed: ${err}`;
+        el.querySelector('.gw-status').hidden = false;
+      });
+  }
+
+  function onPositions() {
+    const flat = toTyped(model.get('positions'), 'float32');
+    const newN = Math.floor(flat.length / 2);
+    const transition = newN === n && n > 0 && model.get('animate');
+    xy = splitXY(flat);
+    n = newN;
+    draw({ transition });
+  }
+
+  // Traits arrive in one batched update; redraw once per revision.
+  let pendingPositions = false;
+  const onPositionsChange = () => {
+    pendingPositions = true;
+  };
+  const onRevision = () => {
+    // Wait for the rest of the batched update (positions may change after revision).
+    queueMicrotask(() => {
+      updateTitle();
+      if (pendingPositions) {
+        pendingPositions = false;
+        onPositions();
+      } else {
+        draw();
+      }
+    });
+  };
+  const onSelection = () => {
+    if (applyingSelection) return;
+    const sel = currentSelection();
+    if (sel.length) scatterplot.select(sel, { preventEvent: true });
+    else scatterplot.deselect({ preventEvent: true });
+  };
+  const onHovered = () => {
+    const h = model.get('hovered');
+    if (h >= 0 && h < n) scatterplot.hover(h, { preventEvent: true });
+    else scatterplot.hover(undefined, { preventEvent: true });
+  };
+  const onPointSize = () => scatterplot.set({ pointSize: model.get('point_size') });
+
+  model.on('change:positions', onPositionsChange);
+  model.on('change:revision', onRevision);
+  model.on('change:selection', onSelection);
+  model.on('change:hovered', onHovered);
+  model.on('change:point_size', onPointSize);
+
+  scatterplot.subscribe('select', ({ points }) => {
+    if (applyingSelection) return;
+    model.set('selection', Array.from(points));
+    model.save_changes();
+  });
+  scatterplot.subscribe('deselect', () => {
+    if (applyingSelection || model.get('selection').length === 0) return;
+    model.set('selection', []);
+    model.save_changes();
+  });
+  frame.addEventListener('mousemove', (e) => {
+    const r = frame.getBoundingClientRect();
+    mouse = [e.clientX - r.left, e.clientY - r.top];
+  });
+  scatterplot.subscribe('pointover', (i) => {
+    const labels = toTyped(model.get('labels'), 'int32');
+    const preds = toTyped(model.get('predictions'), 'int32');
+    const values = toTyped(model.get('values'), 'float32');
+    const names = model.get('class_names');
+    const cls = (c) => (c >= 0 && c < names.length ? names[c] : String(c));
+    const rows = [line(`#${i}`, 'gw-tip-index')];
+    if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
+    if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
+    if (values.length === n) {
+      const kind = model.get('colour_kind');
+      const cats = model.get('categories');
+      const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
+      rows.push(line(`${model.get('colour_label')}: ${v}`));
+    }
+    const shape = model.get('image_shape');
+    if (shape.length >= 2) {
+      const per = shape.reduce((a, b) => a * b, 1);
+      const imgs = toTyped(model.get('images'), 'uint8');
+      if (imgs.length >= (i + 1) * per) rows.push(thumbnail(imgs.subarray(i * per, (i + 1) * per), shape));
+    }
+    tooltip.show(mouse[0], mouse[1], rows);
+    model.set('hovered', i);
+    model.save_changes();
+  });
+  scatterplot.subscribe('pointout', () => {
+    tooltip.hide();
+    if (model.get('hovered') !== -1) {
+      model.set('hovered', -1);
+      model.save_changes();
+    }
+  });
+
+  updateTitle();
+  if (toTyped(model.get('positions'), 'float32').length) onPositions();
+  else markDrawn(el, model.get('revision'));
+
+  return () => {
+    destroyed = true;
+    rootCleanup();
+    model.off('change:positions', onPositionsChange);
+    model.off('change:revision', onRevision);
+    model.off('change:selection', onSelection);
+    model.off('change:hovered', onHovered);
+    model.off('change:point_size', onPointSize);
+    scatterplot.destroy();
+  };
+}
+
+export default { render };
