@@ -1,0 +1,318 @@
+"""2-D embeddings of a layer's activations: PCA and UMAP fed our exact kNN graph; layout alignment.
+
+UMAP here is umap-learn's own fuzzy simplicial set and SGD layout, but it never runs its own
+neighbour search: it is given the exact kNN graph of our engine (``geo.knn_graph``, computed once
+per layer and sliced for any ``n_neighbors``), and starts from a PCA layout instead of a spectral
+one. The fuzzy graph is cached per (data, n_neighbors, metric), so a live refinement
+(``init=previous_layout, n_epochs=30``) only pays for the SGD epochs.
+
+Reproducibility: with an integer ``random_state`` umap-learn runs its SGD **single-threaded**
+(its parallel SGD is a lock-free race and is not reproducible). ``random_state=None`` uses every
+core, with a different layout on each call.
+
+umap-learn compiles its numba kernels on the first call in a process (15-25 s). Call
+:func:`warm_up_umap` early (e.g. when a widget opens): it compiles them in a background thread,
+once per process, so the first slider move does not wait for the compiler.
+
+Consecutive layers are put in the same frame with :func:`align_layout` (orthogonal Procrustes with
+reflection, uniform scale and shift), so scrubbing through layers does not flip or rotate the
+picture.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
+from geowidgets.geometry._knn import _fingerprint, resolve_knn
+
+__all__ = ["embed", "align_layout", "warm_up_umap"]
+
+_METHODS = ("pca", "umap")
+_GRAPH_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_GRAPH_CACHE_SIZE = 8
+_CACHE_LOCK = threading.Lock()
+_WARM_LOCK = threading.Lock()
+_WARM_THREAD: threading.Thread | None = None
+
+
+def _pca_scores(Xt: torch.Tensor, n_components: int) -> torch.Tensor:
+    """Top principal-component scores in float64, signs fixed (largest |loading| positive)."""
+    X = Xt.to(spectral_device(Xt), torch.float64)
+    Xc = X - X.mean(0)
+    if Xc.shape[1] <= Xc.shape[0]:
+        evals, evecs = torch.linalg.eigh(Xc.T @ Xc)
+        V = evecs[:, torch.argsort(evals, descending=True)[:n_components]]
+    else:
+        _, _, Vh = torch.linalg.svd(Xc, full_matrices=False)
+        V = Vh[:n_components].T
+    pick = torch.argmax(V.abs(), dim=0)
+    signs = torch.sign(V[pick, torch.arange(V.shape[1], device=V.device)])
+    signs[signs == 0] = 1
+    return Xc @ (V * signs)
+
+
+def _check_init(init: Any, n: int, n_components: int) -> np.ndarray | None:
+    if init is None:
+        return None
+    arr = init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
+    if arr.shape != (n, n_components):
+        raise ValueError(f"init must be a layout of shape [N={n}, {n_components}], got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("init contains NaN/inf values; give a finite previous layout")
+    return arr.astype(np.float32)
+
+
+def _fuzzy_graph(Xt: torch.Tensor, n_neighbors: int, knn: Any, metric: str, random_state: int | None):
+    """umap-learn's fuzzy simplicial set from our exact kNN graph (self prepended, as umap expects)."""
+    from umap.umap_ import fuzzy_simplicial_set
+
+    key = (_fingerprint(Xt), n_neighbors, metric)
+    with _CACHE_LOCK:
+        if key in _GRAPH_CACHE:
+            _GRAPH_CACHE.move_to_end(key)
+            return _GRAPH_CACHE[key]
+    dist, idx = resolve_knn(Xt, n_neighbors - 1, knn, metric)
+    n = Xt.shape[0]
+    self_idx = np.arange(n, dtype=np.int64)[:, None]
+    knn_idx = np.concatenate([self_idx, idx.cpu().numpy().astype(np.int64)], axis=1)
+    knn_dist = np.concatenate([np.zeros((n, 1), np.float32), dist.float().cpu().numpy()], axis=1)
+    umap_metric = "cosine" if metric == "cosine" else "euclidean"
+    graph, _, _ = fuzzy_simplicial_set(
+        np.empty((n, 1), np.float32),  # only the row count is read when the kNN graph is given
+        n_neighbors,
+        np.random.RandomState(0 if random_state is None else random_state),
+        umap_metric,
+        knn_indices=knn_idx,
+        knn_dists=knn_dist,
+    )
+    with _CACHE_LOCK:
+        _GRAPH_CACHE[key] = graph
+        while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
+            _GRAPH_CACHE.popitem(last=False)
+    return graph
+
+
+def _umap_layout(
+    Xt: torch.Tensor,
+    n_neighbors: int,
+    knn: Any,
+    init: np.ndarray | None,
+    n_epochs: int | None,
+    n_components: int,
+    min_dist: float,
+    metric: str,
+    learning_rate: float,
+    random_state: int | None,
+) -> np.ndarray:
+    from umap.umap_ import find_ab_params, simplicial_set_embedding
+
+    n = Xt.shape[0]
+    graph = _fuzzy_graph(Xt, n_neighbors, knn, metric, random_state)
+    if init is None:
+        init = _pca_scores(Xt, n_components).cpu().numpy().astype(np.float32)
+        # umap-learn's noisy_scale_coords: scale to max |coord| 10, tiny seeded noise against ties
+        init = 10.0 * init / max(float(np.abs(init).max()), 1e-12)
+        init = init + np.random.RandomState(random_state).normal(scale=1e-4, size=init.shape).astype(np.float32)
+    if n_epochs is None:
+        n_epochs = 200 if n <= 10_000 else 100
+    a, b = find_ab_params(1.0, min_dist)
+    rs = np.random.RandomState(random_state)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(not fully connected|n_jobs).*")
+        layout, _ = simplicial_set_embedding(
+            None,
+            graph,
+            n_components,
+            learning_rate,
+            a,
+            b,
+            1.0,  # repulsion strength (gamma)
+            5,  # negative sample rate
+            int(n_epochs),
+            init.astype(np.float32),
+            rs,
+            "euclidean",
+            {},
+            False,
+            {},
+            False,
+            parallel=random_state is None,
+        )
+    return layout
+
+
+def embed(
+    X: Any,
+    method: str = "umap",
+    n_neighbors: int = 15,
+    knn: Any = None,
+    init: Any = None,
+    *,
+    n_epochs: int | None = None,
+    n_components: int = 2,
+    min_dist: float = 0.1,
+    metric: str = "euclidean",
+    learning_rate: float = 1.0,
+    random_state: int | None = 0,
+    reference: Any = None,
+) -> Any:
+    """Embed ``X`` [N, D] in ``n_components`` (2) dimensions.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray [N, D]
+    method : {"umap", "pca"}
+        ``"pca"``: principal-component scores (instant, torch, signs fixed). ``"umap"``:
+        umap-learn's layout on our exact kNN graph (see the module docstring).
+    n_neighbors : int
+        UMAP neighbourhood size, counting the point itself as umap-learn does (so the kNN
+        graph must hold at least ``n_neighbors - 1`` neighbours).
+    knn : KNNGraph or (dist, idx), optional
+        A precomputed graph of X (``geo.knn_graph(X, k_max)``); used instead of a new search.
+    init : array [N, n_components], optional
+        Start layout (e.g. the previous one, for a live refinement). Default: PCA.
+    n_epochs : int, optional
+        SGD epochs. Default 200 for N ≤ 10k, 100 above (a PCA start needs fewer epochs than
+        umap-learn's spectral start and its 500/200 defaults); ~30 for a live pass from ``init``.
+    n_components : int
+    min_dist : float
+        UMAP's minimum distance (with spread 1).
+    metric : {"euclidean", "cosine"}
+    learning_rate : float
+        Initial SGD step (lower it, e.g. 0.25, to keep a warm start closer to ``init``).
+    random_state : int or None
+        Seed. An int gives identical layouts on every call and runs UMAP's SGD single-threaded;
+        None runs it on every core (not reproducible).
+    reference : array [N, n_components], optional
+        Align the result to this layout with :func:`align_layout` (e.g. the previous layer's).
+
+    Returns
+    -------
+    Tensor or ndarray [N, n_components]
+        float32; the same kind as X.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(100, 5))
+    >>> embed(X, method="pca").shape
+    (100, 2)
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    Xt, kind = as_tensor(X, "X", min_rows=3)
+    n = Xt.shape[0]
+    if isinstance(n_components, bool) or not isinstance(n_components, int) or not 1 <= n_components <= Xt.shape[1]:
+        raise ValueError(f"n_components must be an integer in [1, D={Xt.shape[1]}], got {n_components!r}")
+    init_arr = _check_init(init, n, n_components)
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer))):
+        raise ValueError(f"random_state must be an int or None, got {random_state!r}")
+    if method == "pca":
+        Y = _pca_scores(Xt, n_components).float().cpu().numpy()
+    else:
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
+            raise ValueError(f"n_neighbors must be an integer >= 2 (it counts the point itself), got {n_neighbors!r}")
+        if n_neighbors > n:
+            raise ValueError(f"n_neighbors={n_neighbors} exceeds the number of points N={n}")
+        if n_epochs is not None and (isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1):
+            raise ValueError(f"n_epochs must be a positive integer, got {n_epochs!r}")
+        if not (min_dist >= 0 and learning_rate > 0):
+            raise ValueError(f"min_dist must be >= 0 and learning_rate > 0, got {min_dist!r} and {learning_rate!r}")
+        Y = _umap_layout(
+            Xt, int(n_neighbors), knn, init_arr, n_epochs, n_components, min_dist, metric, learning_rate, random_state
+        )
+    Y = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32))
+    if reference is not None:
+        Y = align_layout(Y, reference)
+        Y = torch.as_tensor(Y)
+    return to_kind(Y.to(kind.device) if not kind.is_numpy else Y, kind)
+
+
+def align_layout(Y: Any, reference: Any, *, scale: bool = True, reflection: bool = True) -> Any:
+    """Rotate (and reflect), scale and shift layout ``Y`` to best match ``reference`` (least squares).
+
+    Orthogonal Procrustes: with Ŷ, R̂ the centred layouts and UΣVᵀ = svd(ŶᵀR̂), the rotation is
+    Q = UVᵀ (``reflection=False`` forces det Q = +1), the scale s = tr Σ / ‖Ŷ‖²_F, and the result
+    s·ŶQ + mean(reference). Two identical layouts coincide exactly; a rotated, reflected, scaled
+    or shifted copy is mapped back onto the reference.
+
+    Parameters
+    ----------
+    Y, reference : Tensor or ndarray [N, d]
+        Layouts of the same N points (e.g. two layers, or a refit and the previous layout).
+    scale : bool
+        Also fit a uniform scale.
+    reflection : bool
+        Allow a mirror image (so a flipped layout is flipped back).
+
+    Returns
+    -------
+    Tensor or ndarray [N, d], the same kind as ``Y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.random.default_rng(0).normal(size=(50, 2))
+    >>> flipped = 3 * ref @ np.array([[0.0, 1.0], [1.0, 0.0]]) + 5
+    >>> bool(np.allclose(align_layout(flipped, ref), ref))
+    True
+    """
+    Yt, kind = as_tensor(Y, "Y", min_rows=2)
+    Rt, _ = as_tensor(reference, "reference", min_rows=2, device=Yt.device)
+    if Yt.shape != Rt.shape:
+        raise ValueError(f"Y and reference must have the same shape, got {tuple(Yt.shape)} and {tuple(Rt.shape)}")
+    dev = spectral_device(Yt)
+    A = Yt.to(dev, torch.float64)
+    B = Rt.to(dev, torch.float64)
+    mu_a, mu_b = A.mean(0), B.mean(0)
+    Ac, Bc = A - mu_a, B - mu_b
+    U, S, Vh = torch.linalg.svd(Ac.T @ Bc)
+    if not reflection and float(torch.linalg.det(U @ Vh)) < 0:
+        U = U.clone()
+        U[:, -1] = -U[:, -1]
+        S = S.clone()
+        S[-1] = -S[-1]
+    Q = U @ Vh
+    norm2 = float((Ac * Ac).sum())
+    s = float(S.sum()) / norm2 if (scale and norm2 > 0) else 1.0
+    out = (s * (Ac @ Q) + mu_b).to(Yt.device, Yt.dtype)
+    return to_kind(out, kind)
+
+
+def _warm_up() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    embed(X, method="umap", n_neighbors=10, n_epochs=11, random_state=0)
+
+
+def warm_up_umap(wait: bool = False) -> threading.Thread:
+    """Compile umap-learn's numba kernels in a background thread, once per process.
+
+    Runs a tiny seeded UMAP through exactly the code path :func:`embed` uses. Idempotent: later
+    calls return the same thread. Pass ``wait=True`` to block until compilation is done.
+
+    Returns
+    -------
+    threading.Thread
+        ``thread.is_alive()`` is False once the kernels are compiled.
+
+    Examples
+    --------
+    >>> thread = warm_up_umap()   # returns at once; compilation continues in the background
+    """
+    global _WARM_THREAD
+    with _WARM_LOCK:
+        if _WARM_THREAD is None:
+            _WARM_THREAD = threading.Thread(target=_warm_up, name="geowidgets-umap-warmup", daemon=True)
+            _WARM_THREAD.start()
+        thread = _WARM_THREAD
+    if wait:
+        thread.join()
+    return thread
