@@ -1,0 +1,570 @@
+"""kNN deviation from a reference manifold (REMA, PROBES.md §2); re-exports mean-shift deviation (§3).
+
+REMA asks how far a query sample lies from the manifold of trusted samples at each layer, and
+at which layer it leaves it. The expensive part is two kNN tables per layer (queries → reference
+and reference → reference, leave-one-out); :class:`DeviationTables` computes them once at
+``k_max`` so a k slider only re-averages columns and a threshold slider only re-compares z
+values — no new distances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
+from geowidgets.geometry._knn import _check_metric, _normalize_rows, resolve_knn
+from geowidgets.geometry._knn import knn as knn_search
+from geowidgets.geometry._mean_shift import MeanShiftResult, mean_shift_deviation
+from geowidgets.geometry._stats import auroc
+
+__all__ = [
+    "DeviationResult",
+    "DeviationProfile",
+    "DeviationTables",
+    "DeviationProfileTables",
+    "knn_deviation",
+    "knn_deviation_profile",
+    "MeanShiftResult",
+    "mean_shift_deviation",
+]
+
+Statistic = Literal["mean", "kth"]
+_STATISTICS = ("mean", "kth")
+# 1.4826 · MAD estimates the standard deviation of a normal distribution.
+_MAD_TO_STD = 1.4826
+
+
+def _check_statistic(statistic: str) -> str:
+    if statistic not in _STATISTICS:
+        raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
+    return statistic
+
+
+def _reduce(dist: torch.Tensor, k: int, statistic: str) -> torch.Tensor:
+    """Per-row deviation from an ascending distance table: mean of the first k or the k-th."""
+    return dist[:, :k].mean(dim=1) if statistic == "mean" else dist[:, k - 1]
+
+
+def _median(t: torch.Tensor) -> torch.Tensor:
+    """Median with the midpoint of the two middle values for even counts (numpy's convention)."""
+    s = torch.sort(t).values
+    n = s.shape[0]
+    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+@dataclass(frozen=True)
+class DeviationResult:
+    """Deviation of each query from the reference set at one layer (PROBES.md §2).
+
+    Attributes
+    ----------
+    distance : Tensor or ndarray, shape [Nq]
+        d(q): mean distance to the k nearest reference points (``statistic="kth"``: the k-th).
+    z : Tensor or ndarray, shape [Nq]
+        ``(d − baseline_mean) / baseline_std``.
+    percentile : Tensor or ndarray, shape [Nq]
+        Empirical CDF of the baseline at d(q): the fraction of baseline values ``<= d(q)``, in [0, 1].
+    baseline : Tensor or ndarray, shape [Nr]
+        The same statistic for each reference point against the other reference points
+        (leave-one-out).
+    baseline_mean : float
+        Mean of the baseline (``robust=True``: its median).
+    baseline_std : float
+        Standard deviation of the baseline, ddof=1 (``robust=True``: 1.4826 · MAD).
+    k : int
+        Neighbours used.
+    statistic : str
+        ``"mean"`` or ``"kth"``.
+    robust : bool
+        Whether median / MAD were used.
+    """
+
+    distance: Any
+    z: Any
+    percentile: Any
+    baseline: Any
+    baseline_mean: float
+    baseline_std: float
+    k: int
+    statistic: str = "mean"
+    robust: bool = False
+
+
+@dataclass(frozen=True)
+class DeviationTables:
+    """Both kNN distance tables of one layer, computed once at ``k_max``.
+
+    Build with :meth:`from_data`; :meth:`result` gives the :class:`DeviationResult` for any
+    ``k <= k_max`` by re-averaging cached columns (O((Nq + Nr)·k), no distances).
+
+    Attributes
+    ----------
+    query_dist : Tensor, shape [Nq, k_max]
+        Ascending distances from each query to its nearest reference points.
+    query_idx : Tensor, shape [Nq, k_max]
+        Indices of those reference points.
+    reference_dist : Tensor, shape [Nr, k_max]
+        Ascending distances from each reference point to the *other* reference points.
+    reference_idx : Tensor, shape [Nr, k_max]
+        Indices of those reference points.
+    k_max : int
+        Columns held.
+    metric : str
+        ``"euclidean"`` or ``"cosine"``.
+    normalize : bool
+        Whether rows were L2-normalised before the search.
+    kind : ArrayKind
+        Kind of the queries as given, so results come back as numpy or tensors like the input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> tables = DeviationTables.from_data(rng.normal(size=(20, 3)), rng.normal(size=(200, 3)), k_max=10)
+    >>> tables.result(5).distance.shape
+    (20,)
+    """
+
+    query_dist: torch.Tensor
+    query_idx: torch.Tensor
+    reference_dist: torch.Tensor
+    reference_idx: torch.Tensor
+    k_max: int
+    metric: str
+    normalize: bool
+    kind: ArrayKind = field(repr=False)
+
+    @classmethod
+    def from_data(
+        cls,
+        queries: Any,
+        reference: Any,
+        k_max: int = 50,
+        *,
+        metric: str = "euclidean",
+        normalize: bool = False,
+        knn: Any = None,
+    ) -> DeviationTables:
+        """Compute the query → reference and leave-one-out reference tables at ``k_max``.
+
+        Parameters
+        ----------
+        queries : Tensor or ndarray, shape [Nq, D]
+            Samples to score.
+        reference : Tensor or ndarray, shape [Nr, D]
+            Trusted samples (e.g. correctly classified training points); ``Nr >= k_max + 1``.
+        k_max : int
+            Largest k any later :meth:`result` call will ask for.
+        metric : {"euclidean", "cosine"}
+        normalize : bool
+            L2-normalise rows of both sets first.
+        knn : KNNGraph or (dist, idx), optional
+            The reference set's own kNN graph (self excluded), reused as the leave-one-out
+            baseline table. It must be built on the reference rows as searched (after
+            ``normalize``), with the same metric and at least ``k_max`` neighbours.
+
+        Returns
+        -------
+        DeviationTables
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> R = np.random.default_rng(0).normal(size=(100, 4))
+        >>> DeviationTables.from_data(R[:10] + 5, R, k_max=8).query_dist.shape
+        torch.Size([10, 8])
+        """
+        metric = _check_metric(metric)
+        Q, kind = as_tensor(queries, "queries", min_rows=1)
+        R, _ = as_tensor(reference, "reference", min_rows=2, device=Q.device)
+        R = R.to(Q.device)
+        if Q.shape[1] != R.shape[1]:
+            raise ValueError(
+                f"queries and reference must have the same number of features, got {Q.shape[1]} and {R.shape[1]}"
+            )
+        dtype = torch.promote_types(Q.dtype, R.dtype)
+        Q, R = Q.to(dtype), R.to(dtype)
+        k_max = check_k(k_max, R.shape[0] - 1, what="other reference points (leave-one-out baseline)")
+        if normalize:
+            Q, R = _normalize_rows(Q, "queries"), _normalize_rows(R, "reference")
+        ref_dist, ref_idx = resolve_knn(R, k_max, knn, metric)
+        q_dist, q_idx = knn_search(Q, k_max, Y=R, metric=metric)
+        return cls(q_dist, q_idx, ref_dist, ref_idx, k_max, metric, bool(normalize), kind)
+
+    @property
+    def n_queries(self) -> int:
+        """Number of query rows."""
+        return int(self.query_dist.shape[0])
+
+    @property
+    def n_reference(self) -> int:
+        """Number of reference rows."""
+        return int(self.reference_dist.shape[0])
+
+    def result(self, k: int, statistic: Statistic = "mean", robust: bool = False) -> DeviationResult:
+        """Deviation result at ``k`` from the cached tables (no new distances).
+
+        Parameters
+        ----------
+        k : int
+            Neighbours, ``1 <= k <= k_max``.
+        statistic : {"mean", "kth"}
+            Mean of the k distances, or the k-th distance.
+        robust : bool
+            Standardise with median and 1.4826·MAD instead of mean and std (ddof=1).
+
+        Returns
+        -------
+        DeviationResult
+
+        Raises
+        ------
+        ValueError
+            If k is out of range, or the baseline has zero spread (z is undefined).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> R = np.random.default_rng(0).normal(size=(300, 2))
+        >>> tables = DeviationTables.from_data(np.array([[0.0, 0.0], [9.0, 9.0]]), R, k_max=20)
+        >>> bool(tables.result(10).z[1] > 5)
+        True
+        """
+        k = check_k(k, self.k_max, what=f"neighbours in these tables (k_max={self.k_max})")
+        statistic = _check_statistic(statistic)
+        d = _reduce(self.query_dist, k, statistic)
+        b = _reduce(self.reference_dist, k, statistic)
+        if robust:
+            centre = _median(b)
+            scale = _MAD_TO_STD * _median((b - centre).abs())
+            what = "1.4826·MAD"
+        else:
+            centre = b.mean()
+            scale = b.std(correction=1) if b.shape[0] > 1 else torch.zeros((), dtype=b.dtype, device=b.device)
+            what = "standard deviation"
+        if not float(scale) > 0:
+            raise ValueError(
+                f"the baseline's {what} is 0 (every reference point has the same k={k} {statistic} distance), "
+                "so z is undefined; use more varied reference data" + (" or robust=False" if robust else "")
+            )
+        z = (d - centre) / scale
+        sorted_b = torch.sort(b).values
+        percentile = torch.searchsorted(sorted_b, d.contiguous(), right=True).to(d.dtype) / b.shape[0]
+        return DeviationResult(
+            distance=to_kind(d, self.kind),
+            z=to_kind(z, self.kind),
+            percentile=to_kind(percentile, self.kind),
+            baseline=to_kind(b, self.kind),
+            baseline_mean=float(centre),
+            baseline_std=float(scale),
+            k=k,
+            statistic=statistic,
+            robust=bool(robust),
+        )
+
+
+def knn_deviation(
+    queries: Any,
+    reference: Any,
+    k: int = 10,
+    *,
+    metric: str = "euclidean",
+    statistic: Statistic = "mean",
+    robust: bool = False,
+    normalize: bool = False,
+    knn: Any = None,
+) -> DeviationResult:
+    """Distance of each query to the reference manifold, standardised by the reference's own spread.
+
+    d(q) is the mean distance from q to its k nearest reference points (REMA's kNN distance to
+    the reference set; mean-of-k is a design choice, ``statistic="kth"`` uses the k-th). The
+    baseline is the same statistic for every reference point against the rest (leave-one-out),
+    giving ``z = (d − mean b)/std b`` and ``percentile`` = the fraction of b that is ``<= d``.
+
+    For a k slider, build :class:`DeviationTables` once at ``k_max`` and call its ``result(k)``.
+
+    Parameters
+    ----------
+    queries : Tensor or ndarray, shape [Nq, D]
+        Samples to score (e.g. misclassified, OOD or perturbed inputs' activations).
+    reference : Tensor or ndarray, shape [Nr, D]
+        Trusted samples' activations at the same layer; needs ``Nr >= k + 1``.
+    k : int
+        Neighbours, ``1 <= k <= Nr − 1``.
+    metric : {"euclidean", "cosine"}
+    statistic : {"mean", "kth"}
+    robust : bool
+        Use median and 1.4826·MAD of the baseline instead of mean and std (ddof=1).
+    normalize : bool
+        L2-normalise rows of both sets first (as in deep-kNN OOD scores).
+    knn : KNNGraph or (dist, idx), optional
+        The reference set's kNN graph (self excluded), reused for the baseline.
+
+    Returns
+    -------
+    DeviationResult
+        Arrays follow the kind of ``queries`` (numpy in, numpy out).
+
+    Raises
+    ------
+    ValueError
+        NaN/inf, mismatched widths, ``k`` out of range, a ``knn`` graph from other data, or a
+        baseline with zero spread.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> R = rng.normal(size=(500, 2))
+    >>> res = knn_deviation(np.array([[0.0, 0.0], [6.0, 0.0]]), R, k=10)
+    >>> bool(res.z[0] < 1 < 3 < res.z[1])
+    True
+    """
+    tables = DeviationTables.from_data(queries, reference, k, metric=metric, normalize=normalize, knn=knn)
+    return tables.result(k, statistic, robust)
+
+
+@dataclass(frozen=True)
+class DeviationProfile:
+    """Deviation of each query at every layer, with its divergence layer (PROBES.md §2).
+
+    Attributes
+    ----------
+    layers : list
+        Layer names in capture order.
+    distance, z, percentile : Tensor or ndarray, shape [L, Nq]
+        Per-layer :class:`DeviationResult` fields stacked.
+    baseline_mean, baseline_std : Tensor or ndarray, shape [L]
+    divergence_layer : Tensor or ndarray, shape [Nq], int64
+        Index (into ``layers``) of the first layer with ``z > threshold``, else −1.
+    auroc : Tensor or ndarray, shape [L]
+        Mann–Whitney AUROC of the queries' distances against the baseline distances per layer
+        (1 = every query lies farther than every reference point).
+    threshold : float
+        z threshold used for ``divergence_layer``.
+    k : int
+    """
+
+    layers: list
+    distance: Any
+    z: Any
+    percentile: Any
+    baseline_mean: Any
+    baseline_std: Any
+    divergence_layer: Any
+    auroc: Any
+    threshold: float
+    k: int
+
+    def with_threshold(self, threshold: float) -> DeviationProfile:
+        """The same profile re-thresholded (O(L·Nq), no distances).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> R = {"a": rng.normal(size=(200, 3)), "b": rng.normal(size=(200, 3))}
+        >>> Q = {"a": rng.normal(size=(5, 3)), "b": rng.normal(size=(5, 3)) + 10}
+        >>> knn_deviation_profile(Q, R, k=5).with_threshold(1e6).divergence_layer.tolist()
+        [-1, -1, -1, -1, -1]
+        """
+        threshold = _check_threshold(threshold)
+        z = torch.as_tensor(self.z)
+        return replace(self, divergence_layer=_divergence(z, threshold, self.divergence_layer), threshold=threshold)
+
+
+def _check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+        raise ValueError(f"threshold must be a real number, got {threshold!r}")
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold!r}")
+    return float(threshold)
+
+
+def _divergence(z: torch.Tensor, threshold: float, like: Any) -> Any:
+    """First row index (layer) with z > threshold per column, −1 if none; same kind as ``like``."""
+    above = z > threshold  # [L, Nq]
+    first = torch.argmax(above.to(torch.uint8), dim=0)  # first True (argmax returns the first max)
+    first = torch.where(above.any(dim=0), first, torch.full_like(first, -1)).to(torch.int64)
+    return first.cpu().numpy() if isinstance(like, np.ndarray) else first
+
+
+def _as_layer_dict(data: Any, name: str) -> dict:
+    if isinstance(data, Mapping):
+        out = dict(data.items())
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        out = dict(enumerate(data))
+    else:
+        raise ValueError(f"{name} must be a mapping layer -> [N, D] array (e.g. Activations) or a list of arrays")
+    if not out:
+        raise ValueError(f"{name} holds no layers")
+    return out
+
+
+@dataclass(frozen=True)
+class DeviationProfileTables:
+    """Per-layer :class:`DeviationTables`, so k and threshold moves over a whole profile are cheap.
+
+    Attributes
+    ----------
+    layers : list
+        Layer names in order.
+    tables : dict
+        Layer -> :class:`DeviationTables` at ``k_max``.
+    k_max : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> R = {"a": rng.normal(size=(100, 3)), "b": rng.normal(size=(100, 3))}
+    >>> Q = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(4, 3)) + 9}
+    >>> cache = DeviationProfileTables.from_data(Q, R, k_max=20)
+    >>> cache.profile(10, threshold=2.0).divergence_layer.tolist()
+    [1, 1, 1, 1]
+    """
+
+    layers: list
+    tables: dict
+    k_max: int
+
+    @classmethod
+    def from_data(
+        cls,
+        queries_by_layer: Any,
+        reference_by_layer: Any,
+        k_max: int = 50,
+        *,
+        metric: str = "euclidean",
+        normalize: bool = False,
+        knn: Mapping | None = None,
+    ) -> DeviationProfileTables:
+        """Build every layer's tables at ``k_max`` (see :func:`knn_deviation_profile` for arguments)."""
+        queries = _as_layer_dict(queries_by_layer, "queries_by_layer")
+        reference = _as_layer_dict(reference_by_layer, "reference_by_layer")
+        if list(queries) != list(reference):
+            raise KeyError(
+                f"queries_by_layer and reference_by_layer must have the same layers in the same order, "
+                f"got {list(queries)} and {list(reference)}"
+            )
+        if knn is not None and not isinstance(knn, Mapping):
+            raise ValueError("knn for a profile must be a mapping layer -> KNNGraph of that layer's reference")
+        tables = {}
+        n_queries = None
+        for layer in queries:
+            try:
+                t = DeviationTables.from_data(
+                    queries[layer],
+                    reference[layer],
+                    k_max,
+                    metric=metric,
+                    normalize=normalize,
+                    knn=None if knn is None else knn.get(layer),
+                )
+            except ValueError as exc:
+                raise ValueError(f"layer {layer!r}: {exc}") from exc
+            if n_queries is not None and t.n_queries != n_queries:
+                raise ValueError(f"layer {layer!r} has {t.n_queries} queries but earlier layers have {n_queries}")
+            n_queries = t.n_queries
+            tables[layer] = t
+        return cls(list(queries), tables, int(k_max))
+
+    def profile(
+        self, k: int, threshold: float = 2.0, statistic: Statistic = "mean", robust: bool = False
+    ) -> DeviationProfile:
+        """The :class:`DeviationProfile` at ``k`` and ``threshold`` from the cached tables."""
+        threshold = _check_threshold(threshold)
+        results = [self.tables[layer].result(k, statistic, robust) for layer in self.layers]
+        first = self.tables[self.layers[0]]
+
+        def stack(field_name: str) -> torch.Tensor:
+            return torch.stack([torch.as_tensor(getattr(r, field_name)).cpu() for r in results])
+
+        distance, z, percentile = stack("distance"), stack("z"), stack("percentile")
+        dtype = distance.dtype
+        aurocs = torch.tensor([auroc(r.distance, r.baseline) for r in results], dtype=dtype)
+        means = torch.tensor([r.baseline_mean for r in results], dtype=dtype)
+        stds = torch.tensor([r.baseline_std for r in results], dtype=dtype)
+        like = np.empty(0) if first.kind.is_numpy else torch.empty(0)
+        divergence = _divergence(z, threshold, like)
+        out = (distance, z, percentile, means, stds, aurocs)
+        if first.kind.is_numpy:
+            out = tuple(t.numpy() for t in out)
+        else:
+            out = tuple(t.to(first.kind.device) for t in out)
+            divergence = divergence.to(first.kind.device)
+        distance, z, percentile, means, stds, aurocs = out
+        return DeviationProfile(
+            layers=list(self.layers),
+            distance=distance,
+            z=z,
+            percentile=percentile,
+            baseline_mean=means,
+            baseline_std=stds,
+            divergence_layer=divergence,
+            auroc=aurocs,
+            threshold=threshold,
+            k=results[0].k,
+        )
+
+
+def knn_deviation_profile(
+    queries_by_layer: Any,
+    reference_by_layer: Any,
+    k: int = 10,
+    threshold: float = 2.0,
+    *,
+    metric: str = "euclidean",
+    statistic: Statistic = "mean",
+    robust: bool = False,
+    normalize: bool = False,
+    knn: Mapping | None = None,
+) -> DeviationProfile:
+    """kNN deviation of the queries at every layer, the layer where each leaves the reference
+    manifold, and how well each layer separates queries from reference points.
+
+    Parameters
+    ----------
+    queries_by_layer : Mapping layer -> [Nq, D_l] (e.g. Activations) or list of arrays
+        Query activations; the mapping's order is the capture order.
+    reference_by_layer : Mapping with the same layers, or list
+        Reference (trusted) activations, ``Nr >= k + 1`` rows per layer.
+    k : int
+    threshold : float
+        A query's divergence layer is the first layer with ``z > threshold`` (−1 if none).
+    metric, statistic, robust, normalize
+        As in :func:`knn_deviation`.
+    knn : Mapping layer -> KNNGraph, optional
+        Reference graphs to reuse per layer (missing layers are computed).
+
+    Returns
+    -------
+    DeviationProfile
+        Arrays follow the kind of the first layer's queries.
+
+    Raises
+    ------
+    KeyError
+        If the two inputs hold different layers.
+    ValueError
+        As :func:`knn_deviation`, naming the layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> R = [rng.normal(size=(300, 4)) for _ in range(3)]
+    >>> Q = [rng.normal(size=(6, 4)), rng.normal(size=(6, 4)) + 8, rng.normal(size=(6, 4)) + 8]
+    >>> prof = knn_deviation_profile(Q, R, k=10)
+    >>> prof.divergence_layer.tolist()
+    [1, 1, 1, 1, 1, 1]
+    """
+    cache = DeviationProfileTables.from_data(
+        queries_by_layer, reference_by_layer, k, metric=metric, normalize=normalize, knn=knn
+    )
+    return cache.profile(k, threshold, statistic, robust)
