@@ -313,19 +313,123 @@ def plane_directions(
     return dirs.numpy() if is_numpy else dirs
 
 
-def margin_gradient(head: Any, points: torch.Tensor, into_class: torch.Tensor | None = None) -> torch.Tensor:
-    """Unit gradients of the margin ``m = max_{j≠y₀} z_j − z_{y₀}`` at ``points`` [B, D].
+def margin_gradient(head: Any, points: torch.Tensor, from_class: torch.Tensor | None = None) -> torch.Tensor:
+    """Unit gradients ``[B, D]`` of the margin ``m = max_{j≠y₀} z_j − z_{y₀}`` at ``points`` [B, D].
 
-    ``y₀`` is each point's predicted class; the gradient points toward a different decision.
-    ``into_class`` (optional, [B]) fixes the competing class j instead of the max.
+    ``y₀`` is each point's predicted class, or ``from_class`` [B] when given (e.g. the class of a
+    search's start point, evaluated at a point already across the boundary). The gradient points
+    away from ``y₀``, toward a different decision.
     """
     p, z = head.logits_with_grad(points)
-    y0 = z.argmax(1)
     rows = torch.arange(z.shape[0], device=z.device)
-    others = z.clone()
+    y0 = z.argmax(1) if from_class is None else torch.as_tensor(from_class).to(z.device).reshape(-1)
+    others = z.detach().clone()
     others[rows, y0] = -math.inf
-    j = others.argmax(1) if into_class is None else into_class.to(z.device)
+    j = others.argmax(1)
     m = z[rows, j] - z[rows, y0]
     (g,) = torch.autograd.grad(m.sum(), p)
     g = g.detach().double()
     return g / torch.linalg.vector_norm(g, dim=1, keepdim=True).clamp_min(1e-300)
+
+
+_SPACES = ("auto", "input", "layer")
+
+
+def head_for_samples(
+    model: Any,
+    samples: list[Any],
+    layer: str | None,
+    carrier: Any,
+    space: str = "auto",
+    *,
+    batch_size: int = 4096,
+) -> tuple[Any, torch.Tensor, bool, str]:
+    """The model as a function on the space of ``samples``, and the samples as vectors there.
+
+    ``samples`` are single samples (vectors, or input-shaped arrays). With ``layer=None`` they are
+    inputs. With a layer they are layer vectors (D_ℓ values) or input samples (mapped into the layer
+    by a forward pass); ``space="auto"`` decides by size and raises if both fit. The carrier for a
+    hidden layer defaults to the first sample when it is an input.
+
+    Returns
+    -------
+    head : PatchedModel
+    points : Tensor [len(samples), D] float64 (CPU), in the layer's space for a hidden layer
+    is_numpy : bool
+        Whether the first sample was numpy (outputs follow it).
+    space : {"input", "layer"}
+        Which space the samples were given in.
+    """
+    from geowidgets.probe._patch import PatchedModel
+
+    if space not in _SPACES:
+        raise ValueError(f"space must be one of {_SPACES}, got {space!r}")
+    flats = [_flat(s, name) for s, name in zip(samples, ("x", "b", "c"))]
+    sizes = {f[0].numel() for f in flats}
+    if len(sizes) != 1:
+        raise ValueError(f"the samples must have the same size, got shapes {[f[1] for f in flats]}")
+    vecs = torch.stack([f[0] for f in flats])
+    shape, is_numpy = flats[0][1], flats[0][2]
+    if layer is None:
+        if space == "layer":
+            raise ValueError("space='layer' needs a layer name")
+        input_shape = None if carrier is not None else shape
+        head = PatchedModel(model, None, carrier, input_shape=input_shape, batch_size=batch_size)
+        if head.dim is not None and head.dim != vecs.shape[1]:
+            raise ValueError(f"the samples have {vecs.shape[1]} values but the model input has {head.dim}")
+        return head, vecs, is_numpy, "input"
+    candidates = [("carrier", carrier)] if carrier is not None else []
+    if carrier is None and space != "layer":
+        candidates.append(("the first sample", vecs[0].reshape(shape).float()))
+    head, errors = None, []
+    for what, c in candidates:
+        try:
+            head = PatchedModel(model, layer, c, batch_size=batch_size)
+            break
+        except KeyError:
+            raise
+        except Exception as exc:  # the model could not run on this candidate input
+            errors.append(f"{what}: {exc}")
+    if head is None:
+        detail = "; ".join(errors) if errors else "no input sample was available"
+        raise ValueError(
+            f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
+            f"dimension) or give the samples in input space ({detail})"
+        )
+    d = vecs.shape[1]
+    in_dim = math.prod(head.input_shape)
+    if space == "auto":
+        if d == head.dim and d == in_dim:
+            raise ValueError(
+                f"the samples' size {d} matches both the input and layer {layer!r}; pass space='input' or 'layer'"
+            )
+        space = "layer" if d == head.dim else "input" if d == in_dim else "neither"
+        if space == "neither":
+            raise ValueError(
+                f"the samples have {d} values, neither the input ({in_dim}) nor layer {layer!r} "
+                f"({head.dim}, output shape {head.sample_shape})"
+            )
+    if space == "input":
+        if d != in_dim:
+            raise ValueError(f"space='input' needs samples with {in_dim} values, got {d}")
+        vecs = head.to_space(vecs.reshape(-1, *head.input_shape).float()).double()
+    elif d != head.dim:
+        raise ValueError(f"space='layer' needs samples with {head.dim} values, got {d}")
+    return head, vecs, is_numpy, space
+
+
+def data_in_space(head: Any, data: Any, dim: int, mapped: bool) -> torch.Tensor:
+    """``data`` [M, ...] as float64 vectors of the head's space; input samples are mapped through it."""
+    t = data.detach() if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
+    if t.ndim < 2 or t.shape[0] == 0:
+        raise ValueError(f"data must be samples [M, ...] with M >= 1, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("data contain NaN/inf values; only finite values are allowed")
+    flat_dim = math.prod(t.shape[1:])
+    if head.layer is not None:
+        in_dim = math.prod(head.input_shape)
+        if flat_dim == in_dim and (mapped or flat_dim != dim):
+            return head.to_space(t.reshape(t.shape[0], *head.input_shape).float()).double()
+    if flat_dim != dim:
+        raise ValueError(f"data have {flat_dim} values per sample but the space has D={dim}")
+    return t.reshape(t.shape[0], -1).double().cpu()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._plane import Plane, check_temperature, plane_directions, score_logits
+from geowidgets.geometry._plane import Plane, check_temperature, data_in_space, plane_directions, score_logits
 from geowidgets.probe._patch import PatchedModel
 
 __all__ = ["Plane", "plane_directions", "decision_slice", "DecisionSlice"]
@@ -215,21 +215,6 @@ def _resolve_head(model, plane: Plane, layer, plane_space, carrier, data, batch_
     return head, plane_space
 
 
-def _data_in_space(head: PatchedModel, data: Any, plane: Plane, mapped: bool) -> torch.Tensor:
-    """``data`` as float64 vectors in the sliced space; input samples are mapped through the model."""
-    t = data.detach() if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
-    if t.ndim < 2 or t.shape[0] == 0:
-        raise ValueError(f"data must be samples [M, ...] with M >= 1, got shape {tuple(t.shape)}")
-    flat_dim = math.prod(t.shape[1:])
-    if head.layer is not None:
-        in_dim = math.prod(head.input_shape)
-        if flat_dim == in_dim and (mapped or flat_dim != plane.dim):
-            return head.to_space(t.reshape(t.shape[0], *head.input_shape)).double()
-    if flat_dim != plane.dim:
-        raise ValueError(f"data have {flat_dim} values per sample but the plane lives in D={plane.dim}")
-    return t.reshape(t.shape[0], -1).double().cpu()
-
-
 def decision_slice(
     model: torch.nn.Module,
     plane: Plane,
@@ -312,7 +297,7 @@ def decision_slice(
         plane = Plane(p.origin, p.basis, p.anchors, p.sample_shape, plane.is_numpy)
     data_coords = data_distance = None
     if data is not None:
-        pts = _data_in_space(head, data, plane, mapped)
+        pts = data_in_space(head, data, plane.dim, mapped)
         data_coords = (pts - plane.origin) @ plane.basis.T
         resid = pts - plane.origin - data_coords @ plane.basis
         data_distance = torch.linalg.vector_norm(resid, dim=1)
