@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import as_labels, as_tensor, spectral_device, to_kind
-from geowidgets.geometry._spectra import _SPECTRAL_CACHE, _singular_values_f64, singular_values_tensor, to_input_device
+from geowidgets.geometry._spectra import _singular_values_f64, cached, singular_values_tensor, to_input_device
 
 __all__ = ["fisher_ratio", "FisherRatio", "neural_collapse", "NCResult", "coding_rate", "CodingRate"]
 
@@ -314,7 +314,9 @@ def _rate(s: torch.Tensor, n_rows: int, d: int, eps: float) -> float:
     return 0.5 * float(torch.log1p((d / (n_rows * eps * eps)) * s * s).sum())
 
 
-def _class_spectra(Xt: torch.Tensor, codes: torch.Tensor, normalize: bool) -> list[tuple[int, torch.Tensor]]:
+def _class_spectra(
+    Xt: torch.Tensor, codes: torch.Tensor, normalize: bool, source: Any = None
+) -> list[tuple[int, torch.Tensor]]:
     """(n_c, singular values of Z_c) per class, cached per (tensor, labels, normalize)."""
     digest = hashlib.blake2b(codes.cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
@@ -325,7 +327,7 @@ def _class_spectra(Xt: torch.Tensor, codes: torch.Tensor, normalize: bool) -> li
         c = codes.to(Z.device)
         return [(int((c == j).sum()), _singular_values_f64(Z[c == j])) for j in range(int(c.max()) + 1)]
 
-    return _SPECTRAL_CACHE.get(Xt, ("class_svals", digest, bool(normalize)), compute)
+    return cached(source, ("class_svals", digest, bool(normalize)), compute)
 
 
 def coding_rate(X: Any, labels: Any = None, *, eps: float = 0.5**0.5, normalize: bool = True) -> CodingRate:
@@ -364,9 +366,9 @@ def coding_rate(X: Any, labels: Any = None, *, eps: float = 0.5**0.5, normalize:
     eps = float(eps)
     Xt, _ = as_tensor(X, "X", min_rows=1)
     n, d = Xt.shape
-    R = _rate(singular_values_tensor(Xt, normalize_rows=normalize), n, d, eps)
+    R = _rate(singular_values_tensor(Xt, normalize_rows=normalize, source=X), n, d, eps)
     if labels is None:
         return CodingRate(R=R, Rc=None, delta_R=None, eps=eps)
     codes, _ = as_labels(labels, n)
-    Rc = sum(count / n * _rate(s, count, d, eps) for count, s in _class_spectra(Xt, codes, normalize))
+    Rc = sum(count / n * _rate(s, count, d, eps) for count, s in _class_spectra(Xt, codes, normalize, source=X))
     return CodingRate(R=R, Rc=float(Rc), delta_R=R - float(Rc), eps=eps)

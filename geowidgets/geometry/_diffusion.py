@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
-from geowidgets.geometry._spectra import _SPECTRAL_CACHE
+from geowidgets.geometry._spectra import cached, eigvalsh_f64
 
 __all__ = ["dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum"]
 
@@ -76,15 +76,21 @@ def _bandwidth(d2: torch.Tensor, n_features: int, sigma: float, scale: Scale) ->
 def _spectrum_f64(X64: torch.Tensor, sigma: float, scale: Scale) -> torch.Tensor:
     """Eigenvalues (descending) of K = D^{-1/2} G D^{-1/2} for float64 data."""
     d2 = _squared_distances(X64)
-    bandwidth = _bandwidth(d2, X64.shape[1], sigma, scale)
+    return _spectrum_from_d2(d2, _bandwidth(d2, X64.shape[1], sigma, scale))
+
+
+def _spectrum_from_d2(d2: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """Eigenvalues (descending) of the normalised Gaussian kernel of squared distances ``d2``."""
     G = torch.exp(d2 / (-2.0 * bandwidth * bandwidth))
     inv_sqrt_deg = torch.rsqrt(G.sum(1))
     K = G * inv_sqrt_deg.unsqueeze(1) * inv_sqrt_deg.unsqueeze(0)
     K = 0.5 * (K + K.T)
-    return torch.linalg.eigvalsh(K).flip(0)
+    return eigvalsh_f64(K).flip(0)
 
 
-def _validated_spectrum(Xt: torch.Tensor, sigma: float, scale: Scale, max_n: int | None, random_state) -> torch.Tensor:
+def _validated_spectrum(
+    Xt: torch.Tensor, sigma: float, scale: Scale, max_n: int | None, random_state, source: Any = None
+) -> torch.Tensor:
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of 'sqrt_dim', 'median' or None, got {scale!r}")
     sigma = _check_positive(sigma, "sigma")
@@ -97,7 +103,7 @@ def _validated_spectrum(Xt: torch.Tensor, sigma: float, scale: Scale, max_n: int
             X64 = X64[torch.from_numpy(sub).to(X64.device)]
         return _spectrum_f64(X64, sigma, scale)
 
-    return _SPECTRAL_CACHE.get(Xt, ("diffusion", sigma, scale, max_n, random_state), compute)
+    return cached(source, ("diffusion", sigma, scale, max_n, random_state), compute)
 
 
 def diffusion_spectrum(
@@ -141,7 +147,7 @@ def diffusion_spectrum(
     ((100,), 1.0)
     """
     Xt, kind = as_tensor(X, "X", min_rows=2)
-    return to_kind(_validated_spectrum(Xt, sigma, scale, max_n, random_state), kind)
+    return to_kind(_validated_spectrum(Xt, sigma, scale, max_n, random_state, source=X), kind)
 
 
 def diffusion_entropy_from_spectrum(eigenvalues: Any, t: float = 1.0) -> float:
@@ -215,7 +221,7 @@ def dse(
     """
     t = _check_positive(t, "t")
     Xt, _ = as_tensor(X, "X", min_rows=2)
-    return diffusion_entropy_from_spectrum(_validated_spectrum(Xt, sigma, scale, max_n, random_state), t)
+    return diffusion_entropy_from_spectrum(_validated_spectrum(Xt, sigma, scale, max_n, random_state, source=X), t)
 
 
 def _reference_groups(y: Any, n: int, n_clusters: int) -> np.ndarray:
@@ -316,14 +322,16 @@ def dsmi(
         X64 = X64[torch.from_numpy(sub).to(X64.device)]
         groups = groups[sub]
     n = X64.shape[0]
-    # One absolute bandwidth for every subset.
-    bandwidth = _bandwidth(_squared_distances(X64), X64.shape[1], sigma, scale)
+    # One distance matrix and one absolute bandwidth for every subset.
+    d2 = _squared_distances(X64)
+    bandwidth = _bandwidth(d2, X64.shape[1], sigma, scale)
     rng = np.random.default_rng(random_state)
 
     def entropy_of(rows: np.ndarray) -> float:
         if rows.size < 2:
             return 0.0  # a one-point graph has the single eigenvalue 1: entropy 0 (up to eps)
-        lam = _spectrum_f64(X64[torch.from_numpy(rows).to(X64.device)], bandwidth, None)
+        index = torch.from_numpy(rows).to(d2.device)
+        lam = _spectrum_from_d2(d2[index][:, index], bandwidth)
         return diffusion_entropy_from_spectrum(lam, t)
 
     codes, counts = np.unique(groups, return_counts=True)

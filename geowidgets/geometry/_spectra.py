@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
@@ -95,6 +96,19 @@ def _normalized_rows(X: torch.Tensor, name: str = "X") -> torch.Tensor:
     return X / norms
 
 
+def eigvalsh_f64(A: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of a symmetric float64 matrix.
+
+    On the CPU this calls LAPACK through numpy (the routine the ``dse-dsmi`` reference uses; on the
+    shared 2-core CPU machine it was as fast as or faster than torch's ``eigvalsh``, which in some
+    runs took several times longer on kernel matrices with fast-decaying spectra). Elsewhere
+    (CUDA) it stays in torch.
+    """
+    if A.device.type == "cpu":
+        return torch.from_numpy(np.linalg.eigvalsh(A.numpy()))
+    return torch.linalg.eigvalsh(A)
+
+
 def _singular_values_f64(X: torch.Tensor) -> torch.Tensor:
     """Singular values (descending, float64, length min(N, D)) from the smaller Gram matrix.
 
@@ -104,7 +118,7 @@ def _singular_values_f64(X: torch.Tensor) -> torch.Tensor:
     """
     n, d = X.shape
     gram = X.T @ X if n >= d else X @ X.T
-    eig = torch.linalg.eigvalsh(gram)
+    eig = eigvalsh_f64(gram)
     return torch.sqrt(torch.clamp(eig, min=0.0)).flip(0)
 
 
@@ -117,10 +131,23 @@ def _prepare(X: torch.Tensor, center: bool, normalize_rows: bool) -> torch.Tenso
     return Xd
 
 
-def singular_values_tensor(X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False) -> torch.Tensor:
-    """Cached float64 singular values of an already validated tensor (internal form of :func:`singular_values`)."""
-    return _SPECTRAL_CACHE.get(
-        X,
+def cached(source: Any, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """Memoise ``compute()`` on the caller's own tensor ``source``; other inputs are not cached.
+
+    Validated tensors are fresh ``detach()`` views, so the cache is keyed on the object the caller
+    passed (its identity and in-place version counter, shared with every view of it).
+    """
+    if isinstance(source, torch.Tensor):
+        return _SPECTRAL_CACHE.get(source, key, compute)
+    return compute()
+
+
+def singular_values_tensor(
+    X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False, source: Any = None
+) -> torch.Tensor:
+    """Float64 singular values of a validated tensor, cached on ``source`` (the caller's tensor)."""
+    return cached(
+        source,
         ("svals", bool(center), bool(normalize_rows)),
         lambda: _singular_values_f64(_prepare(X, center, normalize_rows)),
     )
@@ -152,7 +179,7 @@ def singular_values(X: Any, *, center: bool = False, normalize_rows: bool = Fals
     [3.0, 2.0, 1.0]
     """
     Xt, kind = as_tensor(X, "X", min_rows=1)
-    return to_kind(singular_values_tensor(Xt, center=center, normalize_rows=normalize_rows), kind)
+    return to_kind(singular_values_tensor(Xt, center=center, normalize_rows=normalize_rows, source=X), kind)
 
 
 def rankme_from_singular_values(s: torch.Tensor, eps: float = 1e-7) -> float:
@@ -161,7 +188,7 @@ def rankme_from_singular_values(s: torch.Tensor, eps: float = 1e-7) -> float:
     if not total > 0:
         raise ValueError("X is all zeros (every singular value is 0); RankMe needs at least one non-zero entry")
     p = s / total + eps
-    return float(torch.exp(-(p * torch.log(p)).sum()))
+    return float(torch.exp(-torch.special.xlogy(p, p).sum()))  # 0·log 0 = 0 when eps = 0
 
 
 def rankme(X: Any, *, eps: float = 1e-7, center: bool = False) -> float:
@@ -194,7 +221,7 @@ def rankme(X: Any, *, eps: float = 1e-7, center: bool = False) -> float:
     if not (isinstance(eps, (int, float)) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     Xt, _ = as_tensor(X, "X", min_rows=2 if center else 1)
-    return rankme_from_singular_values(singular_values_tensor(Xt, center=center), eps)
+    return rankme_from_singular_values(singular_values_tensor(Xt, center=center, source=X), eps)
 
 
 def von_neumann_from_singular_values(s: torch.Tensor, exp: bool = False) -> float:
@@ -241,7 +268,7 @@ def von_neumann_entropy(X: Any, *, center: bool = True, exp: bool = False) -> fl
     True
     """
     Xt, _ = as_tensor(X, "X", min_rows=2)
-    return von_neumann_from_singular_values(singular_values_tensor(Xt, center=center), exp=exp)
+    return von_neumann_from_singular_values(singular_values_tensor(Xt, center=center, source=X), exp=exp)
 
 
 def to_input_device(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
