@@ -22,6 +22,7 @@ import torch
 
 from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["LoDDResult", "lodd"]
 
@@ -42,7 +43,7 @@ def _flag(score: torch.Tensor, ratio: float) -> tuple[torch.Tensor, float]:
     n = score.shape[0]
     count = min(n, math.ceil(n * ratio - 1e-9 * n))  # guard against float round-up, e.g. 0.1 * 30
     count = max(count, 1)
-    order = torch.sort(score, stable=True).indices[:count]
+    order = stable_argsort(score)[:count].to(score.device)
     boundary = torch.zeros(n, dtype=torch.bool, device=score.device)
     boundary[order] = True
     return boundary, float(score[order].max())

@@ -20,7 +20,7 @@ from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import _check_metric, _normalize_rows, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
 from geowidgets.geometry._mean_shift import MeanShiftResult, mean_shift_deviation
-from geowidgets.geometry._stats import auroc
+from geowidgets.geometry._stats import auroc, sorted_values
 
 __all__ = [
     "DeviationResult",
@@ -45,14 +45,17 @@ def _check_statistic(statistic: str) -> str:
     return statistic
 
 
-def _reduce(dist: torch.Tensor, k: int, statistic: str) -> torch.Tensor:
-    """Per-row deviation from an ascending distance table: mean of the first k or the k-th."""
-    return dist[:, :k].mean(dim=1) if statistic == "mean" else dist[:, k - 1]
+def _reduce(dist: torch.Tensor, prefix: torch.Tensor, k: int, statistic: str) -> torch.Tensor:
+    """Per-row deviation from an ascending distance table: mean of the first k or the k-th.
+
+    ``prefix`` holds the row-wise cumulative sums of ``dist``, so the mean is O(N) for any k.
+    """
+    return prefix[:, k - 1] / k if statistic == "mean" else dist[:, k - 1]
 
 
 def _median(t: torch.Tensor) -> torch.Tensor:
     """Median with the midpoint of the two middle values for even counts (numpy's convention)."""
-    s = torch.sort(t).values
+    s = sorted_values(t)
     n = s.shape[0]
     return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
@@ -100,7 +103,7 @@ class DeviationTables:
     """Both kNN distance tables of one layer, computed once at ``k_max``.
 
     Build with :meth:`from_data`; :meth:`result` gives the :class:`DeviationResult` for any
-    ``k <= k_max`` by re-averaging cached columns (O((Nq + Nr)·k), no distances).
+    ``k <= k_max`` by reading cached row-wise prefix sums (O(Nq + Nr), no distances).
 
     Attributes
     ----------
@@ -138,6 +141,13 @@ class DeviationTables:
     metric: str
     normalize: bool
     kind: ArrayKind = field(repr=False)
+    _query_prefix: torch.Tensor = field(init=False, repr=False, compare=False)
+    _reference_prefix: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Row-wise prefix sums: a k move then costs one column read per row.
+        object.__setattr__(self, "_query_prefix", torch.cumsum(self.query_dist, dim=1))
+        object.__setattr__(self, "_reference_prefix", torch.cumsum(self.reference_dist, dim=1))
 
     @classmethod
     def from_data(
@@ -237,8 +247,8 @@ class DeviationTables:
         """
         k = check_k(k, self.k_max, what=f"neighbours in these tables (k_max={self.k_max})")
         statistic = _check_statistic(statistic)
-        d = _reduce(self.query_dist, k, statistic)
-        b = _reduce(self.reference_dist, k, statistic)
+        d = _reduce(self.query_dist, self._query_prefix, k, statistic)
+        b = _reduce(self.reference_dist, self._reference_prefix, k, statistic)
         if robust:
             centre = _median(b)
             scale = _MAD_TO_STD * _median((b - centre).abs())
@@ -253,7 +263,7 @@ class DeviationTables:
                 "so z is undefined; use more varied reference data" + (" or robust=False" if robust else "")
             )
         z = (d - centre) / scale
-        sorted_b = torch.sort(b).values
+        sorted_b = sorted_values(b)
         percentile = torch.searchsorted(sorted_b, d.contiguous(), right=True).to(d.dtype) / b.shape[0]
         return DeviationResult(
             distance=to_kind(d, self.kind),

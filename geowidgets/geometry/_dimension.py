@@ -15,6 +15,7 @@ import torch
 
 from geowidgets.geometry._arrays import as_tensor, check_k, spectral_device, to_kind
 from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._stats import sorted_values
 
 __all__ = ["twonn", "mle_intrinsic_dimension"]
 
@@ -101,7 +102,7 @@ def twonn(
             f"twonn: only {n_keep} ratio(s) left after dropping duplicates and discarding "
             f"{discard_fraction:.0%}; at least 2 are needed"
         )
-    log_mu = torch.log(torch.sort(mu).values[:n_keep])
+    log_mu = torch.log(sorted_values(mu)[:n_keep])
     if method == "mle":
         return float((n_keep - 1) / (log_mu.sum() + (n - n_keep) * log_mu[-1]))
     ranks = torch.arange(1, n_keep + 1, dtype=torch.float64, device=log_mu.device)

@@ -16,6 +16,7 @@ import torch
 
 from geowidgets.geometry._arrays import as_labels, as_tensor, to_kind
 from geowidgets.geometry._knn import _normalize_rows
+from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["MSTResult", "mst_separability", "minimum_spanning_tree"]
 
@@ -189,7 +190,7 @@ def mst_separability(
     longest = lengths.max()
     if not float(longest) > 0:
         raise ValueError("all points are identical (every MST edge has length 0); separability is undefined")
-    order = torch.sort(lengths, descending=True, stable=True).indices
+    order = stable_argsort(lengths, descending=True).to(lengths.device)
     lengths, edges = lengths[order], edges[order]
     persistence = lengths / longest
     cross = None

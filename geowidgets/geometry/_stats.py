@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import as_tensor
 
 __all__ = ["auroc", "fpr_at_tpr"]
+
+
+def sorted_values(t: torch.Tensor) -> torch.Tensor:
+    """Ascending sort of a 1-D tensor (numpy on the CPU, where torch's sort is many times slower)."""
+    if t.device.type == "cpu":
+        return torch.from_numpy(np.sort(t.numpy()))
+    return torch.sort(t).values
+
+
+def stable_argsort(t: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """Stable argsort of a 1-D tensor: equal values keep index order (numpy on the CPU)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        return torch.from_numpy(np.argsort(-a if descending else a, kind="stable"))
+    return torch.sort(t, descending=descending, stable=True).indices
 
 
 def _scores(values: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
@@ -66,8 +82,8 @@ def auroc(pos: Any, neg: Any) -> float:
     p, n = _pair(pos, neg)
     n_pos, n_neg = p.shape[0], n.shape[0]
     values = torch.cat([p, n])
-    sorted_values, order = torch.sort(values)
-    _, inverse, counts = torch.unique_consecutive(sorted_values, return_inverse=True, return_counts=True)
+    order = stable_argsort(values)
+    _, inverse, counts = torch.unique_consecutive(values[order], return_inverse=True, return_counts=True)
     ends = torch.cumsum(counts, 0).to(values.dtype)  # 1-based rank of each tie group's last member
     mid_ranks = ends - (counts.to(values.dtype) - 1) / 2
     ranks = torch.empty_like(values)
@@ -114,5 +130,5 @@ def fpr_at_tpr(pos: Any, neg: Any, tpr: float = 0.95) -> float:
         m -= 1
     while m < n_pos and m / n_pos < tpr:
         m += 1
-    threshold = torch.sort(p, descending=True).values[m - 1]
+    threshold = torch.kthvalue(p.cpu(), n_pos - m + 1).values.to(p.device)  # the m-th largest
     return float((n >= threshold).to(p.dtype).mean())
