@@ -70,8 +70,8 @@ function render({ model, el }) {
       ctx.arc(px, py, isSel ? 4 : 2.5, 0, 2 * Math.PI);
       ctx.fillStyle = categoryColour(labels[i] ?? 0);
       ctx.fill();
-      ctx.lineWidth = isSel || ids[i] === hovered ? 2 : 0.6;
-      ctx.strokeStyle = isSel || ids[i] === hovered ? '#000000' : '#ffffff';
+      ctx.lineWidth = isSel || ids[i] === hovered ? 2 : 0.7;
+      ctx.strokeStyle = isSel || ids[i] === hovered ? '#000000' : '#333333';
       ctx.stroke();
     }
     ctx.globalAlpha = 1;

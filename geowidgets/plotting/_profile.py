@@ -22,7 +22,7 @@ METRIC_TITLES = {
     "mst": "MST separability",
     "nc1": "neural collapse NC1",
     "coding_rate": "coding rate ΔR",
-    "deviation_auroc": "kNN deviation AUROC (wrong vs reference)",
+    "deviation_auroc": "deviation AUROC (wrong vs ref.)",
 }
 
 
@@ -65,6 +65,8 @@ class ProfileFigure:
 
 def _columns(layers: list[str], values: list[float]) -> dict:
     v = [float(x) if x is not None and math.isfinite(float(x)) else float("nan") for x in values]
+    if all(math.isnan(x) for x in v):  # nothing to draw yet: empty columns keep the ranges computable
+        return {"x": [], "value": [], "layer": []}
     return {"x": list(range(len(layers))), "value": v, "layer": list(layers)}
 
 
@@ -93,6 +95,9 @@ def profile_figure(
     >>> fig = profile_figure({"rankme": [3.0, 2.0]}, ["fc1", "fc2"], current_layer="fc2")
     >>> fig.sources["rankme"].data["value"]
     [3.0, 2.0]
+    >>> fig.set_values("rankme", [float("nan"), float("nan")])
+    >>> fig.sources["rankme"].data["value"]
+    []
     """
     from bokeh.layouts import gridplot
     from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Span, TapTool

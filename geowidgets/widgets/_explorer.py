@@ -111,7 +111,7 @@ class Explorer(ipywidgets.VBox):
         )
         self.k_slider = ipywidgets.IntSlider(value=k, min=1, max=session.k_max, description="k")
         self.temperature_slider = ipywidgets.FloatLogSlider(
-            value=temperature, base=10, min=-1.301, max=1.301, step=0.01, description="temperature"
+            value=temperature, base=10, min=-1.3, max=1.3, step=0.01, description="temperature"
         )
         options = [c for c in COLOUR_BY if session.labels is not None or c not in ("label", "correct", "knn_agreement")]
         self.colour_dropdown = ipywidgets.Dropdown(options=options, value=colour_by, description="colour by")

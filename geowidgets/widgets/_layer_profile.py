@@ -15,21 +15,22 @@ from geowidgets.widgets._base import StatusBar, _Worker
 __all__ = ["LayerProfile", "load_bokehjs_inline"]
 
 DEFAULT_METRICS = ("rankme", "twonn", "knn_agreement", "fisher", "mst")
-_bokehjs_loaded = False
+_bokehjs_loaded_at: int | None = None
 
 
 def load_bokehjs_inline(force: bool = False) -> bool:
     """Load BokehJS into the notebook page from the installed bokeh package (never a CDN).
 
-    Publishes bokeh's INLINE resources once per kernel; jupyter_bokeh's views need BokehJS on
-    the page. Outside a Jupyter kernel it does nothing and returns False.
+    jupyter_bokeh's views need BokehJS on the page; this publishes bokeh's INLINE resources in
+    the output of the running cell, once per cell execution (so re-running the cell after a page
+    reload loads it again). Outside a Jupyter kernel it does nothing and returns False.
 
     Examples
     --------
     >>> load_bokehjs_inline()  # outside a kernel
     False
     """
-    global _bokehjs_loaded
+    global _bokehjs_loaded_at
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -37,13 +38,14 @@ def load_bokehjs_inline(force: bool = False) -> bool:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "kernel"):
         return False
-    if _bokehjs_loaded and not force:
+    count = getattr(shell, "execution_count", None)
+    if _bokehjs_loaded_at == count and not force:
         return True
     from bokeh.io import output_notebook
     from bokeh.resources import INLINE
 
     output_notebook(resources=INLINE, hide_banner=True)
-    _bokehjs_loaded = True
+    _bokehjs_loaded_at = count
     return True
 
 
@@ -139,8 +141,26 @@ class LayerProfile(_Worker, ipywidgets.VBox):
             self.status_bar.summary = f"per-layer metrics · current layer {self.current_layer}"
 
     def _set_metric(self, metric: str, values: list[float]) -> None:
+        first = all(math.isnan(v) for v in self.values[metric])
         self.values[metric] = list(values)
         self.figure.set_values(metric, values)
+        self._sync_bundle(full=first)
+
+    def _sync_bundle(self, full: bool) -> None:
+        """Keep the browser in step with the bokeh document.
+
+        In-place changes (assigning a source's data, moving the marker) reach displayed charts as
+        document patches. Patches sent before the charts are on screen would be lost, so a series'
+        first data re-sends the whole document once; later changes only patch, and the kernel-side
+        copy of the document is refreshed silently so a reloaded page shows the current state.
+        """
+        from jupyter_bokeh import BokehModel
+
+        bundle = BokehModel._model_to_traits(self.figure.layout)
+        if full:
+            self.bokeh.render_bundle = bundle
+        else:
+            self.bokeh._trait_values["render_bundle"] = bundle
 
     def _on_profile(self) -> None:
         s, metrics, k = self.session, self.metrics, self.profile_k
@@ -167,6 +187,7 @@ class LayerProfile(_Worker, ipywidgets.VBox):
     def _on_current(self, change: dict) -> None:
         def apply(_: Any) -> None:
             self.figure.mark_layer(self.current_layer)
+            self._sync_bundle(full=False)
 
         self.lane("marker").submit(lambda: None, apply, inline=True)
 
