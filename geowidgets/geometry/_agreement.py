@@ -33,6 +33,14 @@ class AgreementResult:
         The original label values, sorted.
     k : int
     temperature : float or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(60, 2))
+    >>> res = knn_label_agreement(X, np.arange(60) % 3, k=5, temperature=0.5)
+    >>> res.per_point.shape, res.per_class.shape, res.classes.tolist()
+    ((60,), (3,), [0, 1, 2])
     """
 
     mean: float

@@ -63,6 +63,13 @@ class LoDDResult:
         The largest score among the flagged points.
     ratio : float
     k : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = lodd(np.random.default_rng(0).normal(size=(100, 2)), k=10, ratio=0.2)
+    >>> int(res.boundary.sum()), bool(res.score[res.boundary].max() == res.threshold)
+    (20, True)
     """
 
     score: Any

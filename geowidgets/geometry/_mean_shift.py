@@ -30,6 +30,13 @@ class MeanShiftResult:
     k : int
     iterations : int
     fixed_graph : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> res = mean_shift_deviation(np.random.default_rng(0).normal(size=(50, 3)), k=5, iterations=2)
+    >>> res.score.shape, res.shifted.shape
+    ((50,), (50, 3))
     """
 
     score: Any

@@ -18,14 +18,26 @@ __all__ = ["auroc", "fpr_at_tpr"]
 
 
 def sorted_values(t: torch.Tensor) -> torch.Tensor:
-    """Ascending sort of a 1-D tensor (numpy on the CPU, where torch's sort is many times slower)."""
+    """Ascending sort of a 1-D tensor (numpy on the CPU, where torch's sort is many times slower).
+
+    Examples
+    --------
+    >>> sorted_values(torch.tensor([3.0, 1.0, 2.0])).tolist()
+    [1.0, 2.0, 3.0]
+    """
     if t.device.type == "cpu":
         return torch.from_numpy(np.sort(t.numpy()))
     return torch.sort(t).values
 
 
 def stable_argsort(t: torch.Tensor, descending: bool = False) -> torch.Tensor:
-    """Stable argsort of a 1-D tensor: equal values keep index order (numpy on the CPU)."""
+    """Stable argsort of a 1-D tensor: equal values keep index order (numpy on the CPU).
+
+    Examples
+    --------
+    >>> stable_argsort(torch.tensor([2.0, 1.0, 2.0]), descending=True).tolist()
+    [0, 2, 1]
+    """
     if t.device.type == "cpu":
         a = t.numpy()
         return torch.from_numpy(np.argsort(-a if descending else a, kind="stable"))

@@ -165,7 +165,7 @@ def test_profile_tables_rethreshold_and_reslice_without_new_distances(monkeypatc
     rng = np.random.default_rng(5)
     queries, references = _stack(rng, n_layers=3, diverge_at=1, nr=300, nq=50)
     cache = DeviationProfileTables.from_data(queries, references, k_max=20)
-    import geowidgets.geometry._deviation as dev
+    import geowidgets.geometry._deviation_tables as dev
 
     def forbidden(*args, **kwargs):
         raise AssertionError("no kNN search may run after the tables are built")
