@@ -121,7 +121,7 @@ def _as_layer_dict(data: Any, name: str) -> dict:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equality is identity: the tables are large tensors
 class DeviationProfileTables:
     """Per-layer :class:`DeviationTables`, so k and threshold moves over a whole profile are cheap.
 

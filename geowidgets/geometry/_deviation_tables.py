@@ -92,7 +92,7 @@ class DeviationResult:
     robust: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equality is identity: the tables are large tensors
 class DeviationTables:
     """Both kNN distance tables of one layer, computed once at ``k_max``.
 
