@@ -2,8 +2,9 @@
 
 :func:`layer_profile` walks the captured layers in order and, per layer, builds one kNN graph (at
 ``max(k, 20, mle_k)``) that serves every neighbourhood probe, and lets the spectral probes share
-cached singular values (one decomposition per variant: raw for RankMe, centred for the von Neumann
-entropy, row-normalised for the coding rate). Nothing is captured or computed twice.
+cached singular values: RankMe (raw) and the von Neumann entropy (centred) come from one Gram
+matrix; the coding rate needs its own (its rows are unit-normalised, a different matrix). Nothing
+is captured or computed twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from geowidgets.geometry._diffusion import dse, dsmi
 from geowidgets.geometry._dimension import mle_intrinsic_dimension, twonn
 from geowidgets.geometry._knn import knn_graph
 from geowidgets.geometry._separability import mst_separability
-from geowidgets.geometry._spectra import rankme, von_neumann_entropy
+from geowidgets.geometry._spectra import prefetch_raw_and_centred, rankme, von_neumann_entropy
 
 __all__ = ["layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS"]
 
@@ -236,6 +237,12 @@ def layer_profile(
                 raise ValueError(f"layer {name!r}: {exc}") from exc
             graph_seconds[name] = time.perf_counter() - start
 
+        shares_gram = (
+            "rankme" in settings
+            and "vne" in settings
+            and not settings["rankme"]["center"]
+            and settings["vne"]["center"]
+        )
         for metric in metrics:
             needs_labels, _ = PROFILE_METRICS[metric]
             p = settings[metric]
@@ -253,6 +260,8 @@ def layer_profile(
                 callback(name, metric)
             start = time.perf_counter()
             try:
+                if metric in ("rankme", "vne") and shares_gram:
+                    prefetch_raw_and_centred(Xt, X)  # one Gram pass for both; the first of them pays
                 value, n_used, extra = _runner(metric, X, codes, k, graph, p)
             except ValueError as exc:
                 raise ValueError(f"layer {name!r}, metric {metric!r}: {exc}") from exc

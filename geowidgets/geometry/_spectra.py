@@ -122,6 +122,48 @@ def _singular_values_f64(X: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.clamp(eig, min=0.0)).flip(0)
 
 
+def _raw_and_centred_f64(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values of X and of X − mean from one Gram matrix (one pass over the data).
+
+    Centring is applied to the Gram matrix: ``XcᵀXc = XᵀX − N·μμᵀ`` (D side) or
+    ``XcXcᵀ = HXXᵀH`` with ``H = I − 11ᵀ/N`` (N side), both O(min(N, D)²).
+    """
+    n, d = X.shape
+    if n >= d:
+        gram = X.T @ X
+        total = X.sum(0)
+        centred = gram - torch.outer(total, total) / n
+    else:
+        gram = X @ X.T
+        row_mean = gram.mean(1, keepdim=True)
+        centred = gram - row_mean - row_mean.T + gram.mean()
+    centred = 0.5 * (centred + centred.T)
+    return (
+        torch.sqrt(torch.clamp(eigvalsh_f64(gram), min=0.0)).flip(0),
+        torch.sqrt(torch.clamp(eigvalsh_f64(centred), min=0.0)).flip(0),
+    )
+
+
+def prefetch_raw_and_centred(X: torch.Tensor, source: Any) -> None:
+    """Fill the cache with both the raw and the centred singular values of ``X`` from one Gram pass.
+
+    Used by ``layer_profile`` when RankMe (raw) and the von Neumann entropy (centred) are both
+    requested; afterwards both :func:`rankme` and :func:`von_neumann_entropy` are cache hits.
+    """
+    if not isinstance(source, torch.Tensor):
+        return
+    raw_key, centred_key = ("svals", False, False), ("svals", True, False)
+    pair: list[torch.Tensor] = []
+
+    def compute_pair() -> list[torch.Tensor]:
+        if not pair:
+            pair.extend(_raw_and_centred_f64(X.to(device=spectral_device(X), dtype=torch.float64)))
+        return pair
+
+    _SPECTRAL_CACHE.get(source, raw_key, lambda: compute_pair()[0])
+    _SPECTRAL_CACHE.get(source, centred_key, lambda: compute_pair()[1])
+
+
 def _prepare(X: torch.Tensor, center: bool, normalize_rows: bool) -> torch.Tensor:
     Xd = X.to(device=spectral_device(X), dtype=torch.float64)
     if normalize_rows:

@@ -31,6 +31,7 @@ def data():
 
 
 def _direct(metric: str, X, y, k: int):
+    X = X.clone()  # a new tensor: nothing is served from the profile's caches
     if metric == "rankme":
         return geo.rankme(X)
     if metric == "vne":
@@ -137,19 +138,29 @@ def test_spectra_computed_once_per_variant(data, monkeypatch):
     X = acts["embed"].clone()
     _spectra.clear_spectral_cache()
     calls = []
-    real = _spectra._singular_values_f64
+    real_single, real_pair = _spectra._singular_values_f64, _spectra._raw_and_centred_f64
 
-    def counting(M):
-        calls.append(tuple(M.shape))
-        return real(M)
+    def counting_single(M):
+        calls.append("single")
+        return real_single(M)
 
-    monkeypatch.setattr(_spectra, "_singular_values_f64", counting)
-    geo.layer_profile({"embed": X}, y, metrics=("rankme", "vne", "coding_rate"))
-    assert len(calls) == 3  # raw, centred, row-normalised
-    geo.rankme(X)
-    geo.von_neumann_entropy(X)
+    def counting_pair(M):
+        calls.append("pair")
+        return real_pair(M)
+
+    monkeypatch.setattr(_spectra, "_singular_values_f64", counting_single)
+    monkeypatch.setattr(_spectra, "_raw_and_centred_f64", counting_pair)
+    df = geo.layer_profile({"embed": X}, y, metrics=("rankme", "vne", "coding_rate"))
+    # one Gram pass for RankMe (raw) + von Neumann (centred), one for the row-normalised coding rate
+    assert calls == ["pair", "single"]
+    assert geo.rankme(X) == df.value[0]
+    assert geo.von_neumann_entropy(X) == df.value[1]
     geo.coding_rate(X, y, eps=0.1)  # a later ε move
-    assert len(calls) == 3  # all served from the cache
+    assert calls == ["pair", "single"]  # all served from the cache
+    monkeypatch.undo()
+    fresh = X.clone()
+    assert df.value[0] == pytest.approx(geo.rankme(fresh), rel=1e-10)
+    assert df.value[1] == pytest.approx(geo.von_neumann_entropy(fresh), rel=1e-10)
 
 
 def test_activations_object_order_is_kept(data):

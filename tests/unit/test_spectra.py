@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from geowidgets import geometry as geo
-from geowidgets.geometry._spectra import _SPECTRAL_CACHE
+from geowidgets.geometry._spectra import _SPECTRAL_CACHE, _raw_and_centred_f64
 
 
 def _equal_singular_values(n: int, d: int, rank: int, value: float, seed: int = 0, center: bool = False) -> np.ndarray:
@@ -63,6 +63,16 @@ def test_singular_values_match_numpy_and_return_kind():
     st = geo.singular_values(torch.from_numpy(X), center=True)
     assert isinstance(st, torch.Tensor)
     np.testing.assert_allclose(st.numpy(), np.linalg.svd(X - X.mean(0), compute_uv=False), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(80, 12), (12, 80)])
+def test_raw_and_centred_from_one_gram_match_numpy(shape):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=shape) + 3.0
+    raw, centred = _raw_and_centred_f64(torch.from_numpy(X))
+    np.testing.assert_allclose(raw.numpy(), np.linalg.svd(X, compute_uv=False), rtol=1e-9)
+    expected = np.linalg.svd(X - X.mean(0), compute_uv=False)  # N < D: the last one is 0
+    np.testing.assert_allclose(centred.numpy(), expected, rtol=1e-8, atol=1e-6 * expected[0])
 
 
 def test_singular_values_cached_per_tensor_and_invalidated_by_inplace_change():
