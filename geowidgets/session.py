@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -58,6 +59,19 @@ COLOUR_BY: dict[str, tuple[str, bool, bool]] = {
 #: Name used for "the model's input" where a layer is expected (decision slices).
 INPUT_LAYER = "input"
 _IMAGE_BYTES_LIMIT = 64 * 2**20
+# One lock per model: a capture and a decision slice (which patches a layer with a forward hook)
+# must never run the same model at the same time, even from two sessions or two threads.
+_MODEL_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock every forward pass of ``model`` made by geowidgets holds."""
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.RLock()
+        return lock
 
 
 @dataclass(frozen=True)
@@ -302,7 +316,8 @@ class Session:
         if self._acts is None:
             with self._lock:
                 if self._acts is None:
-                    self._acts = self.probe.capture(self.inputs, batch_size=self.batch_size, progress=False)
+                    with model_lock(self.model):
+                        self._acts = self.probe.capture(self.inputs, batch_size=self.batch_size, progress=False)
         return self._acts
 
     def features(self, layer: str) -> torch.Tensor:
@@ -588,7 +603,8 @@ class Session:
                     else self.inputs[anchors[0]]
                 )
                 kwargs = {"layer": layer, "plane_space": "layer", "carrier": carrier}
-            return geo.decision_slice(self.model, plane, resolution=resolution, data=space, **kwargs)
+            with model_lock(self.model):
+                return geo.decision_slice(self.model, plane, resolution=resolution, data=space, **kwargs)
 
         return self._answer(self._memo["slice"].get((layer, anchors, resolution), compute))
 

@@ -1,0 +1,97 @@
+"""Session: cached results equal direct computations (brute force / scipy references)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def test_deviation_matches_brute_force(session):
+    from sklearn.neighbors import NearestNeighbors
+
+    layer, k = session.layers[1], 7
+    X = session.features(layer).double().numpy()
+    ref = session.reference_mask
+    R = X[ref]
+    res = session.deviation(layer, k)
+    # Reference samples: leave-one-out mean distance to k other reference samples.
+    d_ref, _ = NearestNeighbors(n_neighbors=k + 1).fit(R).kneighbors(R)
+    baseline = d_ref[:, 1:].mean(1)
+    np.testing.assert_allclose(res.distance[ref], baseline, rtol=1e-4)
+    # Other samples: mean distance to their k nearest reference samples.
+    d_q, _ = NearestNeighbors(n_neighbors=k).fit(R).kneighbors(X[~ref])
+    np.testing.assert_allclose(res.distance[~ref], d_q.mean(1), rtol=1e-4)
+    z = (res.distance - baseline.mean()) / baseline.std(ddof=1)
+    np.testing.assert_allclose(res.z, z, rtol=1e-3, atol=1e-4)
+
+
+def test_k_move_reuses_tables(session):
+    layer = session.layers[0]
+    session.deviation(layer, 5)
+    tables = session.deviation_tables(layer)
+    assert session.has_tables(layer)
+    session.deviation(layer, 12)
+    assert session.deviation_tables(layer) is tables  # computed once at k_max
+
+
+def test_temperature_scores_match_scipy(session):
+    from scipy.special import softmax
+
+    z = session.logits.double().numpy()
+    for t in (0.2, 1.0, 5.0):
+        spec = session.colour_values("confidence", temperature=t)
+        np.testing.assert_allclose(spec.values, softmax(z / t, axis=1).max(1), rtol=1e-5)
+
+
+def test_colour_values_categorical_and_errors(session, demo):
+    spec = session.colour_values("correct")
+    assert spec.kind == "categorical" and spec.categories == ["wrong", "correct"]
+    expected = (demo.model(demo.inputs).argmax(1) == demo.labels).numpy()
+    np.testing.assert_array_equal(spec.values.astype(bool), expected)
+    with pytest.raises(ValueError, match="colour_by must be one of"):
+        session.colour_values("nope")
+    with pytest.raises(KeyError, match="unknown layer"):
+        session.colour_values("deviation", layer="nope", k=3)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 20\]"):
+        session.deviation(session.layers[0], 21)
+    with pytest.raises(ValueError, match="temperature must be"):
+        session.scores(0.0)
+
+
+def test_layout_is_aligned_to_reference(session):
+    a = session.layout(session.layers[0], "pca")
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]], dtype=np.float32)
+    target = a @ rot * 3.0 + 1.0
+    aligned = session.layout(session.layers[0], "pca", reference=target)
+    np.testing.assert_allclose(aligned, target, atol=1e-3)
+
+
+def test_revision_counts_answers(session):
+    before = session.revision
+    session.scores(1.0)
+    session.scores(2.0)
+    assert session.revision == before + 2
+
+
+def test_decision_slice_cached_and_validated(session):
+    anchors = session.default_anchors()
+    assert len(set(session.labels[list(anchors)])) == 3
+    s1 = session.decision_slice("input", anchors, resolution=16)
+    assert session.decision_slice("input", anchors, resolution=16) is s1
+    with pytest.raises(ValueError, match="3 distinct sample indices"):
+        session.decision_slice("input", (0, 0, 1), resolution=16)
+    hidden = session.decision_slice(session.layers[1], anchors, resolution=16)
+    assert tuple(hidden.classes.shape) == (16, 16)
+
+
+def test_bad_arguments():
+    from geowidgets.session import Session
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    with pytest.raises(ValueError, match="k_max must be a positive integer"):
+        Session(model, torch.zeros(10, 2), k_max=0)
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        Session(model, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="bool mask"):
+        Session(model, torch.zeros(10, 2), reference=np.ones(9, dtype=bool))
