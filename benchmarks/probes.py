@@ -1,6 +1,6 @@
 """Full layer profile (every metric) on one synthetic layer of N=10k, D=512.
 
-Usage: python benchmarks/probes.py [--n 10000] [--d 512] [--blas-threads T] [--no-write]
+Usage: python benchmarks/probes.py [--n 10000] [--d 512] [--blas-threads T] [--no-write | --append]
 Prints per-metric seconds for a cold profile, then the cost of slider moves served from the caches
 (DSE at another t, coding rate at another ε, agreement at another k), and writes
 benchmarks/RESULTS_probes.md.
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=512)
     parser.add_argument("--blas-threads", type=int, default=None, help="limit BLAS/OpenMP threads (threadpoolctl)")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS_probes.md")
+    parser.add_argument("--append", action="store_true", help="append to RESULTS_probes.md instead of replacing it")
     args = parser.parse_args()
 
     from geowidgets import geometry as geo
@@ -106,6 +107,8 @@ def main() -> None:
     print(text)
     if not args.no_write:
         out = pathlib.Path(__file__).with_name("RESULTS_probes.md")
+        if args.append and out.exists():
+            text = out.read_text() + "\n" + text
         out.write_text(text)
         print(f"wrote {out}")
 

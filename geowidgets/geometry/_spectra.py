@@ -11,6 +11,7 @@ afresh on every call and therefore not cached.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -43,29 +44,34 @@ class TensorCache:
     def __init__(self, maxsize: int = 64):
         self.maxsize = int(maxsize)
         self._entries: OrderedDict[tuple, tuple[weakref.ref, Any]] = OrderedDict()
+        self._lock = threading.RLock()  # widgets compute off the kernel's main thread
 
     def _forget(self, tensor_id: int) -> None:
-        for key in [key for key in self._entries if key[0] == tensor_id]:
-            self._entries.pop(key, None)
+        with self._lock:
+            for key in [key for key in self._entries if key[0] == tensor_id]:
+                self._entries.pop(key, None)
 
     def get(self, tensor: torch.Tensor, key: Hashable, compute: Callable[[], Any]) -> Any:
         """Return the cached value for (tensor, key), computing and storing it on a miss."""
         ident = (id(tensor), tensor._version, key)
-        entry = self._entries.get(ident)
-        if entry is not None and entry[0]() is tensor:
-            self._entries.move_to_end(ident)
-            return entry[1]
-        value = compute()
+        with self._lock:
+            entry = self._entries.get(ident)
+            if entry is not None and entry[0]() is tensor:
+                self._entries.move_to_end(ident)
+                return entry[1]
+        value = compute()  # outside the lock: long computations do not block other lookups
         tensor_id = id(tensor)
         ref = weakref.ref(tensor, lambda _ref, tid=tensor_id: self._forget(tid))
-        self._entries[ident] = (ref, value)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[ident] = (ref, value)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
         return value
 
     def clear(self) -> None:
         """Drop every entry."""
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

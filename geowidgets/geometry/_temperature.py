@@ -42,6 +42,13 @@ class TemperatureScores:
         Largest minus second-largest raw logit (independent of T).
     temperature : float or [N]
         The temperature used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = temperature_scores(np.array([[1.0, 1.0, 1.0]]), temperature=2.0)
+    >>> round(float(s.entropy[0]), 6) == round(float(np.log(3)), 6), s.temperature
+    (True, 2.0)
     """
 
     probs: Any

@@ -53,6 +53,14 @@ class TiltResult:
         Whether the gradient norm fell below 1e-6 within ``max_iter`` iterations.
     grad_norm : float
         Final gradient norm of the objective.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 1.0]])
+    >>> res = boundary_tilting_angle(X, [0, 0, 1, 1], reg=1.0)
+    >>> round(res.angle_deg, 3), res.classes
+    (0.0, (0, 1))
     """
 
     angle_deg: float
