@@ -32,9 +32,9 @@ import torch
 from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
 from geowidgets.geometry._knn import _fingerprint, resolve_knn
 
-__all__ = ["embed", "align_layout", "warm_up_umap"]
+__all__ = ["embed", "align_layout", "warm_up_umap", "heat_geodesic_distances"]
 
-_METHODS = ("pca", "umap")
+_METHODS = ("pca", "umap", "heatgeo")
 _GRAPH_CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _GRAPH_CACHE_SIZE = 8
 _CACHE_LOCK = threading.Lock()
@@ -162,15 +162,21 @@ def embed(
     learning_rate: float = 1.0,
     random_state: int | None = 0,
     reference: Any = None,
+    t: float = 10.0,
+    harnack: float = 0.0,
+    max_n: int | None = 3000,
 ) -> Any:
     """Embed ``X`` [N, D] in ``n_components`` (2) dimensions.
 
     Parameters
     ----------
     X : Tensor or ndarray [N, D]
-    method : {"umap", "pca"}
+    method : {"umap", "pca", "heatgeo"}
         ``"pca"``: principal-component scores (instant, torch, signs fixed). ``"umap"``:
-        umap-learn's layout on our exact kNN graph (see the module docstring).
+        umap-learn's layout on our exact kNN graph (see the module docstring). ``"heatgeo"``:
+        classical MDS of :func:`heat_geodesic_distances` (``n_neighbors`` is its k; ``t``,
+        ``harnack``); above ``max_n`` points a seeded random subsample is laid out and every other
+        point is placed at the inverse-distance-weighted mean of its 5 nearest sampled points.
     n_neighbors : int
         UMAP neighbourhood size, counting the point itself as umap-learn does (so the kNN
         graph must hold at least ``n_neighbors - 1`` neighbours).
@@ -192,6 +198,8 @@ def embed(
         None runs it on every core (not reproducible).
     reference : array [N, n_components], optional
         Align the result to this layout with :func:`align_layout` (e.g. the previous layer's).
+    t, harnack, max_n
+        Diffusion time, Harnack regularisation and size cap for ``method="heatgeo"``.
 
     Returns
     -------
@@ -216,6 +224,8 @@ def embed(
         raise ValueError(f"random_state must be an int or None, got {random_state!r}")
     if method == "pca":
         Y = _pca_scores(Xt, n_components).float().cpu().numpy()
+    elif method == "heatgeo":
+        Y = _heatgeo_layout(Xt, int(n_neighbors), t, harnack, n_components, max_n, random_state, knn)
     else:
         if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
             raise ValueError(f"n_neighbors must be an integer >= 2 (it counts the point itself), got {n_neighbors!r}")
@@ -316,3 +326,144 @@ def warm_up_umap(wait: bool = False) -> threading.Thread:
     if wait:
         thread.join()
     return thread
+
+
+def _check_positive(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def _heat_kernel(
+    Xt: torch.Tensor, k: int, t: float, decay: float, knn: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Heat kernel H_t [n, n] (float64) from the alpha-decay graph, plus L's eigenpairs."""
+    n = Xt.shape[0]
+    k_max = min(3 * k, n - 1)
+    dist, idx = resolve_knn(Xt, k_max, knn)
+    dev = spectral_device(Xt)
+    dist, idx = dist.to(dev, torch.float64), idx.to(dev)
+    eps = dist[:, k - 1 : k].clamp_min(1e-300)  # distance to the k-th neighbour
+    W = torch.zeros(n, n, dtype=torch.float64, device=dev)
+    W.scatter_(1, idx, torch.exp(-((dist / eps) ** decay)))
+    W.fill_diagonal_(1.0)  # the point itself, at distance 0, as in PHATE's graph
+    W = 0.5 * (W + W.T)
+    d_isqrt = W.sum(1).rsqrt()
+    L = torch.eye(n, dtype=torch.float64, device=dev) - d_isqrt[:, None] * W * d_isqrt[None, :]
+    evals, evecs = torch.linalg.eigh(L)
+    H = (evecs * torch.exp(-t * evals)) @ evecs.T
+    return H.clamp_min(0.0), evals, evecs
+
+
+def heat_geodesic_distances(
+    X: Any,
+    k: int = 10,
+    t: float = 10.0,
+    *,
+    harnack: float = 0.0,
+    decay: float = 40.0,
+    knn: Any = None,
+    max_n: int | None = 3000,
+) -> Any:
+    """Heat-geodesic distances (Varadhan's formula on the heat kernel of the data graph).
+
+    Source: *A Heat Diffusion Perspective on Geodesic Preserving Dimensionality Reduction*
+    (PROBES.md §19). Steps:
+
+    1. W_ij = exp(−(d_ij/ε_k(i))^decay) over the 3k nearest neighbours (ε_k(i): distance to the
+       k-th), the point itself with weight 1, then W ← (W + Wᵀ)/2 (PHATE's alpha-decay graph,
+       built from our exact kNN graph).
+    2. L = I − D^{−½} W D^{−½}; H_t = V e^{−tΛ} Vᵀ exactly from the eigendecomposition of L
+       (the paper's code uses a Chebyshev approximation), negatives set to 0.
+    3. d_t(i, j) = sqrt(max(0, −4t·log(H_t(i,j) + 1e-16) + h·4t·log(½(H_t(i,i) + H_t(j,j)) + 1e-16))),
+       h = ``harnack`` ∈ [0, 1]; the diagonal is set to 0.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray [N, D]
+    k : int
+        Neighbourhood size for the bandwidth ε_k (the graph holds 3k neighbours).
+    t : float
+        Diffusion time: small t is local (SNE-like), large t global (PHATE-like).
+    harnack : float
+        Harnack regularisation h in [0, 1].
+    decay : float
+        Alpha-decay exponent.
+    knn : KNNGraph or (dist, idx), optional
+        Precomputed graph of X with at least min(3k, N−1) neighbours.
+    max_n : int or None
+        Largest N accepted (the cost is O(N³)); larger data raise ``ValueError`` — subsample
+        first, or pass ``max_n=None`` to force it. ``embed(method="heatgeo")`` subsamples for you.
+
+    Returns
+    -------
+    Tensor or ndarray [N, N], float64, symmetric, zero diagonal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> D = heat_geodesic_distances(np.random.default_rng(0).normal(size=(60, 3)), k=5, t=5.0)
+    >>> D.shape, bool(np.allclose(D, D.T))
+    ((60, 60), True)
+    """
+    Xt, kind = as_tensor(X, "X", min_rows=3)
+    n = Xt.shape[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k must be an integer with 1 <= k < N={n}, got {k!r}")
+    t = _check_positive(t, "t")
+    decay = _check_positive(decay, "decay")
+    if not (isinstance(harnack, (int, float)) and 0.0 <= harnack <= 1.0):
+        raise ValueError(f"harnack must be a number in [0, 1], got {harnack!r}")
+    if max_n is not None and n > max_n:
+        raise ValueError(
+            f"heat_geodesic_distances is O(N^3) and N={n} exceeds max_n={max_n}; subsample the data, "
+            "raise max_n, or pass max_n=None to force it"
+        )
+    H, _, _ = _heat_kernel(Xt, int(k), t, decay, knn)
+    logH = torch.log(H + 1e-16)
+    d2 = -4.0 * t * logH
+    if harnack:
+        diag = torch.diagonal(H)
+        d2 = d2 + harnack * 4.0 * t * torch.log(0.5 * (diag[:, None] + diag[None, :]) + 1e-16)
+    D = torch.sqrt(d2.clamp_min(0.0))
+    D = 0.5 * (D + D.T)
+    D.fill_diagonal_(0.0)
+    return to_kind(D.to(Xt.device) if not kind.is_numpy else D.cpu(), kind)
+
+
+def _classical_mds(D: torch.Tensor, n_components: int) -> torch.Tensor:
+    """Classical (Torgerson) MDS of a distance matrix, signs fixed."""
+    n = D.shape[0]
+    J = torch.eye(n, dtype=D.dtype, device=D.device) - 1.0 / n
+    B = -0.5 * J @ (D * D) @ J
+    evals, evecs = torch.linalg.eigh(B)
+    order = torch.argsort(evals, descending=True)[:n_components]
+    V = evecs[:, order]
+    pick = torch.argmax(V.abs(), dim=0)
+    signs = torch.sign(V[pick, torch.arange(V.shape[1], device=V.device)])
+    signs[signs == 0] = 1
+    return V * signs * evals[order].clamp_min(0.0).sqrt()
+
+
+def _heatgeo_layout(
+    Xt: torch.Tensor, k: int, t: float, harnack: float, n_components: int, max_n: int | None, random_state, knn
+) -> np.ndarray:
+    n = Xt.shape[0]
+    if max_n is None or n <= max_n:
+        D = heat_geodesic_distances(Xt, k, t, harnack=harnack, knn=knn, max_n=None)
+        return _classical_mds(D, n_components).float().cpu().numpy()
+    rng = np.random.default_rng(0 if random_state is None else random_state)
+    keep = torch.from_numpy(np.sort(rng.choice(n, size=max_n, replace=False))).to(Xt.device)
+    sub = Xt[keep]
+    Ysub = _classical_mds(heat_geodesic_distances(sub, k, t, harnack=harnack, max_n=None), n_components)
+    from geowidgets.geometry._knn import knn as _knn_search
+
+    dist, idx = _knn_search(Xt, 5, Y=sub)
+    w = 1.0 / dist.double().clamp_min(1e-12)
+    Y = (w[:, :, None] * Ysub[idx.to(Ysub.device)]).sum(1) / w.sum(1, keepdim=True)
+    Y[keep] = Ysub
+    return Y.float().cpu().numpy()

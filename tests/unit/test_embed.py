@@ -99,3 +99,61 @@ def test_warm_up_is_idempotent():
     t1 = geo.warm_up_umap()
     t2 = geo.warm_up_umap(wait=True)
     assert t1 is t2 and not t2.is_alive()
+
+
+def _swiss_roll(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(1.5 * np.pi, 4.5 * np.pi, n)
+    h = rng.uniform(0, 10, n)
+    X = np.stack([u * np.cos(u), h, u * np.sin(u)], axis=1)
+    s = 0.5 * (u * np.sqrt(1 + u * u) + np.arcsinh(u))  # arc length along the spiral
+    geodesic = np.hypot(s[:, None] - s[None, :], h[:, None] - h[None, :])
+    return X, geodesic
+
+
+def test_heat_kernel_equals_expm_and_distances_are_a_metric_shape():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    k, t, decay = 5, 3.0, 40.0
+    # independent construction of the alpha-decay graph and its normalised Laplacian
+    dist, idx = neighbors.NearestNeighbors(n_neighbors=3 * k + 1).fit(X).kneighbors(X)
+    eps = dist[:, k]  # column 0 is the point itself
+    W = np.zeros((300, 300))
+    rows = np.repeat(np.arange(300), 3 * k + 1)
+    W[rows, idx.ravel()] = np.exp(-((dist / eps[:, None]) ** decay)).ravel()
+    W = 0.5 * (W + W.T)
+    dinv = 1 / np.sqrt(W.sum(1))
+    L = np.eye(300) - dinv[:, None] * W * dinv[None, :]
+    H = np.maximum(scipy_linalg.expm(-t * L), 0)
+    expected = np.sqrt(np.maximum(0, -4 * t * np.log(H + 1e-16)))
+    np.fill_diagonal(expected, 0)
+    D = geo.heat_geodesic_distances(X, k=k, t=t, decay=decay)
+    assert np.allclose(D, expected, atol=1e-6)
+    assert np.allclose(D, D.T) and np.all(np.diag(D) == 0)
+    with pytest.raises(ValueError, match="max_n"):
+        geo.heat_geodesic_distances(X, k=5, max_n=100)
+    with pytest.raises(ValueError, match="harnack"):
+        geo.heat_geodesic_distances(X, harnack=2.0)
+
+
+def test_heat_geodesics_follow_the_swiss_roll():
+    stats = pytest.importorskip("scipy.stats")
+    X, geodesic = _swiss_roll()
+    iu = np.triu_indices(len(X), 1)
+    fid = {}
+    for t in (1.0, 20.0):
+        D = geo.heat_geodesic_distances(X, k=10, t=t)
+        fid[t] = stats.spearmanr(D[iu], geodesic[iu])[0]
+    euclid = np.linalg.norm(X[:, None] - X[None], axis=2)
+    fid_euclid = stats.spearmanr(euclid[iu], geodesic[iu])[0]
+    assert fid[20.0] >= 0.9 and fid_euclid <= 0.5 and fid[20.0] > fid[1.0], (fid, fid_euclid)
+
+
+def test_heatgeo_embedding_reproducible_and_subsampled():
+    X, _ = _swiss_roll(400)
+    Y1 = geo.embed(X, method="heatgeo", n_neighbors=10, t=10.0)
+    assert Y1.shape == (400, 2) and np.array_equal(Y1, geo.embed(X, method="heatgeo", n_neighbors=10, t=10.0))
+    Y_sub = geo.embed(X, method="heatgeo", n_neighbors=10, max_n=200, random_state=1)
+    assert Y_sub.shape == (400, 2) and np.isfinite(Y_sub).all()
