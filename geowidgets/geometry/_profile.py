@@ -145,6 +145,7 @@ def layer_profile(
     k: int = 10,
     *,
     callback: Callable[[str, str], None] | None = None,
+    errors: str = "raise",
     **params: Any,
 ) -> pd.DataFrame:
     """Compute geometry metrics for every captured layer and return one tidy table.
@@ -168,6 +169,12 @@ def layer_profile(
         Neighbours for ``knn_agreement`` (the k slider). ``mle`` uses ``mle_k`` (default 20).
     callback : callable(layer, metric), optional
         Called before each metric runs (for progress display).
+    errors : {"raise", "record"}
+        What a metric that cannot be computed on a layer does (e.g. the von Neumann entropy of a
+        dead, constant layer): ``"raise"`` (default) raises a ``ValueError`` naming the layer and
+        metric; ``"record"`` gives that row ``value`` NaN and the message in ``params["error"]``,
+        so one degenerate layer does not hide the rest of the table. Invalid input (NaN/inf, bad
+        shapes, mismatched N or labels, unknown metrics or parameters) always raises.
     **params
         Per-metric settings as ``<metric>_<parameter>``, e.g. ``dse_sigma=0.5``, ``dse_t=2``,
         ``fisher_kind="lda"``, ``mst_max_n=2000``, ``coding_rate_eps=0.1``, ``mle_k=15``,
@@ -204,6 +211,8 @@ def layer_profile(
     layers = _layer_order(activations)
     if not layers:
         raise ValueError("activations is empty; capture at least one layer")
+    if errors not in ("raise", "record"):
+        raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
     metrics = _check_metrics(metrics)
     settings = _split_params(metrics, params)
 
@@ -264,7 +273,13 @@ def layer_profile(
                     prefetch_raw_and_centred(Xt, X)  # one Gram pass for both; the first of them pays
                 value, n_used, extra = _runner(metric, X, codes, k, graph, p)
             except ValueError as exc:
-                raise ValueError(f"layer {name!r}, metric {metric!r}: {exc}") from exc
+                if errors == "raise":
+                    raise ValueError(f"layer {name!r}, metric {metric!r}: {exc}") from exc
+                seconds = time.perf_counter() - start
+                rows.append(
+                    {**row, "value": np.nan, "params": {**p, "error": str(exc)}, "n_used": 0, "seconds": seconds}
+                )
+                continue
             seconds = time.perf_counter() - start
             rows.append(
                 {**row, "value": float(value), "params": {**p, **extra}, "n_used": int(n_used), "seconds": seconds}

@@ -216,3 +216,23 @@ def test_result_is_a_tidy_dataframe(data):
     assert str(df["k"].dtype) == "Int64" and df["value"].dtype == float
     wide = df.pivot(index="layer", columns="metric", values="value")
     assert wide.shape == (3, 2)
+
+
+def test_errors_record_keeps_the_rest_of_the_table(data):
+    acts, y = data
+    dead = torch.zeros(N, 4)  # a dead ReLU layer: no variance, all-zero rows
+    layers = {"embed": acts["embed"], "dead": dead}
+    with pytest.raises(ValueError, match="layer 'dead', metric 'vne'.*zero variance"):
+        geo.layer_profile(layers, y, metrics=("vne", "coding_rate", "fisher"))
+    df = geo.layer_profile(layers, y, metrics=("vne", "coding_rate", "fisher"), errors="record")
+    ok = df[df.layer == "embed"]
+    assert ok.value.notna().all() and not any("error" in p for p in ok.params)
+    failed = df[df.layer == "dead"].set_index("metric")
+    assert np.isnan(failed.loc["vne", "value"]) and "zero variance" in failed.loc["vne", "params"]["error"]
+    assert "all-zero row" in failed.loc["coding_rate", "params"]["error"]
+    with pytest.raises(ValueError, match="errors must be"):
+        geo.layer_profile(layers, y, errors="ignore")
+    bad = acts["embed"].clone()
+    bad[0, 0] = math.inf
+    with pytest.raises(ValueError, match="layer 'bad'"):  # invalid input raises even with errors="record"
+        geo.layer_profile({"bad": bad}, y, errors="record")
