@@ -252,7 +252,7 @@ def plane_directions(
     --------
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(200, 5)) * [5, 3, 1, 1, 1]
-    >>> np.abs(plane_directions(X, "pca")[0]).argmax()
+    >>> int(np.abs(plane_directions(X, "pca")[0]).argmax())
     0
     """
     if kind not in _DIRECTION_KINDS:

@@ -325,18 +325,19 @@ def decision_slice(
 def _evaluate_grid(
     head: PatchedModel, plane: Plane, alphas: torch.Tensor, betas: torch.Tensor, batch_size: int
 ) -> torch.Tensor:
-    """Logits ``[G, G, C]`` at ``origin + α_j e₁ + β_i e₂``, built and evaluated batch by batch."""
+    """Logits ``[G, G, C]`` at ``origin + α_j e₁ + β_i e₂``, built and evaluated a block of rows at a time.
+
+    Each batch holds whole grid rows, so its points are one broadcast add of a row part
+    ``origin + β_i e₂`` and the shared column part ``α_j e₁``, in the model's dtype on its device.
+    """
     G = alphas.numel()
-    dev = head.device
-    work = torch.float32 if dev.type == "mps" else torch.float64
-    origin, basis = plane.origin.to(dev, work), plane.basis.to(dev, work)
-    a_all, b_all = alphas.to(dev, work), betas.to(dev, work)
+    dev, dtype = head.device, head.dtype
+    cols = (alphas[:, None] * plane.basis[0][None, :]).to(dev, dtype)  # [G, D]
+    rows_all = (plane.origin[None, :] + betas[:, None] * plane.basis[1][None, :]).to(dev, dtype)  # [G, D]
+    step = max(1, batch_size // G)
     out = []
-    n = G * G
-    for s in range(0, n, batch_size):
-        flat = torch.arange(s, min(n, s + batch_size), device=dev)
-        coef = torch.stack([a_all[flat % G], b_all[flat // G]], dim=1)
-        pts = torch.addmm(origin.unsqueeze(0), coef, basis)
-        out.append(head.logits(pts.to(head.dtype)))
+    for r in range(0, G, step):
+        pts = (rows_all[r : r + step, None, :] + cols[None, :, :]).reshape(-1, cols.shape[1])
+        out.append(head.logits(pts))
     z = torch.cat(out)
     return z.reshape(G, G, z.shape[1])
