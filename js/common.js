@@ -37,9 +37,13 @@ export function makeRoot(el, view, model) {
   return { body, status, cleanup };
 }
 
-/** Mark the root as having drawn `revision` (after the browser has painted it). */
-export function markDrawn(el, revision) {
+/**
+ * Mark the root as having drawn `revision` (after the browser has painted it). With `since`
+ * (performance.now() when the update arrived), data-gw-draw-ms records the browser-side time.
+ */
+export function markDrawn(el, revision, since = null) {
   requestAnimationFrame(() => {
+    if (since !== null) el.dataset.gwDrawMs = (performance.now() - since).toFixed(1);
     el.dataset.gwDrawn = String(revision);
   });
 }

@@ -72,6 +72,8 @@ function render({ model, el }) {
     actionKeyMap: { lasso: 'shift', rotate: 'alt' },
   });
 
+  // Exposed for debugging and browser tests (e.g. reading the camera); not part of the model.
+  Object.defineProperty(el, 'gwScatterplot', { value: scatterplot, configurable: true });
   let xy = { x: new Float32Array(0), y: new Float32Array(0) };
   let n = 0;
   let mouse = [0, 0];
@@ -85,8 +87,10 @@ function render({ model, el }) {
     title.textContent = model.get('title');
   }
 
+  let arrived = null;
   function draw({ transition = false } = {}) {
     const revision = model.get('revision');
+    const since = arrived;
     const values = toTyped(model.get('values'), 'float32');
     const kind = model.get('colour_kind');
     const [vmin, vmax] = model.get('value_range');
@@ -108,7 +112,7 @@ function render({ model, el }) {
           scatterplot.select(selection, { preventEvent: true });
           applyingSelection = false;
         }
-        markDrawn(el, revision);
+        markDrawn(el, revision, transition ? null : since);
       })
       .catch((err) => {
         el.querySelector('.gw-status').textContent = `⚠ drawing failed: ${err}`;
@@ -131,6 +135,7 @@ function render({ model, el }) {
     pendingPositions = true;
   };
   const onRevision = () => {
+    arrived = performance.now();
     // Wait for the rest of the batched update (positions may change after revision).
     queueMicrotask(() => {
       updateTitle();
@@ -171,6 +176,9 @@ function render({ model, el }) {
     model.set('selection', []);
     model.save_changes();
   });
+  // Keep shift+drag (lasso) away from JupyterLab's notebook, which would take it as a cell-range
+  // selection and capture the following mousemove/mouseup events.
+  frame.addEventListener('mousedown', (e) => e.stopPropagation());
   frame.addEventListener('mousemove', (e) => {
     const r = frame.getBoundingClientRect();
     mouse = [e.clientX - r.left, e.clientY - r.top];
@@ -184,7 +192,7 @@ function render({ model, el }) {
     const rows = [line(`#${i}`, 'gw-tip-index')];
     if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
     if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
-    if (values.length === n) {
+    if (values.length === n && !['label', 'prediction'].includes(model.get('colour_label'))) {
       const kind = model.get('colour_kind');
       const cats = model.get('categories');
       const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);

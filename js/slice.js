@@ -112,14 +112,19 @@ function render({ model, el }) {
   const onImage = () => {
     pendingImage = true;
   };
+  let arrived = null;
   const redraw = () => {
+    const since = arrived;
     title.textContent = model.get('title');
     if (pendingImage) pendingImage = !buildImage();
     legend();
     paint();
-    markDrawn(el, model.get('revision'));
+    markDrawn(el, model.get('revision'), since);
   };
-  const onRevision = () => queueMicrotask(redraw);
+  const onRevision = () => {
+    arrived = performance.now();
+    queueMicrotask(redraw);
+  };
   const onLinked = () => paint();
   model.on('change:classes', onImage);
   model.on('change:confidence', onImage);

@@ -33,17 +33,20 @@ def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
     >>> normalise_positions([[0, 0], [4, 2]]).tolist()
     [[-0.949999988079071, -0.4749999940395355], [0.949999988079071, 0.4749999940395355]]
     """
-    arr = np.asarray(xy, dtype=np.float64)
+    arr = xy.detach().cpu().numpy() if hasattr(xy, "detach") else np.asarray(xy)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"positions must have shape [N, 2], got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError("positions contain NaN/inf; only finite coordinates can be drawn")
+    arr = arr.astype(np.float32, copy=False)
     if arr.shape[0] == 0:
         return np.zeros((0, 2), dtype=np.float32)
-    lo, hi = arr.min(0), arr.max(0)
+    lo, hi = arr.min(0).astype(np.float64), arr.max(0).astype(np.float64)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError("positions contain NaN/inf; only finite coordinates can be drawn")
     half = float((hi - lo).max()) / 2
-    centred = arr - (lo + hi) / 2
-    return (centred / half * pad if half > 0 else centred).astype(np.float32)
+    out = arr - ((lo + hi) / 2).astype(np.float32)
+    if half > 0:
+        out *= np.float32(pad / half)
+    return out
 
 
 class EmbeddingView(ViewBase):
