@@ -134,44 +134,34 @@ class Plane:
 
 
 def score_logits(logits: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
-    """Temperature-scaled scores of ``[..., C]`` logits (see PROBES.md §13).
+    """Temperature-scaled scores of ``[..., C]`` logits, C ≥ 2 (the formulas of PROBES.md §13).
 
-    Uses ``geowidgets.geometry.temperature_scores`` when that module is present, so every view
-    shows the same numbers; otherwise computes them here with the same formulas.
+    The same numbers as ``geo.temperature_scores`` (a test checks it), computed with one
+    log-softmax and one top-2 pass and without the full probability table, because a slice's
+    temperature slider rescales G² logits on every move.
 
     Returns
     -------
     dict with ``classes``, ``confidence``, ``margin``, ``entropy``, ``energy``, each of shape ``[...]``.
     """
     T = check_temperature(temperature)
+    if logits.shape[-1] < 2:
+        raise ValueError(f"temperature scores need at least 2 classes (logits), got {logits.shape[-1]}")
     shape = logits.shape[:-1]
     z = logits.reshape(-1, logits.shape[-1])
-    try:
-        from geowidgets.geometry._temperature import temperature_scores
-    except ImportError:
-        temperature_scores = None
-    if temperature_scores is not None:
-        s = temperature_scores(z, T)
-        out = {
-            "classes": s.predicted,
-            "confidence": s.confidence,
-            "margin": s.margin,
-            "entropy": s.entropy,
-            "energy": s.energy,
-        }
-    else:
-        zt = z / T
-        logp = torch.log_softmax(zt, dim=1)
-        p = logp.exp()
-        top2 = torch.topk(p, min(2, p.shape[1]), dim=1).values
-        out = {
-            "classes": torch.argmax(z, dim=1),
-            "confidence": top2[:, 0],
-            "margin": top2[:, 0] - top2[:, 1] if p.shape[1] > 1 else top2[:, 0],
-            "entropy": -(p * logp).nan_to_num(0.0).sum(1),
-            "energy": -T * torch.logsumexp(zt, dim=1),
-        }
-    return {k: torch.as_tensor(v).reshape(shape) for k, v in out.items()}
+    zt = z / T
+    logp = torch.log_softmax(zt, dim=1)
+    top = torch.topk(logp, 2, dim=1)
+    lse = zt.gather(1, top.indices[:, :1])[:, 0] - top.values[:, 0]  # logsumexp(z/T)
+    confidence = top.values[:, 0].exp()
+    out = {
+        "classes": z.argmax(1),
+        "confidence": confidence,
+        "margin": confidence - top.values[:, 1].exp(),
+        "entropy": -(logp.exp() * logp).nan_to_num(0.0).sum(1),
+        "energy": -T * lse,
+    }
+    return {k: v.reshape(shape) for k, v in out.items()}
 
 
 def check_temperature(temperature: Any) -> float:

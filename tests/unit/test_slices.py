@@ -178,3 +178,16 @@ def test_plane_directions():
     assert abs(g[0] @ g[1]) < 1e-9
     with pytest.raises(ValueError, match="kind"):
         geo.plane_directions(X, "nope")
+
+
+def test_slice_scores_equal_temperature_scores():
+    from geowidgets.geometry._plane import score_logits
+
+    z = torch.randn(500, 7) * 4
+    z[0] = 0.0  # equal logits: margin 0, entropy log C
+    for T in (0.05, 1.0, 20.0):
+        ours = score_logits(z.reshape(20, 25, 7), T)
+        ref = geo.temperature_scores(z, T)
+        assert torch.equal(ours["classes"].reshape(-1), ref.predicted)
+        for name in ("confidence", "margin", "entropy", "energy"):
+            assert torch.allclose(ours[name].reshape(-1), getattr(ref, name), atol=1e-5, rtol=1e-5), name
