@@ -12,6 +12,9 @@ from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
 
 __all__ = ["EmbeddingView", "normalise_positions"]
 
+# N x D below which a layer's PCA layout is computed inline on a layer change (~30 ms per 10^6 on 2 cores).
+INLINE_PCA_CELLS = 2_000_000
+
 
 def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
     """Centre a layout and scale it uniformly (aspect kept) so it fits in ``[-pad, pad]^2``.
@@ -39,13 +42,17 @@ def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
     arr = arr.astype(np.float32, copy=False)
     if arr.shape[0] == 0:
         return np.zeros((0, 2), dtype=np.float32)
-    lo, hi = arr.min(0).astype(np.float64), arr.max(0).astype(np.float64)
+    # Column-wise reductions: numpy's axis-0 reduction over a 2-wide array is ~50x slower.
+    cols = (arr[:, 0], arr[:, 1])
+    lo = np.array([float(c.min()) for c in cols])
+    hi = np.array([float(c.max()) for c in cols])
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise ValueError("positions contain NaN/inf; only finite coordinates can be drawn")
     half = float((hi - lo).max()) / 2
-    out = arr - ((lo + hi) / 2).astype(np.float32)
-    if half > 0:
-        out *= np.float32(pad / half)
+    out = np.empty(arr.shape, dtype=np.float32)
+    scale = np.float32(pad / half) if half > 0 else np.float32(1.0)
+    for j in range(2):  # contiguous per-column writes are the fast path for [N, 2]
+        out[:, j] = (cols[j] - np.float32((lo[j] + hi[j]) / 2)) * scale
     return out
 
 
@@ -268,13 +275,17 @@ class EmbeddingView(ViewBase):
             if stage == "pca" and method == "umap":
                 self._refine(layer)
 
-        cheap = s.captured and (s.has_layout(layer, method) or method == "pca")
-        if cheap and s.has_layout(layer, method):
+        done = s.has_layout(layer, method)
+        if done:  # cached (e.g. a UMAP computed earlier): only the alignment runs
             self.lane("layout").submit(
-                lambda: (s.layout(layer, method, reference=reference), {}), lambda r: apply(r, method), inline=True
+                lambda: (s.layout(layer, method, reference=reference), self._static_traits() if first else {}),
+                lambda r: apply(r, method),
+                inline=True,
             )
         else:
-            self.lane("layout").submit(compute_pca, apply, inline=cheap, message=f"capturing and laying out {layer}…")
+            # PCA is O(N·D²): inline (no thread) only while that stays well under ~100 ms.
+            small = s.captured and s.n * s.features(layer).shape[1] <= INLINE_PCA_CELLS
+            self.lane("layout").submit(compute_pca, apply, inline=small, message=f"capturing and laying out {layer}…")
         self._on_values()
 
     def _refine(self, layer: str) -> None:

@@ -31,15 +31,21 @@ def test_matrix_rows_and_divergence(session):
     assert len(view.auroc) == len(session.layers)
 
 
-def test_k_move_is_inline_once_tables_exist(session):
+def test_k_move_is_inline_once_tables_exist(session, monkeypatch):
     view = DeviationMap(session, k=5)
     assert view.wait(30)
     rev = view.revision
     view.k = 8
+    assert session.n * len(session.layers) <= 20_000
     assert view.revision == rev + 1 and view.status == "idle"
     _, z, _ = _rows(view)
     idx = np.frombuffer(view.row_index, "<i4")
     np.testing.assert_allclose(z[:, 0], session.deviation(session.layers[0], 8).z[idx], rtol=1e-6)
+    # a large session goes to the worker thread instead, and still lands
+    monkeypatch.setattr("geowidgets.widgets._deviation_map.INLINE_CELLS", 0)
+    view.k = 9
+    assert view.revision == rev + 1 or view.status == "busy"
+    assert view.wait(30) and view.revision == rev + 2
 
 
 def test_selection_filters_rows_and_sorts(session):

@@ -95,3 +95,30 @@ def test_bad_arguments():
         Session(model, torch.zeros(2, 2))
     with pytest.raises(ValueError, match="bool mask"):
         Session(model, torch.zeros(10, 2), reference=np.ones(9, dtype=bool))
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.7, 12.0])
+def test_temperature_fast_path_equals_temperature_scores(temperature):
+    from geowidgets import geometry as geo
+    from geowidgets.session import temperature_colours
+
+    z = np.random.default_rng(3).normal(size=(400, 5)).astype(np.float32) * 4
+    z[0] = 1.0  # equal logits: margin 0, entropy log C
+    ref = geo.temperature_scores(z.astype(np.float64), temperature)
+    for name in ("confidence", "entropy", "energy", "margin"):
+        np.testing.assert_allclose(temperature_colours(z, temperature, name), getattr(ref, name), rtol=2e-5, atol=2e-6)
+    with pytest.raises(ValueError, match="unknown temperature score"):
+        temperature_colours(z, 1.0, "nope")
+
+
+def test_deviation_equals_tables_result(session):
+    layer = session.layers[3]
+    tables = session.deviation_tables(layer)
+    for k in (1, 4, 20):
+        ours = session.deviation(layer, k)
+        res = tables.result(k)
+        ref = session.reference_mask
+        np.testing.assert_allclose(ours.distance[ref], np.asarray(res.baseline), rtol=1e-5)
+        np.testing.assert_allclose(ours.distance[~ref], np.asarray(res.distance), rtol=1e-5)
+        expected = (ours.distance - res.baseline_mean) / res.baseline_std
+        np.testing.assert_allclose(ours.z, expected, rtol=1e-4, atol=1e-5)
