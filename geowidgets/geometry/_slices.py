@@ -114,6 +114,26 @@ class DecisionSlice:
         """
         return dataclasses.replace(self, temperature=check_temperature(temperature), n_forward=0)
 
+    def nearby(self, max_distance: float) -> Any:
+        """Indices of the ``data`` points within ``max_distance`` of the plane, nearest first.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> plane = Plane.through(np.zeros(3), np.eye(3)[0], np.eye(3)[1])
+        >>> data = np.array([[0.0, 0, 5], [1, 1, 0.1], [0, 0, -0.5]])
+        >>> decision_slice(torch.nn.Linear(3, 2), plane, resolution=4, data=data).nearby(1.0).tolist()
+        [1, 2]
+        """
+        if self.data_distance is None:
+            raise ValueError("this slice was made without data=; pass data to decision_slice")
+        d = torch.as_tensor(self.data_distance)
+        if not (isinstance(max_distance, (int, float)) and max_distance >= 0):
+            raise ValueError(f"max_distance must be a number >= 0, got {max_distance!r}")
+        idx = torch.nonzero(d <= max_distance).reshape(-1)
+        idx = idx[torch.argsort(d[idx], stable=True)]
+        return self.plane._out(idx)
+
     def coords(self, points: Any) -> Any:
         """Plane coordinates ``[M, 2]`` of points given in the sliced space."""
         return self.plane.coords(points)

@@ -110,6 +110,7 @@ def test_hidden_slice_of_cnn_with_data():
     assert isinstance(s.classes, np.ndarray) and s.classes.shape == (16, 16)
     assert s.data_coords.shape == (20, 2) and s.data_distance.shape == (20,)
     assert np.allclose(s.data_distance[:3], 0, atol=1e-4)
+    assert set(s.nearby(1e-3).tolist()) == {0, 1, 2}
     h = model[:2](x).reshape(20, -1).detach().numpy()
     assert np.allclose(s.coords(h), s.data_coords, atol=1e-4)
     # input-space slice of the same model, grid reshaped to the image shape
