@@ -205,6 +205,37 @@ class LabPage:
                 except OSError:
                     pass
 
+    # -- geowidgets views ----------------------------------------------------------------------------
+    def view_state(self, root: Any) -> dict:
+        """The DOM contract of a view root: revision, drawn revision and status (strings or None)."""
+        return root.evaluate(
+            "el => ({revision: el.dataset.gwRevision ?? null, drawn: el.dataset.gwDrawn ?? null,"
+            " status: el.dataset.gwStatus ?? null})"
+        )
+
+    def wait_drawn(self, root: Any, after: int = 0, timeout: float = 90.0) -> int:
+        """Wait until the view root has drawn a revision > ``after`` and is not busy; return it."""
+        deadline = time.monotonic() + timeout
+        state: dict = {}
+        while time.monotonic() < deadline:
+            state = self.view_state(root)
+            drawn = state["drawn"]
+            if drawn is not None and drawn == state["revision"] and int(drawn) > after and state["status"] != "busy":
+                return int(drawn)
+            self.page.wait_for_timeout(100)
+        raise TimeoutError(f"view did not draw a revision > {after} in {timeout:.0f}s (last state {state})")
+
+    def wait_pixels_change(self, locator: Any, before: np.ndarray, minimum: float, timeout: float = 30.0) -> float:
+        """Poll an element's pixels until at least ``minimum`` of them differ from ``before``."""
+        deadline = time.monotonic() + timeout
+        diff = 0.0
+        while time.monotonic() < deadline:
+            diff = pixel_difference(before, self.pixels(locator))
+            if diff >= minimum:
+                return diff
+            self.page.wait_for_timeout(200)
+        return diff
+
     # -- pixels -------------------------------------------------------------------------------------
     def pixels(self, locator: Any) -> np.ndarray:
         """RGB pixels of an element as shown on screen ``[H, W, 3]``."""
@@ -266,7 +297,7 @@ def open_lab_page(browser: Any, server: Any, name: str, artifacts: Path) -> Iter
             lab.console_errors.append(f"console.error: {msg.text}")
 
     page.on("console", on_console)
-    page.on("pageerror", lambda exc: lab.console_errors.append(f"uncaught exception: {exc}"))
+    page.on("pageerror", lambda exc: lab.console_errors.append(f"uncaught exception: {exc}\n{exc.stack or ''}"))
     page.set_default_timeout(60_000)
     lab.page = page
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
