@@ -123,7 +123,9 @@ def _screen_points(lab) -> tuple[np.ndarray, dict]:
     """Page pixel coordinates of every embedding point, from the positions the kernel sent."""
     flat = lab.kernel_value("np.frombuffer(ex.embedding.positions, dtype=np.float32).tolist()")
     xy = np.asarray(flat, dtype=float).reshape(-1, 2)
-    box = _root(lab, "embedding").locator("canvas").first.bounding_box()
+    canvas = _root(lab, "embedding").locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
     px = box["x"] + (xy[:, 0] + 1) / 2 * box["width"]
     py = box["y"] + (1 - xy[:, 1]) / 2 * box["height"]
     return np.stack([px, py], 1), box
