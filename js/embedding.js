@@ -88,6 +88,7 @@ function render({ model, el }) {
   }
 
   let arrived = null;
+  let positionsChanged = true;
   function draw({ transition = false } = {}) {
     const revision = model.get('revision');
     const since = arrived;
@@ -102,6 +103,10 @@ function render({ model, el }) {
     const points = { x: xy.x, y: xy.y, valueA: colours.valueA };
     const options = { zDataType: colours.dataType, preventFilterReset: true };
     if (transition) Object.assign(options, { transition: true, transitionDuration: 600 });
+    // Colours only: the points did not move, so reuse the spatial index instead of rebuilding it.
+    const index = positionsChanged ? undefined : scatterplot.get('spatialIndex');
+    if (index) options.spatialIndex = index;
+    positionsChanged = false;
     const selection = currentSelection();
     drawChain = drawChain
       .then(() => (n === 0 ? scatterplot.clear() : scatterplot.draw(points, options)))
@@ -126,6 +131,7 @@ function render({ model, el }) {
     const transition = newN === n && n > 0 && model.get('animate');
     xy = splitXY(flat);
     n = newN;
+    positionsChanged = true;
     draw({ transition });
   }
 

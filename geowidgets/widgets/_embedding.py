@@ -131,6 +131,10 @@ class EmbeddingView(ViewBase):
                 kwargs["colour_by"] = "prediction"
         super().__init__(**kwargs)
         if session is not None:
+            if self.method == "umap":
+                from geowidgets import geometry as geo
+
+                geo.warm_up_umap()  # compile umap's numba kernels in the background, once per process
             self.observe(self._on_layer, names=["layer", "method"])
             self.observe(self._on_values, names=["k", "temperature", "colour_by"])
             self._on_layer()

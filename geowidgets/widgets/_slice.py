@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import traitlets
 
-from geowidgets.session import INPUT_LAYER, Session
+from geowidgets.session import INPUT_LAYER, Session, temperature_colours
 from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
 
 __all__ = ["SliceView"]
@@ -77,6 +77,7 @@ class SliceView(ViewBase):
         self.session = session
         self._slice = None
         self._coords: np.ndarray | None = None
+        self._logits: tuple | None = None
         self._next_anchor = 0
         kwargs.setdefault("layer", session.layers[0])
         kwargs.setdefault("anchors", list(session.default_anchors()))
@@ -122,8 +123,11 @@ class SliceView(ViewBase):
         self.lane("slice").submit(compute, self._apply_plane, message=f"slicing the decisions at {layer}…")
 
     def _confidence_bytes(self, sl: Any, temperature: float) -> bytes:
-        conf = sl.with_temperature(temperature).confidence if temperature != 1.0 else sl.confidence
-        conf = conf.detach().cpu().numpy() if isinstance(conf, torch.Tensor) else np.asarray(conf)
+        """Confidence at ``temperature`` as uint8 (0..255), from the slice's held logits (no forward pass)."""
+        if self._logits is None or self._logits[0] is not sl:
+            z = sl.logits.detach().cpu().numpy() if isinstance(sl.logits, torch.Tensor) else np.asarray(sl.logits)
+            self._logits = (sl, np.ascontiguousarray(z.reshape(-1, z.shape[-1]), dtype=np.float32))
+        conf = temperature_colours(self._logits[1], temperature, "confidence")
         return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8).tobytes()
 
     def _apply_plane(self, result: tuple) -> None:
