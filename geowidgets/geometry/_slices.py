@@ -355,9 +355,11 @@ def _evaluate_grid(
     cols = (alphas[:, None] * plane.basis[0][None, :]).to(dev, dtype)  # [G, D]
     rows_all = (plane.origin[None, :] + betas[:, None] * plane.basis[1][None, :]).to(dev, dtype)  # [G, D]
     step = max(1, batch_size // G)
+    buffer = torch.empty(step, G, cols.shape[1], device=dev, dtype=dtype)  # reused: no fresh pages per batch
     out = []
     for r in range(0, G, step):
-        pts = (rows_all[r : r + step, None, :] + cols[None, :, :]).reshape(-1, cols.shape[1])
-        out.append(head.logits(pts))
+        rows = rows_all[r : r + step]
+        pts = torch.add(rows[:, None, :], cols[None, :, :], out=buffer[: rows.shape[0]])
+        out.append(head.logits(pts.reshape(-1, cols.shape[1])))
     z = torch.cat(out)
     return z.reshape(G, G, z.shape[1])
