@@ -137,7 +137,13 @@ def patch_activation(
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     (layer,) = resolve_layers(model, [layer])
-    module = dict(model.named_modules())[layer]
+    with _patched(dict(model.named_modules())[layer], layer, values, select) as patch:
+        yield patch
+
+
+@contextmanager
+def _patched(module: nn.Module, layer: str, values: torch.Tensor | None, select: int | str):
+    """:func:`patch_activation` on an already resolved module (no name lookup per batch)."""
     patch = ActivationPatch(layer, values, select)
     handle = module.register_forward_hook(lambda _m, _i, out: patch._replace(out))
     try:
@@ -153,12 +159,18 @@ def patch_activation(
 
 @contextmanager
 def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
+    """Eval mode inside the block; each module's own mode is restored afterwards.
+
+    Cheap when the model is already in eval mode (the usual case), since it is entered per batch.
+    """
+    training = [m for m in model.modules() if m.training]
+    for m in training:
+        m.training = False
     try:
         yield
     finally:
-        model.train(was_training)
+        for m in training:
+            m.training = True
 
 
 def _float_dtype(model: nn.Module) -> torch.dtype:
@@ -239,6 +251,7 @@ class PatchedModel:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.layer = None if layer is None else resolve_layers(model, [layer])[0]
+        self._module = None if layer is None else dict(model.named_modules())[self.layer]
         self.select = select
         self.batch_size = batch_size
         self.device = model_device(model)
@@ -283,12 +296,12 @@ class PatchedModel:
 
     def _forward_repeat(self, p: torch.Tensor) -> torch.Tensor:
         carrier = self.carrier.unsqueeze(0).expand(p.shape[0], *self.carrier.shape)
-        with patch_activation(self.model, self.layer, p, select=self.select):
+        with _patched(self._module, self.layer, p, self.select):
             self.forward_calls += 1
             return model_logits(self.model(carrier))
 
     def _forward_broadcast(self, p: torch.Tensor) -> torch.Tensor:
-        with patch_activation(self.model, self.layer, p, select=self.select):
+        with _patched(self._module, self.layer, p, self.select):
             self.forward_calls += 1
             z = model_logits(self.model(self.carrier.unsqueeze(0)))
         if z.shape[0] != p.shape[0]:
