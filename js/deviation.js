@@ -139,6 +139,16 @@ function render({ model, el }) {
         }
       }
     }
+    const hovered = model.get('hovered');
+    if (hovered >= 0) {
+      const r = rows.indexOf(hovered);
+      if (r >= 0) {
+        const p = Math.min(pixRows - 1, Math.floor((r * pixRows) / n));
+        ctx.strokeStyle = '#000';
+        ctx.lineWidth = 1.5;
+        ctx.strokeRect(0.75, top + p * rowH - 1, width - 1.5, Math.max(2, rowH) + 2);
+      }
+    }
     const auroc = model.get('auroc');
     ctx.fillStyle = '#444';
     ctx.font = '10px sans-serif';
@@ -220,6 +230,7 @@ function render({ model, el }) {
   model.on('change:revision', onRevision);
   model.on('change:selection', onLinked);
   model.on('change:current_layer', onLinked);
+  model.on('change:hovered', onLinked);
   syncControls();
   paint();
   return () => {
@@ -227,6 +238,7 @@ function render({ model, el }) {
     model.off('change:revision', onRevision);
     model.off('change:selection', onLinked);
     model.off('change:current_layer', onLinked);
+    model.off('change:hovered', onLinked);
   };
 }
 

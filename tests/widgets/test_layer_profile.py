@@ -14,7 +14,7 @@ def test_values_match_layer_profile_and_update_in_place(session):
     from geowidgets import geometry as geo
 
     view = LayerProfile(session, metrics=("rankme", "fisher"), k=5)
-    assert view.wait(60), view.message
+    assert view.wait(300), view.message
     assert view.status == "idle", view.message
     acts = session.activations()
     table = geo.layer_profile({n: acts[n] for n in session.layers}, session.labels, metrics=("rankme", "fisher"), k=10)
@@ -33,7 +33,7 @@ def test_values_match_layer_profile_and_update_in_place(session):
 
 def test_marker_and_tap(session):
     view = LayerProfile(session, metrics=("rankme",), current_layer=session.layers[0])
-    assert view.wait(60)
+    assert view.wait(300)
     assert all(span.location == 0 for span in view.figure.markers)
     view.current_layer = session.layers[2]
     assert all(span.location == 2 for span in view.figure.markers)
