@@ -78,13 +78,18 @@ class LabPage:
         self.blocked: list[str] = []
         self.notebook: str | None = None
         self._clients: dict[str, Any] = {}
+        self._reported: set[str] = set()
 
     # -- navigation ---------------------------------------------------------------------------------
     def open_notebook(self, path: str, timeout: float = 120.0) -> None:
         """Open ``path`` (relative to the server root) in JupyterLab and wait for an idle kernel."""
         self.notebook = path
-        self.page.goto(f"{self.server.base_url}/lab/tree/{path}?token={self.server.token}")
-        self.page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout * 1000)
+        # A workspace of its own, reset: JupyterLab would otherwise reopen (and start kernels for) the
+        # notebooks earlier pages left open in the shared default workspace.
+        workspace = "gw-" + "".join(c if c.isalnum() else "-" for c in path)
+        url = f"{self.server.base_url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.server.token}"
+        self.page.goto(url)
+        self.page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=timeout * 1000)
         self.wait_until(
             "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
             " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
@@ -254,18 +259,24 @@ class LabPage:
         return any(pattern in message for pattern, _why in EXPECTED_CONSOLE_ERRORS)
 
     def problems(self) -> list[str]:
-        """External requests and unexpected console errors seen so far."""
+        """External requests and unexpected console errors not yet reported by :meth:`assert_clean`."""
         found = []
         external = sorted({u for u in self.requests if not allowed_url(u)} | set(self.blocked))
-        if external:
-            found.append(f"requests left 127.0.0.1/localhost: {external}")
-        errors = [e for e in self.console_errors if not self.is_expected_error(e)]
+        new_external = [u for u in external if u not in self._reported]
+        if new_external:
+            found.append(f"requests left 127.0.0.1/localhost: {new_external}")
+        errors = [e for e in self.console_errors if not self.is_expected_error(e) and e not in self._reported]
         if errors:
             found.append("browser console errors:\n" + "\n".join(errors))
+        self._reported.update(new_external, errors)
         return found
 
     def assert_clean(self) -> None:
-        """Fail if any request left the machine or the page logged a console error."""
+        """Fail if a request left the machine or the page logged a console error since the last check.
+
+        Each problem fails exactly one check (the first after it happened), so one error does not
+        fail every later test that shares the page.
+        """
         problems = self.problems()
         assert not problems, "\n".join(problems)
 
