@@ -170,13 +170,13 @@ def boundary_search(
     mapped = layer is not None and space == "input"
 
     if method == "semicircle" and start is not None:
-        _, sp, _, _ = head_for_samples(model, [start], layer, carrier if carrier is not None else None, space)
+        _, sp, _, _ = head_for_samples(model, [start], layer, carrier, space, names=("start",))
         xb = sp[0]
         if int(_classes(head, xb[None], counter)[0]) == y0:
             raise ValueError("start must be classified differently from x (a point across the boundary)")
         line_hit = None
     else:
-        line_hit = _line(head, xs, y0, direction, data, max_distance, n_coarse, tol, counter, mapped, space, model)
+        line_hit = _line(head, xs, y0, direction, data, max_distance, n_coarse, tol, counter, mapped)
         if method == "line" or not line_hit[0]:
             found, dist, point, to_class, u = line_hit
             normal = None
@@ -202,7 +202,8 @@ def boundary_search(
     return _semicircle(head, xs, xb, y0, tol, iterations, counter, out, is_numpy)
 
 
-def _line(head, xs, y0, direction, data, max_distance, n_coarse, tol, counter, mapped, space, model):
+def _line(head, xs, y0, direction, data, max_distance, n_coarse, tol, counter, mapped):
+    """Coarse scan along the direction, then batched bisection of the first class change."""
     if direction is None:
         u = margin_gradient(head, xs[None])[0]
         counter[0] += 1
@@ -237,6 +238,7 @@ def _line(head, xs, y0, direction, data, max_distance, n_coarse, tol, counter, m
 
 
 def _semicircle(head, xs, xb, y0, tol, iterations, counter, out, is_numpy) -> BoundaryHit:
+    """CGBA's semicircle iterations from the boundary point ``xb`` toward the nearest boundary point."""
     path, arcs = [xs, xb], []
     plane = None
     normal = None

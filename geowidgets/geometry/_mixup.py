@@ -167,7 +167,7 @@ def mixup_path(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     T = check_temperature(temperature)
-    head, pts, is_numpy, space = head_for_samples(model, [a, b], layer, carrier, space)
+    head, pts, is_numpy, space = head_for_samples(model, [a, b], layer, carrier, space, names=("a", "b"))
     lam = torch.linspace(0.0, 1.0, int(steps), dtype=torch.float64)
     points = (1 - lam)[:, None] * pts[0] + lam[:, None] * pts[1]
     z = head.logits(points.to(head.dtype)).double()

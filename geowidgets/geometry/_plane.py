@@ -332,6 +332,7 @@ def head_for_samples(
     carrier: Any,
     space: str = "auto",
     *,
+    names: tuple[str, ...] = ("x",),
     batch_size: int = 4096,
 ) -> tuple[Any, torch.Tensor, bool, str]:
     """The model as a function on the space of ``samples``, and the samples as vectors there.
@@ -354,7 +355,9 @@ def head_for_samples(
 
     if space not in _SPACES:
         raise ValueError(f"space must be one of {_SPACES}, got {space!r}")
-    flats = [_flat(s, name) for s, name in zip(samples, ("x", "b", "c"))]
+    if len(names) != len(samples):
+        names = tuple(f"sample {i}" for i in range(len(samples)))
+    flats = [_flat(s, name) for s, name in zip(samples, names)]
     sizes = {f[0].numel() for f in flats}
     if len(sizes) != 1:
         raise ValueError(f"the samples must have the same size, got shapes {[f[1] for f in flats]}")
