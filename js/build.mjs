@@ -15,7 +15,7 @@ await build({
   outdir: out,
   bundle: true,
   format: 'esm',
-  minify: true,
+  minify: process.env.GW_DEBUG ? false : true,
   target: ['es2020'],
   legalComments: 'none',
   logLevel: 'warning',

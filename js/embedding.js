@@ -8,9 +8,22 @@ import { categoryColour, encodeColours, scaleColours } from './colour.js';
 import { fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
 
 let sharedRenderer = null;
-function renderer() {
-  // One WebGL context for every scatter on the page (browsers cap the number of contexts).
-  if (!sharedRenderer) sharedRenderer = createRenderer();
+let rendererSize = 0;
+function renderer(size) {
+  // One WebGL context for every scatter on the page (browsers cap the number of contexts). Its
+  // canvas is sized to the largest view, not the window: each frame is rendered at that size and
+  // copied into the view's canvas, so a window-sized buffer would cost several times more.
+  if (!sharedRenderer) {
+    const canvas = document.createElement('canvas');
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = Math.round(size * dpr);
+    canvas.height = Math.round(size * dpr);
+    sharedRenderer = createRenderer({ canvas });
+    rendererSize = size;
+  } else if (size > rendererSize) {
+    sharedRenderer.resize(size, size);
+    rendererSize = size;
+  }
   return sharedRenderer;
 }
 
@@ -59,7 +72,7 @@ function render({ model, el }) {
   const tooltip = makeTooltip(frame);
 
   const scatterplot = createScatterplot({
-    renderer: renderer(),
+    renderer: renderer(size),
     canvas,
     width: size,
     height: size,

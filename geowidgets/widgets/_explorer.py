@@ -101,7 +101,7 @@ class Explorer(ipywidgets.VBox):
         )
         self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
         self.deviation_map = DeviationMap(session, k=k, current_layer=layer, size=size)
-        self.profile = LayerProfile(session, k=k, current_layer=layer)
+        self.profile = LayerProfile(session, k=k, current_layer=layer, ncols=2)
         self._views = [self.embedding, self.slice, self.deviation_map, self.profile]
         self._dirty = True
 

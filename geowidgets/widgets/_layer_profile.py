@@ -68,6 +68,8 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         Neighbour count for the k-based metrics of the profile (fixed; they are computed once).
     k : int
         Neighbour count of the deviation AUROC series (follows the Explorer's k slider).
+    ncols : int
+        Charts per row.
 
     Examples
     --------
@@ -94,6 +96,7 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         profile_k: int = 10,
         k: int = 10,
         current_layer: str | None = None,
+        ncols: int = 3,
         **kwargs: Any,
     ):
         from jupyter_bokeh import BokehModel
@@ -109,7 +112,7 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         layers = list(session.layers)
         names = [*self.metrics, "deviation_auroc"]
         self.values: dict[str, list[float]] = {m: [math.nan] * len(layers) for m in names}
-        self.figure = profile_figure(self.values, layers, current_layer=current_layer or layers[-1])
+        self.figure = profile_figure(self.values, layers, current_layer=current_layer or layers[-1], ncols=ncols)
         self.bokeh = BokehModel(self.figure.layout)
         self.status_bar = StatusBar(view="profile", root_class="gw-profile", needs_bokeh=True)
         super().__init__(children=[self.status_bar, self.bokeh], **kwargs)
