@@ -329,7 +329,15 @@ def decision_slice(
     extent = _check_extent(extent)
     alphas = torch.linspace(extent[0], extent[1], G, dtype=torch.float64)
     betas = torch.linspace(extent[2], extent[3], G, dtype=torch.float64)
-    logits = _evaluate_grid(head, plane, alphas, betas, batch_size)
+    try:
+        logits = _evaluate_grid(head, plane, alphas, betas, batch_size)
+    except RuntimeError as exc:
+        if layer is None and carrier is None and len(plane.sample_shape) == 1:
+            raise ValueError(
+                f"the model failed on grid points of shape [B, {plane.dim}] ({exc}); if it takes inputs of another "
+                "shape (e.g. images), pass carrier= (one input sample) or build the plane from input-shaped samples"
+            ) from exc
+        raise
     return DecisionSlice(
         logits=plane._out(logits),
         temperature=T,

@@ -116,6 +116,12 @@ def test_hidden_slice_of_cnn_with_data():
     # input-space slice of the same model, grid reshaped to the image shape
     s_in = geo.decision_slice(model, plane, resolution=8)
     assert s_in.logits.shape == (8, 8, 3)
+    # a plane of flattened images needs the input shape from a carrier
+    flat = geo.Plane.through(*x[:3].reshape(3, -1))
+    with pytest.raises(ValueError, match="carrier"):
+        geo.decision_slice(model, flat, resolution=8)
+    s_flat = geo.decision_slice(model, flat, resolution=8, carrier=x[0])
+    assert torch.allclose(s_flat.logits, torch.as_tensor(s_in.logits), atol=1e-5)
 
 
 def test_temperature_rescales_without_forward():
