@@ -6,7 +6,8 @@ What the fixtures give a test
   copy of ``tests/ui/notebooks/``; stopped (process group terminated) at the end of the session.
 - ``browser`` (session): Playwright's sync API driving the system Chromium (``/usr/bin/chromium``,
   or ``$GW_CHROMIUM``) through ``executable_path``; Playwright never downloads a browser.
-- ``lab`` (function): a fresh browser context and page on the server, with every request recorded
+- ``lab`` (function) and ``module_lab`` (module, one notebook and kernel shared by a module's tests):
+  a fresh browser context and page on the server, with every request recorded
   and non-local ones blocked, and console errors collected. At teardown the test fails if any
   request left 127.0.0.1/localhost or if the page logged an error; a screenshot is always kept in
   ``tests/ui/artifacts/``.
@@ -59,13 +60,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def find_chromium() -> str | None:
-    """Path of the system Chromium: ``$GW_CHROMIUM``, ``/usr/bin/chromium`` or one on PATH."""
-    candidates = [
-        os.environ.get("GW_CHROMIUM"),
-        "/usr/bin/chromium",
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-    ]
+    """Path of the system Chromium: ``$GW_CHROMIUM`` if set (and only it), else ``/usr/bin/chromium`` or PATH."""
+    if os.environ.get("GW_CHROMIUM"):
+        candidates = [os.environ["GW_CHROMIUM"]]
+    else:
+        candidates = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
     for path in candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
@@ -147,7 +146,7 @@ def lab_server(chromium_path: str) -> Iterator[LabServer]:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         PYTHONPATH=os.pathsep.join(p for p in (str(HERE.parents[1]), env.get("PYTHONPATH", "")) if p),
-        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),  # small shared machines: threads only fight
     )
     cmd = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
@@ -202,7 +201,12 @@ def _stop(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def browser(chromium_path: str) -> Iterator[object]:
     """Headless system Chromium through Playwright's sync API."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"UI tests cannot run in CI: playwright is not installed ({exc})", pytrace=False)
+        pytest.skip(f"playwright is not installed ({exc}); `pip install -e .[test]`")
     pw = sync_api.sync_playwright().start()
     try:
         browser = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
