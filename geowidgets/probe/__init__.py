@@ -6,14 +6,17 @@ Pure compute: nothing here imports Jupyter, ipywidgets, anywidget or bokeh.
 from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, pool
 from geowidgets.probe._device import resolve_device
 from geowidgets.probe._layers import LayerInfo, list_layers, resolve_layers, select_output
+from geowidgets.probe._patch import PatchedModel, patch_activation
 
 __all__ = [
     "Activations",
     "LayerInfo",
+    "PatchedModel",
     "Probe",
     "iterate_batches",
     "list_layers",
     "model_device",
+    "patch_activation",
     "pool",
     "resolve_device",
     "resolve_layers",
