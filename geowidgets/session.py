@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -133,7 +134,8 @@ class Session:
         self._reference: np.ndarray | None = None
         self.revision = 0
         self._memo = {name: Memo() for name in ("graph", "tables", "sums", "layout", "profile", "slice")}
-        self._small = {name: Memo(maxsize=64) for name in ("scores", "deviation", "agreement", "matrix")}
+        self._small = {name: Memo(maxsize=64) for name in ("scores", "deviation", "agreement", "matrix", "custom")}
+        self._colourings: dict[str, tuple] = {}
         n = self._n_inputs(inputs)
         if n < 3:
             raise ValueError(f"a session needs at least 3 samples, got {n}")
@@ -381,8 +383,10 @@ class Session:
         -------
         ColourSpec
         """
+        if colour_by in self._colourings:
+            return self._custom_colour(colour_by, layer, k, temperature)
         if colour_by not in COLOUR_BY:
-            raise ValueError(f"colour_by must be one of {list(COLOUR_BY)}, got {colour_by!r}")
+            raise ValueError(f"colour_by must be one of {self.colourings}, got {colour_by!r}")
         kind = COLOUR_BY[colour_by][0]
         if colour_by in ("label", "correct", "knn_agreement") and self.labels is None:
             raise ValueError(f"colour_by={colour_by!r} needs labels; this session has none")
@@ -425,9 +429,74 @@ class Session:
 
         return self._answer(self._small["agreement"].get((layer, k), compute))
 
+    @property
+    def colourings(self) -> list[str]:
+        """Every ``colour_by`` name this session understands (built-in, then added)."""
+        return [*COLOUR_BY, *self._colourings]
+
+    def add_colouring(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        kind: str = "continuous",
+        *,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> None:
+        """Make any per-sample probe available as a colouring of the embedding.
+
+        Parameters
+        ----------
+        name : str
+            The ``colour_by`` name (must not clash with a built-in one).
+        fn : callable
+            ``fn(session, layer, k, temperature)`` returning ``N`` finite values (array or tensor).
+            Results are memoised per (name, layer, k, temperature).
+        kind : {"continuous", "diverging", "categorical"}
+        vmin, vmax : float, optional
+            Colour range (default: the values' min and max).
+
+        Examples
+        --------
+        >>> from geowidgets.datasets import toy_demo
+        >>> demo = toy_demo("blobs", n=200)
+        >>> s = Session(demo.model, demo.inputs, demo.labels)
+        >>> s.add_colouring("norm", lambda s, layer, k, t: s.features(layer).norm(dim=1))
+        >>> s.colour_values("norm", layer=s.layers[0]).values.shape
+        (200,)
+        """
+        if name in COLOUR_BY:
+            raise ValueError(f"{name!r} is a built-in colouring; choose another name")
+        if kind not in ("continuous", "diverging", "categorical"):
+            raise ValueError(f"kind must be 'continuous', 'diverging' or 'categorical', got {kind!r}")
+        if not callable(fn):
+            raise ValueError(f"fn must be callable as fn(session, layer, k, temperature), got {type(fn).__name__}")
+        self._colourings[name] = (fn, kind, vmin, vmax)
+
+    def _custom_colour(self, name: str, layer: str | None, k: int, temperature: float) -> ColourSpec:
+        fn, kind, vmin, vmax = self._colourings[name]
+        layer = self.check_layer(layer)
+
+        def compute():
+            out = fn(self, layer, self.check_k(k), self.check_temperature(temperature))
+            v = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
+            if v.shape != (self.n,):
+                raise ValueError(
+                    f"colouring {name!r} returned shape {v.shape}; it must give one value per sample ({self.n},)"
+                )
+            if not np.isfinite(v).all():
+                raise ValueError(f"colouring {name!r} returned NaN/inf values")
+            return v
+
+        v = self._answer(self._small["custom"].get((name, layer, k, temperature), compute))
+        lo = float(v.min()) if vmin is None else float(vmin)
+        hi = float(v.max()) if vmax is None else float(vmax)
+        cats = [str(i) for i in range(int(v.max()) + 1)] if kind == "categorical" else []
+        return ColourSpec(v, kind, lo, hi, cats, name)
+
     def colour_is_cheap(self, colour_by: str, layer: str) -> bool:
         """True if :meth:`colour_values` answers from cache or in O(N·k) (no kNN search)."""
-        if not self.captured:
+        if not self.captured or colour_by in self._colourings:
             return False
         if colour_by == "deviation":
             return self.has_tables(layer)

@@ -160,8 +160,9 @@ class EmbeddingView(ViewBase):
 
     @traitlets.validate("colour_by")
     def _check_colour_by(self, proposal: dict) -> str:
-        if proposal["value"] not in COLOUR_BY:
-            raise ValueError(f"colour_by must be one of {list(COLOUR_BY)}, got {proposal['value']!r}")
+        allowed = self.session.colourings if self.session is not None else list(COLOUR_BY)
+        if proposal["value"] not in allowed:
+            raise ValueError(f"colour_by must be one of {allowed}, got {proposal['value']!r}")
         return proposal["value"]
 
     @traitlets.validate("method")

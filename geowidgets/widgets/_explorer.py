@@ -206,6 +206,18 @@ class Explorer(ipywidgets.VBox):
         self.embedding.colour_by = self.colour_by
         self._on_view_state()
 
+    def add_colouring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
+        """Add any per-sample probe to the colour-by menu (see :meth:`Session.add_colouring`).
+
+        Examples
+        --------
+        >>> from geowidgets import geometry as geo
+        >>> ex.add_colouring("lodd", lambda s, layer, k, t: geo.lodd(s.features(layer), k=k).score)  # doctest: +SKIP
+        """
+        self.session.add_colouring(name, fn, kind, **kwargs)
+        if name not in self.colour_dropdown.options:
+            self.colour_dropdown.options = [*self.colour_dropdown.options, name]
+
     def _on_view_state(self, change: dict | None = None) -> None:
         statuses = [view.status for view in self._views]
         errors = [view.message for view in self._views if view.status == "error"]

@@ -102,3 +102,24 @@ def test_explorer_from_model(demo):
     assert ex.wait(120), ex.message
     assert ex.session.layers == demo.layers[:2] and ex.k_slider.max == 15
     assert np.frombuffer(ex.embedding.positions, "<f4").size == 2 * len(demo.labels)
+
+
+def test_any_probe_as_a_colouring(explorer, session):
+    from geowidgets import geometry as geo
+
+    def lodd(s, layer, k, temperature):
+        return geo.lodd(s.features(layer), k=max(k, 3), knn=s.knn_graph(layer)).score
+
+    explorer.add_colouring("lodd", lodd)
+    assert "lodd" in explorer.colour_dropdown.options
+    explorer.colour_by = "lodd"
+    assert explorer.wait(60), explorer.message
+    layer = explorer.layer
+    expected = np.asarray(geo.lodd(session.features(layer), k=max(explorer.k, 3)).score)
+    np.testing.assert_allclose(np.frombuffer(explorer.embedding.values, "<f4"), expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="built-in"):
+        explorer.add_colouring("label", lodd)
+    explorer.add_colouring("bad", lambda s, layer, k, t: np.zeros(3))
+    explorer.colour_by = "bad"
+    assert explorer.wait(60) is True
+    assert explorer.embedding.status == "error" and "one value per sample" in explorer.embedding.message
