@@ -70,9 +70,9 @@ def _exact_rescore(
     Q: torch.Tensor, R: torch.Tensor, cand: torch.Tensor, k: int, metric: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-score candidate indices exactly and keep the k best, ties to the lower index."""
-    neigh = R[cand]  # [c, kc, D]
+    neigh = torch.index_select(R, 0, cand.reshape(-1)).view(*cand.shape, R.shape[1])  # [c, kc, D]
     if metric == "euclidean":
-        d = torch.linalg.vector_norm(Q.unsqueeze(1) - neigh, dim=2)
+        d = torch.linalg.vector_norm(neigh.sub_(Q.unsqueeze(1)), dim=2)
     else:  # rows of Q and R are unit-normalised
         d = 1.0 - torch.einsum("cd,ckd->ck", Q, neigh)
     # Sort by index first, then stably by distance: ties end up in index order.
@@ -121,7 +121,7 @@ def _search(Qall: torch.Tensor, R: torch.Tensor, k: int, metric: str, exclude_se
             keep = torch.ones_like(cand_all, dtype=torch.bool)
             keep[torch.arange(n), drop] = False
             cand_all = cand_all[keep].view(n, -1)[:, :kc]
-        step = chunk_size or 2048
+        step = chunk_size or 1024
         for s in range(0, n, step):
             d, i = _exact_rescore(Qall[s : s + step], R, cand_all[s : s + step], k, metric)
             dists.append(d)
