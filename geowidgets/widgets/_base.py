@@ -141,7 +141,6 @@ class Lane:
                 if job is None:
                     self._thread = None
                     self._busy = False
-                    self._idle.set()
                     break
             generation, compute, apply = job
             try:
@@ -152,7 +151,11 @@ class Lane:
                 continue
             if generation == self._generation:
                 self.owner._deliver(lambda g=generation, a=apply, r=result: self._apply(g, a, r))
+        # Refresh the status before signalling idle, so wait() never returns while "busy" shows.
         self.owner._deliver(lambda: self.owner._refresh_status())
+        with self._lock:
+            if not self._busy:  # a request submitted meanwhile keeps the lane busy
+                self._idle.set()
 
     def _apply(self, generation: int, apply: Callable[[Any], None], result: Any) -> None:
         if generation != self._generation:

@@ -44,7 +44,7 @@ def test_k_move_is_inline_once_tables_exist(session, monkeypatch):
     # a large session goes to the worker thread instead, and still lands
     monkeypatch.setattr("geowidgets.widgets._deviation_map.INLINE_CELLS", 0)
     view.k = 9
-    assert view.revision == rev + 1 or view.status == "busy"
+    assert view.status == "busy" or view.revision == rev + 2
     assert view.wait(30) and view.revision == rev + 2
 
 
