@@ -60,8 +60,11 @@ export function makeTooltip(parent) {
       tip.replaceChildren(...children);
       tip.hidden = false;
       const pw = parent.clientWidth || 400;
-      tip.style.left = `${Math.min(x + 12, Math.max(0, pw - 180))}px`;
-      tip.style.top = `${y + 12}px`;
+      const ph = parent.clientHeight || 400;
+      tip.style.left = `${Math.min(x + 12, Math.max(0, pw - tip.offsetWidth - 4))}px`;
+      // Below the cursor when it fits, else above it (the frame clips what overflows).
+      const below = y + 12 + tip.offsetHeight <= ph;
+      tip.style.top = `${below ? y + 12 : Math.max(0, y - 12 - tip.offsetHeight)}px`;
     },
     hide() {
       tip.hidden = true;
