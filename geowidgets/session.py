@@ -574,15 +574,13 @@ class Session:
 
         def compute():
             plane = geo.Plane.through(*(space[a] for a in anchors))
-            kwargs: dict[str, Any] = {}
+            # The first anchor's input is the carrier: in input space it gives the grid points their
+            # shape (e.g. images); in a layer the model runs on it and the layer output is swapped.
+            first = self.inputs[anchors[0]]
+            carrier = first if isinstance(first, torch.Tensor) else torch.as_tensor(np.asarray(first))
+            kwargs: dict[str, Any] = {"carrier": carrier}
             if layer != INPUT_LAYER:
-                # The model runs on the first anchor's input; its layer output is swapped for the grid.
-                carrier = torch.as_tensor(
-                    np.asarray(self.inputs[anchors[0]])
-                    if not isinstance(self.inputs, torch.Tensor)
-                    else self.inputs[anchors[0]]
-                )
-                kwargs = {"layer": layer, "plane_space": "layer", "carrier": carrier}
+                kwargs.update(layer=layer, plane_space="layer")
             with model_lock(self.model):
                 return geo.decision_slice(self.model, plane, resolution=resolution, data=space, **kwargs)
 

@@ -122,3 +122,25 @@ def test_deviation_equals_tables_result(session):
         np.testing.assert_allclose(ours.distance[~ref], np.asarray(res.distance), rtol=1e-5)
         expected = (ours.distance - res.baseline_mean) / res.baseline_std
         np.testing.assert_allclose(ours.z, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_input_space_slice_of_an_image_model_uses_the_anchor_as_carrier():
+    """Input-space planes of image data live in the flattened input; the carrier gives them their shape."""
+    import torch
+
+    from geowidgets.datasets import digits_demo
+    from geowidgets.session import INPUT_LAYER, Session
+
+    demo = digits_demo()
+    session = Session(demo.model, demo.inputs[:200], demo.labels[:200], layers=["fc1"], k_max=10)
+    sl = session.decision_slice(INPUT_LAYER, (0, 1, 2), 33)
+    assert sl.classes.shape == (33, 33)
+    with torch.inference_mode():
+        expected = demo.model(demo.inputs[:3]).argmax(1).tolist()
+    # Each anchor's own pixel carries the class the model gives that anchor.
+    alpha, beta = torch.as_tensor(sl.coords(demo.inputs[:3].reshape(3, -1))).T
+    a0, a1, b0, b1 = sl.extent
+    cols = torch.round((alpha - a0) / (a1 - a0) * 32).long()
+    rows = torch.round((beta - b0) / (b1 - b0) * 32).long()
+    got = [int(sl.classes[r, c]) for r, c in zip(rows, cols)]
+    assert got == expected
