@@ -7,6 +7,7 @@ from typing import Any
 
 import ipywidgets
 import traitlets
+from jupyter_bokeh import BokehModel
 
 from geowidgets.plotting import profile_figure, profile_values
 from geowidgets.session import Session
@@ -47,6 +48,20 @@ def load_bokehjs_inline(force: bool = False) -> bool:
     output_notebook(resources=INLINE, hide_banner=True)
     _bokehjs_loaded_at = count
     return True
+
+
+class _ClosableBokehModel(BokehModel):
+    """A jupyter_bokeh ``BokehModel`` whose ``close`` may run twice (explicitly, then on GC).
+
+    jupyter_bokeh 4.1's ``close`` unregisters the model from its document unconditionally, so a
+    second call raises ``KeyError``; this one unregisters only while still registered.
+    """
+
+    def close(self) -> None:
+        doc = self._document
+        if doc is not None and self in doc.callbacks._change_callbacks:
+            doc.remove_on_change(self)
+        ipywidgets.DOMWidget.close(self)
 
 
 class LayerProfile(_Worker, ipywidgets.VBox):
@@ -99,8 +114,6 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         ncols: int = 3,
         **kwargs: Any,
     ):
-        from jupyter_bokeh import BokehModel
-
         if not isinstance(session, Session):
             raise ValueError(f"LayerProfile needs a geowidgets Session, got {type(session).__name__}")
         self.session = session
@@ -113,7 +126,7 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         names = [*self.metrics, "deviation_auroc"]
         self.values: dict[str, list[float]] = {m: [math.nan] * len(layers) for m in names}
         self.figure = profile_figure(self.values, layers, current_layer=current_layer or layers[-1], ncols=ncols)
-        self.bokeh = BokehModel(self.figure.layout)
+        self.bokeh = _ClosableBokehModel(self.figure.layout)
         self.status_bar = StatusBar(view="profile", root_class="gw-profile", needs_bokeh=True)
         super().__init__(children=[self.status_bar, self.bokeh], **kwargs)
         self.add_class("gw-profile")
@@ -154,16 +167,18 @@ class LayerProfile(_Worker, ipywidgets.VBox):
 
         In-place changes (assigning a source's data, moving the marker) reach displayed charts as
         document patches. Patches sent before the charts are on screen would be lost, so a series'
-        first data re-sends the whole document once; later changes only patch, and the kernel-side
-        copy of the document is refreshed silently so a reloaded page shows the current state.
+        first data shows the charts through a fresh ``BokehModel`` (a new view renders the whole
+        current document; re-rendering an existing view in place makes BokehJS 3.9 fail with
+        "configuration is missing"). Later changes only patch, and the kernel-side copy of the
+        document is refreshed silently so a reloaded page shows the current state.
         """
-        from jupyter_bokeh import BokehModel
-
-        bundle = BokehModel._model_to_traits(self.figure.layout)
         if full:
-            self.bokeh.render_bundle = bundle
+            old = self.bokeh
+            old.close()  # stops its patches; the new model below takes over the document
+            self.bokeh = _ClosableBokehModel(self.figure.layout)
+            self.children = [self.status_bar, self.bokeh]
         else:
-            self.bokeh._trait_values["render_bundle"] = bundle
+            self.bokeh._trait_values["render_bundle"] = BokehModel._model_to_traits(self.figure.layout)
 
     def _on_profile(self) -> None:
         s, metrics, k = self.session, self.metrics, self.profile_k
