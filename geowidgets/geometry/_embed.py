@@ -320,7 +320,8 @@ def warm_up_umap(wait: bool = False) -> threading.Thread:
     global _WARM_THREAD
     with _WARM_LOCK:
         if _WARM_THREAD is None:
-            _WARM_THREAD = threading.Thread(target=_warm_up, name="geowidgets-umap-warmup", daemon=True)
+            # Not a daemon: exiting mid-compile would abort the process from inside numba/LLVM.
+            _WARM_THREAD = threading.Thread(target=_warm_up, name="geowidgets-umap-warmup", daemon=False)
             _WARM_THREAD.start()
         thread = _WARM_THREAD
     if wait:

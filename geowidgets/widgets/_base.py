@@ -114,7 +114,9 @@ class Lane:
                 self._idle.clear()
                 start = self._thread is None
                 if start:
-                    self._thread = threading.Thread(target=self._work, name=f"geowidgets-{self.name}", daemon=True)
+                    # Not a daemon: interpreter exit waits for the running job, instead of tearing torch down
+                    # under it ("terminate called without an active exception", exit code 134).
+                    self._thread = threading.Thread(target=self._work, name=f"geowidgets-{self.name}", daemon=False)
         if run_now:
             try:
                 result = compute()

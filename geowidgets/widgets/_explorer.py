@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ipywidgets
@@ -138,7 +139,9 @@ class Explorer(ipywidgets.VBox):
         # Controls <-> explorer traits (a Python write moves the control, a control move writes the trait).
         traitlets.link((self.layer_dropdown, "value"), (self, "layer"))
         traitlets.link((self.k_slider, "value"), (self, "k"))
-        traitlets.link((self.temperature_slider, "value"), (self, "temperature"))
+        # Not a plain link: the log slider rounds to its step and range, and a Python write such as
+        # ex.temperature = 0.5 must stay exactly 0.5 (never silently snapped or clipped).
+        self.temperature_slider.observe(self._on_temperature_slider, names=["value"])
         traitlets.link((self.colour_dropdown, "value"), (self, "colour_by"))
         self.layer_scrubber.observe(self._on_scrubber, names=["value"])
         # Linked views: selection and hover travel through the explorer to every view.
@@ -153,6 +156,13 @@ class Explorer(ipywidgets.VBox):
         for view in self._views:
             view.observe(self._on_view_state, names=["status", "revision", "message"])
         self._on_view_state()
+
+    def _on_temperature_slider(self, change: dict) -> None:
+        slider = self.temperature_slider
+        shown = min(max(self.temperature, 10**slider.min), 10**slider.max)
+        if abs(math.log10(change["new"]) - math.log10(shown)) <= slider.step / 2 + 1e-9:
+            return  # the slider's own rounding of the current value, not a user move
+        self.temperature = change["new"]
 
     # ------------------------------------------------------------------ validation
     @traitlets.validate("layer")
@@ -196,6 +206,7 @@ class Explorer(ipywidgets.VBox):
         self._on_view_state()
 
     def _on_temperature(self, change: dict) -> None:
+        self.temperature_slider.value = self.temperature
         self._dirty = True
         self.embedding.temperature = self.temperature
         self.slice.temperature = self.temperature

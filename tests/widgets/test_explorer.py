@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,21 @@ def test_any_probe_as_a_colouring(explorer, session):
     explorer.colour_by = "bad"
     assert explorer.wait(60) is True
     assert explorer.embedding.status == "error" and "one value per sample" in explorer.embedding.message
+
+
+def test_python_temperature_write_is_kept_exactly_while_slider_moves_still_apply(demo):
+    from geowidgets.widgets import Explorer
+
+    ex = Explorer(
+        demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], method="pca", session_kwargs={"k_max": 10}
+    )
+    ex.temperature = 0.5
+    # The log slider shows the nearest step; its echo must not rewrite the exact value.
+    ex.temperature_slider.value = 10 ** round(math.log10(0.5), 2)
+    assert ex.temperature == 0.5
+    ex.temperature = 50.0  # beyond the slider's range: kept, the slider shows its end
+    ex.temperature_slider.value = 10**ex.temperature_slider.max
+    assert ex.temperature == 50.0
+    ex.temperature_slider.value = 2.0  # a real move
+    assert ex.temperature == pytest.approx(2.0)
+    assert ex.embedding.temperature == pytest.approx(2.0) and ex.slice.temperature == pytest.approx(2.0)
