@@ -374,21 +374,7 @@ def head_for_samples(
     candidates = [("carrier", carrier)] if carrier is not None else []
     if carrier is None and space != "layer":
         candidates.append(("the first sample", vecs[0].reshape(shape).float()))
-    head, errors = None, []
-    for what, c in candidates:
-        try:
-            head = PatchedModel(model, layer, c, batch_size=batch_size)
-            break
-        except KeyError:
-            raise
-        except Exception as exc:  # the model could not run on this candidate input
-            errors.append(f"{what}: {exc}")
-    if head is None:
-        detail = "; ".join(errors) if errors else "no input sample was available"
-        raise ValueError(
-            f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
-            f"dimension) or give the samples in input space ({detail})"
-        )
+    head = patched_head(model, layer, candidates, batch_size, "give the samples in input space")
     d = vecs.shape[1]
     in_dim = math.prod(head.input_shape)
     if space == "auto":
@@ -409,6 +395,40 @@ def head_for_samples(
     elif d != head.dim:
         raise ValueError(f"space='layer' needs samples with {head.dim} values, got {d}")
     return head, vecs, is_numpy, space
+
+
+def patched_head(model: Any, layer: str, candidates: list[tuple[str, Any]], batch_size: int, advice: str) -> Any:
+    """A :class:`PatchedModel` on ``layer`` carried by the first candidate input the model accepts.
+
+    Parameters
+    ----------
+    candidates : list of (description, input sample)
+        Tried in order; a model that fails on one moves on to the next.
+    advice : str
+        What else the user can do, appended to the error when no candidate works.
+
+    Raises
+    ------
+    KeyError
+        Unknown layer (from ``PatchedModel``).
+    ValueError
+        No candidate input runs the model; the message lists why each failed.
+    """
+    from geowidgets.probe._patch import PatchedModel
+
+    errors = []
+    for what, carrier in candidates:
+        try:
+            return PatchedModel(model, layer, carrier, batch_size=batch_size)
+        except KeyError:
+            raise
+        except Exception as exc:  # the model could not run on this candidate input
+            errors.append(f"{what}: {exc}")
+    detail = "; ".join(errors) if errors else "no input sample was available"
+    raise ValueError(
+        f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
+        f"dimension) or {advice} ({detail})"
+    )
 
 
 def data_in_space(head: Any, data: Any, dim: int, mapped: bool) -> torch.Tensor:

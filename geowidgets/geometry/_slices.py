@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._plane import Plane, check_temperature, data_in_space, plane_directions, score_logits
+from geowidgets.geometry._plane import (
+    Plane,
+    check_temperature,
+    data_in_space,
+    patched_head,
+    plane_directions,
+    score_logits,
+)
 from geowidgets.probe._patch import PatchedModel
 
 __all__ = ["Plane", "plane_directions", "decision_slice", "DecisionSlice"]
@@ -198,21 +205,7 @@ def _resolve_head(model, plane: Plane, layer, plane_space, carrier, data, batch_
         if data is not None:
             first = data[0]
             candidates.append(("the first data sample", first))
-    head, errors = None, []
-    for what, c in candidates:
-        try:
-            head = PatchedModel(model, layer, c, batch_size=batch_size)
-            break
-        except KeyError:
-            raise
-        except Exception as exc:  # the model could not run on this candidate input
-            errors.append(f"{what}: {exc}")
-    if head is None:
-        detail = "; ".join(errors) if errors else "no input sample was available"
-        raise ValueError(
-            f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
-            f"dimension) or give the plane in input space ({detail})"
-        )
+    head = patched_head(model, layer, candidates, batch_size, "give the plane in input space")
     in_dim = math.prod(head.input_shape)
     if plane_space == "auto":
         if plane.dim == head.dim and plane.dim == in_dim:
