@@ -117,7 +117,7 @@ def main() -> None:
         "Data: ten curved 3-d clusters in R^128 plus noise. Trustworthiness (k=10) on one random "
         "2000-point subsample. *plain* = `umap.UMAP().fit_transform(X)` (unseeded: parallel SGD); *ours* "
         "= `geo.embed(X, knn=geo.knn_graph(X, 30))` seeded (single-threaded SGD, reproducible), PCA start, "
-        "200 epochs (N ≤ 10k) / 100 (N > 10k); *graph cached* = the layer's kNN graph already exists; "
+        "100 epochs (N ≤ 10k) / 50 (N > 10k); *graph cached* = the layer's kNN graph already exists; "
         "*live* = 30 epochs from the previous layout.",
         "",
         f"numba compile, first call in a process: ours {t_compile_ours:.1f} s (run by `geo.warm_up_umap()` in a "
