@@ -104,14 +104,7 @@ def _search(Qall: torch.Tensor, R: torch.Tensor, k: int, metric: str, exclude_se
     if use_faiss:
         index = _faiss.IndexFlatL2(R.shape[1])
         index.add(R.numpy())
-        # faiss multiplies 4096 x 1024 blocks by default; 4096 x 4096 blocks amortise its
-        # per-block heap updates better on small CPUs (about 20-25% faster here, see benchmarks/).
-        saved = (_faiss.cvar.distance_compute_blas_query_bs, _faiss.cvar.distance_compute_blas_database_bs)
-        _faiss.cvar.distance_compute_blas_query_bs, _faiss.cvar.distance_compute_blas_database_bs = 4096, 4096
-        try:
-            _, cand_all = index.search(Qall.numpy(), min(m, kc + int(exclude_self)))
-        finally:
-            _faiss.cvar.distance_compute_blas_query_bs, _faiss.cvar.distance_compute_blas_database_bs = saved
+        _, cand_all = index.search(Qall.numpy(), min(m, kc + int(exclude_self)))
         cand_all = torch.from_numpy(cand_all)
         if exclude_self:
             own = torch.arange(n).unsqueeze(1)
