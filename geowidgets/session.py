@@ -45,7 +45,7 @@ from geowidgets._session_parts import (
     model_lock,
     temperature_colours,
 )
-from geowidgets.geometry._arrays import as_labels
+from geowidgets.geometry._arrays import as_labels, check_positive
 from geowidgets.probe import Probe
 
 __all__ = ["Session", "ColourSpec", "SampleDeviation", "COLOUR_BY", "INPUT_LAYER", "temperature_colours"]
@@ -196,10 +196,7 @@ class Session:
     @staticmethod
     def check_temperature(temperature: float) -> float:
         """Return ``temperature`` as a float if finite and > 0, else raise ``ValueError``."""
-        t = float(temperature)
-        if not math.isfinite(t) or t <= 0:
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-        return t
+        return check_positive(temperature, "temperature")
 
     @property
     def captured(self) -> bool:

@@ -8,6 +8,8 @@ floating tensor on the right device (remembering what it was given), and
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ __all__ = [
     "as_tensor",
     "as_labels",
     "check_k",
+    "check_positive",
     "to_kind",
     "spectral_device",
 ]
@@ -154,6 +157,22 @@ def check_k(k: Any, n_available: int, *, what: str = "points (self excluded)") -
     if k > n_available:
         raise ValueError(f"k={k} is too large: only {n_available} {what} are available, so k must be <= {n_available}")
     return k
+
+
+def check_positive(value: Any, name: str) -> float:
+    """Validate a real scalar such as a temperature, bandwidth or diffusion time: finite and > 0.
+
+    Examples
+    --------
+    >>> check_positive(0.5, "temperature")
+    0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    v = float(value)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
 
 
 def spectral_device(t: torch.Tensor) -> torch.device:

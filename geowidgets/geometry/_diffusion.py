@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import as_tensor, check_positive, spectral_device, to_kind
 from geowidgets.geometry._spectra import cached, eigvalsh_f64
 
 __all__ = ["dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum"]
@@ -24,15 +24,6 @@ __all__ = ["dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum
 Scale = Literal["sqrt_dim", "median"] | None
 _SCALES = ("sqrt_dim", "median", None)
 _EPS = float(np.finfo(float).eps)  # the package adds this to every probability
-
-
-def _check_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
 
 
 def _check_max_n(max_n: Any) -> int | None:
@@ -93,7 +84,7 @@ def _validated_spectrum(
 ) -> torch.Tensor:
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of 'sqrt_dim', 'median' or None, got {scale!r}")
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive(sigma, "sigma")
     max_n = _check_max_n(max_n)
 
     def compute() -> torch.Tensor:
@@ -173,7 +164,7 @@ def diffusion_entropy_from_spectrum(eigenvalues: Any, t: float = 1.0) -> float:
     >>> round(diffusion_entropy_from_spectrum(np.ones(8)), 6)
     3.0
     """
-    t = _check_positive(t, "t")
+    t = check_positive(t, "t")
     lam = torch.as_tensor(np.asarray(eigenvalues) if not isinstance(eigenvalues, torch.Tensor) else eigenvalues)
     lam = lam.to(torch.float64).abs() ** t
     total = float(lam.sum())
@@ -219,7 +210,7 @@ def dse(
     >>> 0.0 <= dse(X) <= float(np.log2(300))
     True
     """
-    t = _check_positive(t, "t")
+    t = check_positive(t, "t")
     Xt, _ = as_tensor(X, "X", min_rows=2)
     return diffusion_entropy_from_spectrum(_validated_spectrum(Xt, sigma, scale, max_n, random_state, source=X), t)
 
@@ -307,8 +298,8 @@ def dsmi(
     >>> dsmi(X, y) > 1.0
     True
     """
-    t = _check_positive(t, "t")
-    sigma = _check_positive(sigma, "sigma")
+    t = check_positive(t, "t")
+    sigma = check_positive(sigma, "sigma")
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of 'sqrt_dim', 'median' or None, got {scale!r}")
     if isinstance(repetitions, bool) or not isinstance(repetitions, (int, np.integer)) or repetitions < 1:

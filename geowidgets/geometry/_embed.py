@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import as_tensor, check_positive, spectral_device, to_kind
 from geowidgets.geometry._knn import _fingerprint, resolve_knn
 
 __all__ = ["embed", "align_layout", "warm_up_umap", "heat_geodesic_distances"]
@@ -330,16 +330,6 @@ def warm_up_umap(wait: bool = False) -> threading.Thread:
     return thread
 
 
-def _check_positive(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (v > 0 and np.isfinite(v)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
-
-
 def _heat_kernel(
     Xt: torch.Tensor, k: int, t: float, decay: float, knn: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -416,8 +406,8 @@ def heat_geodesic_distances(
     n = Xt.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k must be an integer with 1 <= k < N={n}, got {k!r}")
-    t = _check_positive(t, "t")
-    decay = _check_positive(decay, "decay")
+    t = check_positive(t, "t")
+    decay = check_positive(decay, "decay")
     if not (isinstance(harnack, (int, float)) and 0.0 <= harnack <= 1.0):
         raise ValueError(f"harnack must be a number in [0, 1], got {harnack!r}")
     if max_n is not None and n > max_n:

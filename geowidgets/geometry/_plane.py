@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor
+from geowidgets.geometry._arrays import as_labels, as_tensor, check_positive
 
 __all__ = ["Plane", "plane_directions"]
 
@@ -166,13 +166,7 @@ def score_logits(logits: torch.Tensor, temperature: float) -> dict[str, torch.Te
 
 def check_temperature(temperature: Any) -> float:
     """A positive finite float temperature, else ``ValueError``."""
-    try:
-        T = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}") from None
-    if not (T > 0 and math.isfinite(T)):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    return T
+    return check_positive(temperature, "temperature")
 
 
 def _top_pcs(X: torch.Tensor, n: int) -> torch.Tensor:
