@@ -59,30 +59,25 @@ export function ndcToPixel(x, y, width, height) {
 }
 
 /**
- * Pixel -> plane coordinates of a decision slice whose `extent` = [a0, a1, b0, b1] holds the
- * first/last pixel *centres* of a G x G grid; the drawn image is padded by half a cell.
+ * Plane coordinates of the drawn image's edges for a slice whose `extent` = [a0, a1, b0, b1] holds
+ * the first/last pixel *centres* of a G x G grid: the image is padded by half a cell.
  */
-export function pixelToPlane(px, py, width, height, extent, resolution) {
+function imageBounds(extent, resolution) {
   const [a0, a1, b0, b1] = extent;
   const g = Math.max(resolution - 1, 1);
   const da = (a1 - a0) / g;
   const db = (b1 - b0) / g;
-  const aLo = a0 - da / 2;
-  const aHi = a1 + da / 2;
-  const bLo = b0 - db / 2;
-  const bHi = b1 + db / 2;
+  return { aLo: a0 - da / 2, aHi: a1 + da / 2, bLo: b0 - db / 2, bHi: b1 + db / 2 };
+}
+
+/** Pixel -> plane coordinates of a decision slice (see imageBounds for the extent convention). */
+export function pixelToPlane(px, py, width, height, extent, resolution) {
+  const { aLo, aHi, bLo, bHi } = imageBounds(extent, resolution);
   return [aLo + (px / width) * (aHi - aLo), bHi - (py / height) * (bHi - bLo)];
 }
 
 /** Plane coordinates -> pixel (inverse of pixelToPlane). */
 export function planeToPixel(a, b, width, height, extent, resolution) {
-  const [a0, a1, b0, b1] = extent;
-  const g = Math.max(resolution - 1, 1);
-  const da = (a1 - a0) / g;
-  const db = (b1 - b0) / g;
-  const aLo = a0 - da / 2;
-  const aHi = a1 + da / 2;
-  const bLo = b0 - db / 2;
-  const bHi = b1 + db / 2;
+  const { aLo, aHi, bLo, bHi } = imageBounds(extent, resolution);
   return [((a - aLo) / (aHi - aLo)) * width, ((bHi - b) / (bHi - bLo)) * height];
 }

@@ -1,6 +1,8 @@
 // DOM helpers shared by the views: the root element contract (data-gw-view, data-gw-drawn),
 // the visible status line (.gw-status), and the tooltip (.gw-tooltip).
 
+import { categoryColour } from './colour.js';
+
 /** Prepare `el` as a view root: data-gw-view, a header with a .gw-status line, and a body. */
 export function makeRoot(el, view, model) {
   el.classList.add('gw-view', `gw-view-${view}`);
@@ -70,6 +72,19 @@ export function makeTooltip(parent) {
       tip.hidden = true;
     },
   };
+}
+
+/** Legend entries (colour swatch + name) for categories coloured by categoryColour(i). */
+export function categoryLegendItems(names) {
+  return names.map((name, i) => {
+    const item = document.createElement('span');
+    item.className = 'gw-legend-item';
+    const sw = document.createElement('span');
+    sw.className = 'gw-swatch';
+    sw.style.background = categoryColour(i);
+    item.append(sw, document.createTextNode(name));
+    return item;
+  });
 }
 
 /** A text line element. */

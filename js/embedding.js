@@ -4,8 +4,8 @@
 // points animates from the old one.
 import createScatterplot, { createRenderer } from 'regl-scatterplot';
 import { splitXY, toTyped } from './codecs.js';
-import { categoryColour, encodeColours, scaleColours } from './colour.js';
-import { fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
+import { encodeColours, scaleColours } from './colour.js';
+import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
 
 let sharedRenderer = null;
 let rendererSize = 0;
@@ -33,15 +33,7 @@ function legend(model) {
   const kind = model.get('colour_kind');
   const title = line(model.get('colour_label'), 'gw-legend-title');
   if (kind === 'categorical') {
-    const items = model.get('categories').map((name, i) => {
-      const item = document.createElement('span');
-      item.className = 'gw-legend-item';
-      const sw = document.createElement('span');
-      sw.className = 'gw-swatch';
-      sw.style.background = categoryColour(i);
-      item.append(sw, document.createTextNode(name));
-      return item;
-    });
+    const items = categoryLegendItems(model.get('categories'));
     box.append(title, ...items);
   } else {
     const bar = document.createElement('span');

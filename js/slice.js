@@ -3,7 +3,7 @@
 // confidences; a click sets `clicked` = [alpha, beta] and the kernel picks a new anchor.
 import { pixelToPlane, planeToPixel, toTyped } from './codecs.js';
 import { categoryColour, sliceRGBA } from './colour.js';
-import { fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
 
 function render({ model, el }) {
   const { body, cleanup: rootCleanup } = makeRoot(el, 'slice', model);
@@ -96,15 +96,7 @@ function render({ model, el }) {
 
   function legend() {
     const names = model.get('class_names');
-    const items = names.map((name, i) => {
-      const item = document.createElement('span');
-      item.className = 'gw-legend-item';
-      const sw = document.createElement('span');
-      sw.className = 'gw-swatch';
-      sw.style.background = categoryColour(i);
-      item.append(sw, document.createTextNode(name));
-      return item;
-    });
+    const items = categoryLegendItems(names);
     legendBox.replaceChildren(line('class (lightness = confidence)', 'gw-legend-title'), ...items);
   }
 
