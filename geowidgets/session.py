@@ -593,7 +593,15 @@ class Session:
         labels = self.labels
 
         def compute():
-            return geo.layer_profile({name: acts[name] for name in self.layers}, labels, metrics=metrics, k=k)
+            # The layers' kNN graphs (at k_max) are shared with the embeddings and colourings, so
+            # the profile reuses them instead of building its own; only euclidean graphs fit it.
+            graphs = None
+            uses_graph = set(metrics) & {"twonn", "mle", "knn_agreement"}
+            if uses_graph and self.metric == "euclidean" and self.k_max >= max(k, geo.PROFILE_GRAPH_MIN_K):
+                graphs = {name: self.knn_graph(name) for name in self.layers}
+            return geo.layer_profile(
+                {name: acts[name] for name in self.layers}, labels, metrics=metrics, k=k, knn=graphs
+            )
 
         return self._answer(self._memo["profile"].get((tuple(metrics), k), compute))
 

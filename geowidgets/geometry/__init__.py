@@ -46,7 +46,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "_class_geometry": ("fisher_ratio", "FisherRatio", "neural_collapse", "NCResult", "coding_rate", "CodingRate"),
     "_temperature": ("temperature_scores", "TemperatureScores", "expected_calibration_error"),
     "_tilting": ("boundary_tilting_angle", "TiltResult"),
-    "_profile": ("layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS"),
+    "_profile": ("layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS", "PROFILE_GRAPH_MIN_K"),
     "_embed": ("embed", "align_layout", "warm_up_umap", "heat_geodesic_distances"),
     "_slices": ("Plane", "plane_directions", "decision_slice", "DecisionSlice"),
     "_boundary_search": ("boundary_search", "BoundaryHit"),

@@ -26,7 +26,7 @@ from geowidgets.geometry._knn import knn_graph
 from geowidgets.geometry._separability import mst_separability
 from geowidgets.geometry._spectra import prefetch_raw_and_centred, rankme, von_neumann_entropy
 
-__all__ = ["layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS"]
+__all__ = ["layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS", "PROFILE_GRAPH_MIN_K"]
 
 DEFAULT_PROFILE_METRICS: tuple[str, ...] = (
     "rankme",
@@ -66,7 +66,8 @@ PROFILE_METRICS: dict[str, tuple[bool, dict[str, Any]]] = {
     "nc1": (True, {}),
     "coding_rate": (False, {"eps": 0.5**0.5, "normalize": True}),
 }
-_GRAPH_MIN_K = 20
+# Fewest neighbours in the per-layer graph that twonn, mle and knn_agreement share.
+PROFILE_GRAPH_MIN_K = 20
 _COLUMNS = ["layer", "layer_index", "metric", "value", "k", "params", "n_used", "seconds"]
 
 
@@ -146,6 +147,7 @@ def layer_profile(
     *,
     callback: Callable[[str, str], None] | None = None,
     errors: str = "raise",
+    knn: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Compute geometry metrics for every captured layer and return one tidy table.
@@ -175,6 +177,10 @@ def layer_profile(
         metric; ``"record"`` gives that row ``value`` NaN and the message in ``params["error"]``,
         so one degenerate layer does not hide the rest of the table. Invalid input (NaN/inf, bad
         shapes, mismatched N or labels, unknown metrics or parameters) always raises.
+    knn : Mapping of layer name -> KNNGraph, optional
+        Euclidean graphs already computed on these activations (e.g. a session's, at its k_max),
+        used instead of building new ones. A layer missing here, or whose graph holds fewer
+        neighbours than the metrics need, gets its own graph.
     **params
         Per-metric settings as ``<metric>_<parameter>``, e.g. ``dse_sigma=0.5``, ``dse_t=2``,
         ``fisher_kind="lda"``, ``mst_max_n=2000``, ``coding_rate_eps=0.1``, ``mle_k=15``,
@@ -213,6 +219,8 @@ def layer_profile(
         raise ValueError("activations is empty; capture at least one layer")
     if errors not in ("raise", "record"):
         raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+    if knn is not None and not isinstance(knn, Mapping):
+        raise ValueError(f"knn must map layer name -> KNNGraph, got {type(knn).__name__}")
     metrics = _check_metrics(metrics)
     settings = _split_params(metrics, params)
 
@@ -238,12 +246,16 @@ def layer_profile(
         graph = None
         needs_graph = [m for m in metrics if m in ("twonn", "mle", "knn_agreement")]
         if needs_graph and not (codes is None and needs_graph == ["knn_agreement"]):
-            k_graph = min(max(k, _GRAPH_MIN_K, int(settings.get("mle", {}).get("k", 0))), n_rows - 1)
+            k_graph = min(max(k, PROFILE_GRAPH_MIN_K, int(settings.get("mle", {}).get("k", 0))), n_rows - 1)
+            given = knn.get(name) if knn is not None else None
             start = time.perf_counter()
-            try:
-                graph = knn_graph(X, k_graph)
-            except ValueError as exc:
-                raise ValueError(f"layer {name!r}: {exc}") from exc
+            if given is not None and given.k_max >= k_graph:
+                graph = given
+            else:
+                try:
+                    graph = knn_graph(X, k_graph)
+                except ValueError as exc:
+                    raise ValueError(f"layer {name!r}: {exc}") from exc
             graph_seconds[name] = time.perf_counter() - start
 
         shares_gram = (

@@ -236,3 +236,19 @@ def test_errors_record_keeps_the_rest_of_the_table(data):
     bad[0, 0] = math.inf
     with pytest.raises(ValueError, match="layer 'bad'"):  # invalid input raises even with errors="record"
         geo.layer_profile({"bad": bad}, y, errors="record")
+
+
+def test_given_graphs_are_reused_and_too_short_ones_rebuilt(data, monkeypatch):
+    acts, y = data
+    metrics = ("twonn", "mle", "knn_agreement")
+    expected = geo.layer_profile(acts, y, metrics=metrics, k=10)
+    graphs = {"embed": geo.knn_graph(acts["embed"], 50), "hidden": geo.knn_graph(acts["hidden"], 50)}
+    graphs["logits"] = geo.knn_graph(acts["logits"], 5)  # fewer neighbours than mle's 20
+    built = []
+    real_graph = _profile.knn_graph
+    monkeypatch.setattr(_profile, "knn_graph", lambda X, k: built.append(k) or real_graph(X, k))
+    got = geo.layer_profile(acts, y, metrics=metrics, k=10, knn=graphs)
+    assert built == [20]  # only the layer whose graph was too short got a new one
+    pd.testing.assert_series_equal(got["value"], expected["value"])
+    with pytest.raises(ValueError, match="knn must map layer name"):
+        geo.layer_profile(acts, y, metrics=metrics, knn=[graphs["embed"]])

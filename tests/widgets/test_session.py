@@ -144,3 +144,14 @@ def test_input_space_slice_of_an_image_model_uses_the_anchor_as_carrier():
     rows = torch.round((beta - b0) / (b1 - b0) * 32).long()
     got = [int(sl.classes[r, c]) for r, c in zip(rows, cols)]
     assert got == expected
+
+
+def test_profile_reuses_the_sessions_knn_graphs(session, monkeypatch):
+    import geowidgets.geometry._profile as profile_module
+
+    monkeypatch.setattr(
+        profile_module, "knn_graph", lambda *a, **kw: pytest.fail("the profile built its own kNN graph")
+    )
+    table = session.profile(("twonn", "knn_agreement"), k=5)
+    assert set(table["layer"]) == set(session.layers)
+    assert all(session.has_graph(layer) for layer in session.layers)
