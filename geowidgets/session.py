@@ -45,7 +45,7 @@ from geowidgets._session_parts import (
     model_lock,
     temperature_colours,
 )
-from geowidgets.geometry._arrays import as_labels, check_positive
+from geowidgets.geometry._arrays import as_class_indices, check_positive
 from geowidgets.probe import Probe
 
 __all__ = ["Session", "ColourSpec", "SampleDeviation", "COLOUR_BY", "INPUT_LAYER", "temperature_colours"]
@@ -75,9 +75,12 @@ class Session:
         A classifier whose output is logits ``[N, C]``.
     inputs : Tensor or ndarray
         The samples, ``[N, ...]`` as the model takes them.
-    labels : array-like of int, optional
-        True class per sample (``[N]``). Without labels the reference set for deviations is
-        every sample and ``"label"``/``"correct"`` colourings are unavailable.
+    labels : array-like, optional
+        True class per sample (``[N]``): integer class indices (the model's output columns, so
+        label 5 is column 5 even if classes 0-4 are absent), or strings listed in
+        ``class_names``. A list, numpy array, tensor, pandas Series or Categorical. Without
+        labels the reference set for deviations is every sample and ``"label"``/``"correct"``
+        colourings are unavailable. Missing labels (None, NaN) raise ``ValueError``.
     layers : list of str, optional
         Layers to explore (names in ``model.named_modules()``); None: every leaf module.
     reference : array-like of bool, optional
@@ -87,7 +90,8 @@ class Session:
         Largest neighbour count any slider may ask for; graphs and deviation tables are built
         once at this k.
     class_names : list of str, optional
-        Display names of the classes (default the label values).
+        Names of the model's output columns, in order (default ``"0"``, ``"1"``...). Needed
+        when the labels are strings.
     images : array-like, optional
         ``[N, H, W]`` images for hover thumbnails; default the inputs if they look like images.
     device : str
@@ -140,14 +144,14 @@ class Session:
         if n < 3:
             raise ValueError(f"a session needs at least 3 samples, got {n}")
         self.n = n
-        if labels is not None:
-            codes, classes = as_labels(labels, n)
-            self.labels: np.ndarray | None = codes.numpy()
-            self.classes = classes
-        else:
-            self.labels, self.classes = None, None
-        self._reference_arg = None if reference is None else self._as_mask(reference, "reference")
         self._class_names = None if class_names is None else [str(c) for c in class_names]
+        # Labels are class indices (output columns), checked against the output width once the
+        # logits exist; strings are looked up in class_names.
+        self.labels: np.ndarray | None = (
+            None if labels is None else as_class_indices(labels, n, class_names=self._class_names)
+        )
+        self._labels_checked = labels is None
+        self._reference_arg = None if reference is None else self._as_mask(reference, "reference")
         self.images = image_thumbnails(images if images is not None else self._image_like(inputs), n)
         self.k_max = min(k_max, n - 2)
 
@@ -223,6 +227,9 @@ class Session:
         if out is None or out.ndim != 2 or out.shape[1] < 2:
             shape = None if out is None else tuple(out.shape)
             raise ValueError(f"the model's output must be logits [N, C] with C >= 2, got shape {shape}")
+        if not self._labels_checked:
+            as_class_indices(self.labels, self.n, n_classes=int(out.shape[1]), class_names=self._class_names)
+            self._labels_checked = True
         return out
 
     @property
@@ -244,8 +251,6 @@ class Session:
         """Display names of the classes."""
         if self._class_names is not None:
             return self._class_names
-        if self.classes is not None:
-            return [str(c) for c in self.classes]
         return [str(c) for c in range(self.logits.shape[1])]
 
     @property
@@ -253,7 +258,7 @@ class Session:
         """Bool ``[N]``: prediction equals label (None without labels)."""
         if self.labels is None:
             return None
-        return self.predictions == self.labels
+        return self.predictions == self.labels  # predictions check the labels against the output width
 
     @property
     def reference_mask(self) -> np.ndarray:

@@ -30,6 +30,9 @@ export function rgbToHex([r, g, b]) {
 }
 
 /** Colour of category `i` (cycles through the palette). */
+/** Colour of a category code outside the known categories (never a real class's colour). */
+export const UNKNOWN_COLOUR = '#9e9e9e';
+
 export function categoryColour(i) {
   return PALETTE[((i % PALETTE.length) + PALETTE.length) % PALETTE.length];
 }
@@ -75,13 +78,20 @@ export function normalise(values, kind, vmin, vmax, out = new Float32Array(value
  */
 export function encodeColours(values, kind, vmin, vmax, nCategories) {
   if (kind === 'categorical') {
+    // A code outside 0..n-1 (or NaN) is never painted as a real class: it gets the grey
+    // UNKNOWN_COLOUR, one slot past the categories.
     const valueA = new Float32Array(values.length);
     const n = Math.max(1, nCategories | 0);
+    let unknown = 0;
     for (let i = 0; i < values.length; i++) {
       const c = Math.round(values[i]);
-      valueA[i] = c >= 0 && c < n ? c : 0;
+      const ok = c >= 0 && c < n;
+      valueA[i] = ok ? c : n;
+      if (!ok) unknown++;
     }
-    return { valueA, pointColor: Array.from({ length: n }, (_, i) => categoryColour(i)), dataType: 'categorical' };
+    const pointColor = Array.from({ length: n }, (_, i) => categoryColour(i));
+    if (unknown > 0) pointColor.push(UNKNOWN_COLOUR);
+    return { valueA, pointColor, dataType: 'categorical', unknown };
   }
   return { valueA: normalise(values, kind, vmin, vmax), pointColor: scaleColours(kind, 256), dataType: 'continuous' };
 }

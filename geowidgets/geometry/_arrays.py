@@ -22,6 +22,8 @@ __all__ = [
     "ArrayKind",
     "as_tensor",
     "as_labels",
+    "as_class_indices",
+    "label_array",
     "check_k",
     "check_positive",
     "to_kind",
@@ -126,8 +128,78 @@ def to_kind(t: torch.Tensor, kind: ArrayKind) -> Any:
     return t
 
 
+def label_array(labels: Any, n: int, name: str = "labels") -> np.ndarray:
+    """Labels as a 1-D numpy array of length ``n`` with no missing values.
+
+    Accepts a list, numpy array, torch tensor, pandas ``Series`` or ``Categorical`` (positional
+    order: a Series' index is ignored).
+
+    Raises
+    ------
+    ValueError
+        If the labels are not 1-D, have the wrong length, or hold a missing value (``None``,
+        NaN, ``pd.NA``); the message names the first bad position.
+    """
+    if isinstance(labels, torch.Tensor):
+        arr = labels.detach().cpu().numpy()
+    elif hasattr(labels, "to_numpy") and not isinstance(labels, np.ndarray):  # pandas Series / Categorical / Index
+        arr = labels.to_numpy(dtype=object) if _has_missing_pandas(labels) else labels.to_numpy()
+    else:
+        arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D with one label per row, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has length {arr.shape[0]} but the data has {n} rows")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+    elif arr.dtype.kind == "O":
+        bad = np.fromiter((_is_missing(v) for v in arr), dtype=bool, count=arr.shape[0])
+    else:
+        bad = np.zeros(arr.shape[0], dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name}[{i}] is {arr[i]!r}: every sample needs a label ({int(bad.sum())} missing); "
+            "drop the unlabelled rows or pass labels=None"
+        )
+    if arr.dtype.kind == "O":
+        kinds = {type(v) for v in arr}
+        if all(issubclass(t, str) for t in kinds):
+            arr = arr.astype(str)
+        elif all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in kinds):
+            arr = arr.astype(np.int64)
+        elif not all(issubclass(t, (int, float, np.integer, np.floating)) for t in kinds):
+            names = sorted(t.__name__ for t in kinds)
+            raise ValueError(f"{name} mix value types {names}; use all integers or all strings")
+        else:
+            arr = arr.astype(np.float64)
+    return arr
+
+
+def _has_missing_pandas(labels: Any) -> bool:
+    isna = getattr(labels, "isna", None)
+    return bool(isna().any()) if callable(isna) else False
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return not math.isfinite(float(v))
+    try:  # pandas.NA / NaT
+        import pandas as pd
+
+        return v is pd.NA or v is pd.NaT
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return False
+
+
 def as_labels(labels: Any, n: int, name: str = "labels", *, min_classes: int = 1) -> tuple[torch.Tensor, np.ndarray]:
-    """Map any integer-like labels of length ``n`` to ``0..C-1`` in sorted order.
+    """Map labels of length ``n`` (any values: ints, strings...) to ``0..C-1`` in sorted order.
+
+    For probes where only which samples share a class matters (class geometry, agreement,
+    separability). Where labels must agree with a model's output columns, use
+    :func:`as_class_indices`.
 
     Returns
     -------
@@ -135,16 +207,105 @@ def as_labels(labels: Any, n: int, name: str = "labels", *, min_classes: int = 1
         int64 codes on the CPU, shape [n].
     classes : numpy.ndarray
         The original label values, ``classes[code]``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape or length, a missing label (see :func:`label_array`), or fewer than
+        ``min_classes`` distinct classes.
     """
-    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D with one label per row, got shape {arr.shape}")
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} has length {arr.shape[0]} but the data has {n} rows")
+    arr = label_array(labels, n, name)
     classes, codes = np.unique(arr, return_inverse=True)
     if classes.size < min_classes:
         raise ValueError(f"{name} must contain at least {min_classes} distinct classes, got {classes.size}")
-    return torch.from_numpy(codes.astype(np.int64)), classes
+    return torch.from_numpy(codes.astype(np.int64).reshape(-1)), classes
+
+
+def as_class_indices(
+    labels: Any,
+    n: int,
+    *,
+    n_classes: int | None = None,
+    class_names: list[str] | None = None,
+    name: str = "labels",
+) -> np.ndarray:
+    """Labels as class indices: the column of the model's output each sample's class is.
+
+    Labels are values, never ranks: integer label ``5`` is output column 5 even when classes
+    0-4 are absent. String labels are looked up in ``class_names`` (the model's classes in
+    output order). Float labels are accepted only when every value is a whole number (pandas
+    turns an integer column with gaps into floats).
+
+    Parameters
+    ----------
+    labels : array-like, Tensor, pandas Series or Categorical, shape [N]
+        Integer class indices, or strings that are entries of ``class_names``.
+    n : int
+        Number of samples.
+    n_classes : int, optional
+        Width C of the model's output; indices must lie in ``0..C-1``.
+    class_names : list of str, optional
+        Class names in output order; required for string labels.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``[N]`` class indices.
+
+    Raises
+    ------
+    ValueError
+        Missing labels (naming the first position), strings without ``class_names`` or not in
+        them, non-integral floats, negative indices, or indices ``>= n_classes``.
+
+    Examples
+    --------
+    >>> as_class_indices([0, 5, 9], 3, n_classes=10).tolist()
+    [0, 5, 9]
+    >>> as_class_indices(["dog", "cat"], 2, class_names=["cat", "dog"]).tolist()
+    [1, 0]
+    """
+    arr = label_array(labels, n, name)
+    if arr.dtype.kind in "US":
+        if class_names is None:
+            shown = sorted(set(arr.tolist()))[:5]
+            raise ValueError(
+                f"{name} are strings ({shown}...); pass class_names=[...] listing the classes in the order of "
+                "the model's output columns, so each label maps to its column"
+            )
+        lookup = {str(c): i for i, c in enumerate(class_names)}
+        unknown = sorted({v for v in arr.tolist() if v not in lookup})
+        if unknown:
+            raise ValueError(f"{name} hold {unknown[:5]} which are not in class_names {list(class_names)[:20]}")
+        codes = np.fromiter((lookup[v] for v in arr.tolist()), dtype=np.int64, count=n)
+    elif arr.dtype.kind == "b":
+        codes = arr.astype(np.int64)
+    elif arr.dtype.kind in "iu":
+        codes = arr.astype(np.int64)
+    elif arr.dtype.kind == "f":
+        if not np.all(arr == np.round(arr)):
+            i = int(np.flatnonzero(arr != np.round(arr))[0])
+            raise ValueError(
+                f"{name}[{i}] = {arr[i]!r} is not a whole number; classification labels are class indices "
+                "(integers) or class names (strings)"
+            )
+        codes = arr.astype(np.int64)
+    else:
+        raise ValueError(f"{name} must be integers or strings, got dtype {arr.dtype}")
+    if codes.size and codes.min() < 0:
+        i = int(np.flatnonzero(codes < 0)[0])
+        raise ValueError(f"{name}[{i}] = {codes[i]} is negative; class indices start at 0")
+    if n_classes is not None and codes.size and codes.max() >= n_classes:
+        i = int(np.flatnonzero(codes >= n_classes)[0])
+        raise ValueError(
+            f"{name}[{i}] = {codes[i]} but the model's output has {n_classes} columns (classes 0..{n_classes - 1}); "
+            "integer labels are class indices, not arbitrary values"
+        )
+    if class_names is not None and n_classes is not None and len(class_names) != n_classes:
+        raise ValueError(f"class_names has {len(class_names)} names but the model's output has {n_classes} columns")
+    return codes
 
 
 def check_k(k: Any, n_available: int, *, what: str = "points (self excluded)") -> int:

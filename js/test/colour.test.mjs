@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  PALETTE, categoryColour, encodeColours, hexToRgb, interpolate, normalise, rgbToHex, scaleColours, sliceRGBA, zColour,
+  PALETTE, UNKNOWN_COLOUR, categoryColour, encodeColours, hexToRgb, interpolate, normalise, rgbToHex, scaleColours, sliceRGBA, zColour,
 } from '../colour.js';
 
 test('hex <-> rgb round trip and validation', () => {
@@ -41,8 +41,16 @@ test('normalise: diverging is centred at zero and symmetric', () => {
 test('encodeColours: categorical keeps integer codes, numeric gets a 256 colour ramp', () => {
   const cat = encodeColours(new Float32Array([0, 2, 1, 7]), 'categorical', 0, 2, 3);
   assert.equal(cat.dataType, 'categorical');
-  assert.deepEqual(Array.from(cat.valueA), [0, 2, 1, 0]);
-  assert.deepEqual(cat.pointColor, [PALETTE[0], PALETTE[1], PALETTE[2]]);
+  // 7 is not one of the 3 categories: grey, never class 0's colour.
+  assert.deepEqual(Array.from(cat.valueA), [0, 2, 1, 3]);
+  assert.deepEqual(cat.pointColor, [PALETTE[0], PALETTE[1], PALETTE[2], UNKNOWN_COLOUR]);
+  assert.equal(cat.unknown, 1);
+  // Labels are values: classes 0, 5, 9 of a 10-class model get three different colours.
+  const sparse = encodeColours(new Float32Array([0, 5, 9]), 'categorical', 0, 9, 10);
+  assert.deepEqual(Array.from(sparse.valueA), [0, 5, 9]);
+  const colours = Array.from(sparse.valueA, (c) => sparse.pointColor[c]);
+  assert.equal(new Set(colours).size, 3);
+  assert.equal(sparse.unknown, 0);
   const cont = encodeColours(new Float32Array([0, 1]), 'continuous', 0, 1, 0);
   assert.equal(cont.dataType, 'continuous');
   assert.equal(cont.pointColor.length, 256);
