@@ -133,37 +133,6 @@ class Plane:
         return self.coords(self.anchors)
 
 
-def score_logits(logits: torch.Tensor, temperature: float) -> dict[str, torch.Tensor]:
-    """Temperature-scaled scores of ``[..., C]`` logits, C ≥ 2 (the formulas of PROBES.md §13).
-
-    The same numbers as ``geo.temperature_scores`` (a test checks it), computed with one
-    log-softmax and one top-2 pass and without the full probability table, because a slice's
-    temperature slider rescales G² logits on every move.
-
-    Returns
-    -------
-    dict with ``classes``, ``confidence``, ``margin``, ``entropy``, ``energy``, each of shape ``[...]``.
-    """
-    T = check_temperature(temperature)
-    if logits.shape[-1] < 2:
-        raise ValueError(f"temperature scores need at least 2 classes (logits), got {logits.shape[-1]}")
-    shape = logits.shape[:-1]
-    z = logits.reshape(-1, logits.shape[-1])
-    zt = z / T
-    logp = torch.log_softmax(zt, dim=1)
-    top = torch.topk(logp, 2, dim=1)
-    lse = zt.gather(1, top.indices[:, :1])[:, 0] - top.values[:, 0]  # logsumexp(z/T)
-    confidence = top.values[:, 0].exp()
-    out = {
-        "classes": z.argmax(1),
-        "confidence": confidence,
-        "margin": confidence - top.values[:, 1].exp(),
-        "entropy": -(logp.exp() * logp).nan_to_num(0.0).sum(1),
-        "energy": -T * lse,
-    }
-    return {k: v.reshape(shape) for k, v in out.items()}
-
-
 def check_temperature(temperature: Any) -> float:
     """A positive finite float temperature, else ``ValueError``."""
     return check_positive(temperature, "temperature")

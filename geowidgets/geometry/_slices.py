@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,8 @@ from geowidgets.geometry._plane import (
     data_in_space,
     patched_head,
     plane_directions,
-    score_logits,
 )
+from geowidgets.geometry._temperature import TemperatureScores, temperature_scores
 from geowidgets.probe._patch import PatchedModel
 
 __all__ = ["Plane", "plane_directions", "decision_slice", "DecisionSlice"]
@@ -55,7 +56,9 @@ class DecisionSlice:
     classes : [G, G] int64
         Predicted class (independent of the temperature).
     confidence, margin, entropy, energy : [G, G]
-        softmax(z/T) max, top-1 minus top-2 probability, entropy (nats), −T·logsumexp(z/T).
+        softmax(z/T) max, top-1 minus top-2 probability, entropy (nats), −T·logsumexp(z/T):
+        :func:`~geowidgets.geometry.temperature_scores` of the logits, each computed on first
+        access (a temperature move that shows only the confidence computes only that).
     data_coords : [M, 2] or None
         Plane coordinates of the projections of the ``data`` points.
     data_distance : [M] or None
@@ -76,17 +79,40 @@ class DecisionSlice:
     data_coords: Any = None
     data_distance: Any = None
     n_forward: int = 0
-    classes: Any = field(init=False)
-    confidence: Any = field(init=False)
-    margin: Any = field(init=False)
-    entropy: Any = field(init=False)
-    energy: Any = field(init=False)
 
-    def __post_init__(self):
-        z = torch.as_tensor(self.logits)
-        scores = score_logits(z, self.temperature)
-        for name, value in scores.items():
-            object.__setattr__(self, name, self.plane._out(value.cpu()))
+    @cached_property
+    def scores(self) -> TemperatureScores:
+        """Temperature scores of the G² grid logits (rows in grid order, ``[G·G]`` per score)."""
+        z = self.logits
+        return temperature_scores(z.reshape(-1, z.shape[-1]), self.temperature)
+
+    def _grid(self, values: Any) -> Any:
+        return self.plane._out(torch.as_tensor(values).reshape(self.resolution, self.resolution).cpu())
+
+    @property
+    def classes(self) -> Any:
+        """Predicted class per pixel, int64 ``[G, G]`` (independent of the temperature)."""
+        return self._grid(self.scores.predicted)
+
+    @property
+    def confidence(self) -> Any:
+        """Largest softmax(z/T) probability per pixel, ``[G, G]``."""
+        return self._grid(self.scores.confidence)
+
+    @property
+    def margin(self) -> Any:
+        """Top-1 minus top-2 probability per pixel, ``[G, G]``."""
+        return self._grid(self.scores.margin)
+
+    @property
+    def entropy(self) -> Any:
+        """Entropy of softmax(z/T) in nats per pixel, ``[G, G]``."""
+        return self._grid(self.scores.entropy)
+
+    @property
+    def energy(self) -> Any:
+        """−T·logsumexp(z/T) per pixel, ``[G, G]``."""
+        return self._grid(self.scores.energy)
 
     @property
     def resolution(self) -> int:

@@ -1,6 +1,7 @@
 """Temperature-scaled confidence scores (PROBES.md §13): softmax(z/T), energy, entropy, margins, ECE.
 
-Everything is O(N·C) on cached logits, so a temperature slider recomputes in milliseconds. The
+Everything is O(N·C) on cached logits, computed per score on first access, so a temperature
+slider recomputes in milliseconds. The
 energy score is Liu et al.'s ``E(x; T) = −T·logsumexp(z/T)`` (lower = more in-distribution);
 ``ablate_outer=True`` gives the AbeT form ``−logsumexp(z/T(x))`` without the outer T.
 """
@@ -8,20 +9,25 @@ energy score is Liu et al.'s ``E(x; T) = −T·logsumexp(z/T)`` (lower = more in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, to_kind
+from geowidgets.geometry._arrays import ArrayKind, as_tensor
 
 __all__ = ["temperature_scores", "TemperatureScores", "expected_calibration_error"]
 
 
-@dataclass(frozen=True)
 class TemperatureScores:
-    """Scores of every sample at one temperature (same array kind as the logits).
+    """Scores of every sample at one temperature, each computed on first access.
+
+    Holds the logits (float, on the CPU) and T; a score is computed when it is first read and
+    kept, sharing the shifted exponentials between scores. Reading one score costs one O(N·C)
+    pass, so a temperature slider that shows only the confidence never builds the others.
+    Arrays come back in the kind of the logits given (numpy in, numpy out; a tensor in gives
+    tensors on its device) and in their float dtype (integers: float32).
 
     Attributes
     ----------
@@ -42,6 +48,7 @@ class TemperatureScores:
         Largest minus second-largest raw logit (independent of T).
     temperature : float or [N]
         The temperature used.
+    ablate_outer : bool
 
     Examples
     --------
@@ -51,37 +58,144 @@ class TemperatureScores:
     (True, 2.0)
     """
 
-    probs: Any
-    predicted: Any
-    confidence: Any
-    energy: Any
-    entropy: Any
-    margin: Any
-    logit_margin: Any
-    temperature: Any
+    def __init__(self, logits: np.ndarray, temperature: float | np.ndarray, ablate_outer: bool, kind: ArrayKind):
+        # Built by temperature_scores, which validates: logits float [N, C], C >= 2, finite; T > 0.
+        self._z = logits
+        self._t = temperature  # float, or float [N, 1]
+        self._kind = kind
+        self.ablate_outer = bool(ablate_outer)
+
+    def __repr__(self) -> str:
+        n, c = self._z.shape
+        t = self._t if isinstance(self._t, float) else f"[{n}]"
+        return f"TemperatureScores(N={n}, C={c}, temperature={t})"
+
+    def _out(self, value: np.ndarray) -> Any:
+        if self._kind.is_numpy:
+            return value
+        return torch.from_numpy(np.ascontiguousarray(value)).to(self._kind.device)
+
+    # Shared intermediates: z/T shifted by its row maximum, its exponentials and their row sums.
+    @cached_property
+    def _scaled_top(self) -> tuple[np.ndarray, np.ndarray]:
+        zs = self._z / (self._t if isinstance(self._t, np.ndarray) else self._z.dtype.type(self._t))
+        top = zs.max(1)
+        return zs - top[:, None], top
+
+    @cached_property
+    def _exp(self) -> tuple[np.ndarray, np.ndarray]:
+        shifted, _ = self._scaled_top
+        e = np.exp(shifted)
+        return e, e.sum(1)
+
+    @cached_property
+    def _probs(self) -> np.ndarray:
+        e, total = self._exp
+        return e / total[:, None]
+
+    @cached_property
+    def probs(self) -> Any:
+        return self._out(self._probs)
+
+    @cached_property
+    def predicted(self) -> Any:
+        return self._out(self._z.argmax(1).astype(np.int64))
+
+    @cached_property
+    def confidence(self) -> Any:
+        return self._out(1.0 / self._exp[1])  # the top class has exp(0) = 1
+
+    @cached_property
+    def energy(self) -> Any:
+        _, top = self._scaled_top
+        lse = top + np.log(self._exp[1])  # logsumexp(z/T)
+        if self.ablate_outer:
+            return self._out(-lse)
+        t = self._t[:, 0] if isinstance(self._t, np.ndarray) else self._z.dtype.type(self._t)
+        return self._out(-t * lse)
+
+    @cached_property
+    def entropy(self) -> Any:
+        # −Σ p log p with log p = shifted − log Σ e; p·shifted is 0 where p underflows (never 0·log 0).
+        shifted, _ = self._scaled_top
+        return self._out(np.log(self._exp[1]) - (self._probs * shifted).sum(1))
+
+    @cached_property
+    def margin(self) -> Any:
+        e, total = self._exp
+        second = np.partition(e, e.shape[1] - 2, axis=1)[:, -2]
+        return self._out((1.0 - second) / total)  # (e_top − e_second) / Σ e with e_top = 1
+
+    @cached_property
+    def logit_margin(self) -> Any:
+        two = np.partition(self._z, self._z.shape[1] - 2, axis=1)[:, -2:]
+        return self._out(two[:, 1] - two[:, 0])
+
+    @property
+    def temperature(self) -> Any:
+        """The temperature used: a float, or ``[N]`` in the kind of the logits."""
+        if isinstance(self._t, np.ndarray):
+            return self._out(self._t[:, 0].copy())
+        return self._t
 
 
-def _temperature_tensor(temperature: Any, n: int, like: torch.Tensor) -> torch.Tensor:
-    """T as a [N, 1] tensor (per-sample) or a 0-d tensor; must be finite and > 0."""
+def _temperature_array(temperature: Any, n: int, dtype: np.dtype) -> float | np.ndarray:
+    """T as a float, or (per sample) a ``[N, 1]`` array of ``dtype``; must be finite and > 0."""
     if isinstance(temperature, bool):
         raise ValueError(f"temperature must be a number > 0 or an array [N], got {temperature!r}")
     if isinstance(temperature, (int, float, np.integer, np.floating)):
         value = float(temperature)
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-        return torch.tensor(value, dtype=like.dtype, device=like.device)
-    T, _ = as_tensor(temperature, "temperature", ndim=None)
+        return value
+    T = temperature.detach().cpu().numpy() if isinstance(temperature, torch.Tensor) else np.asarray(temperature)
     if T.ndim == 0:
-        return _temperature_tensor(float(T), n, like)
+        return _temperature_array(float(T), n, dtype)
     if T.ndim != 1 or T.shape[0] != n:
         raise ValueError(f"a per-sample temperature must have shape [N={n}], got {tuple(T.shape)}")
-    if not bool((T > 0).all()):
+    T = T.astype(dtype)
+    if not np.isfinite(T).all():
+        raise ValueError("temperature contains NaN/inf values; only finite values are allowed")
+    if not (T > 0).all():
         raise ValueError(f"temperature must be > 0 everywhere; {int((T <= 0).sum())} value(s) are <= 0")
-    return T.to(device=like.device, dtype=like.dtype).unsqueeze(1)
+    return T[:, None]
+
+
+def _logits_array(logits: Any) -> tuple[np.ndarray, ArrayKind]:
+    """Logits as a float numpy array on the CPU (no copy for float CPU input) and the caller's kind."""
+    if isinstance(logits, torch.Tensor):
+        t = logits.detach()
+        if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+            t = t.to(torch.float32)
+        kind = ArrayKind(is_numpy=False, device=t.device, dtype=t.dtype)
+        z = t.cpu().numpy()
+    else:
+        z = np.asarray(logits)
+        if z.dtype == object or z.dtype == bool or np.iscomplexobj(z):
+            raise ValueError(f"logits must be real-valued numeric, got dtype {z.dtype}")
+        if z.dtype not in (np.float32, np.float64):
+            z = z.astype(np.float32)
+        kind = ArrayKind(is_numpy=True, device=torch.device("cpu"), dtype=torch.from_numpy(z[:0]).dtype)
+    if z.ndim != 2:
+        raise ValueError(f"logits must have shape [N, C], got shape {tuple(z.shape)}")
+    if z.shape[0] < 1:
+        raise ValueError("logits need at least 1 rows, got 0")
+    if z.shape[1] < 2:
+        raise ValueError(f"logits need at least 2 classes (columns), got {z.shape[1]}")
+    if not np.isfinite(z).all():
+        bad = int((~np.isfinite(z)).sum())
+        raise ValueError(f"logits contain {bad} NaN/inf value(s); only finite values are allowed")
+    return z, kind
 
 
 def temperature_scores(logits: Any, temperature: Any = 1.0, *, ablate_outer: bool = False) -> TemperatureScores:
     """Confidence, energy, entropy and margins of logits at temperature T.
+
+    The one implementation of these scores in geowidgets: decision slices, the session's
+    colourings and the views all read them from here. Scores are computed on first access in
+    numpy on the CPU (O(N·C) single-threaded passes, which on a busy CPU beat torch's threaded
+    kernels at these sizes by 3-10x), so reading only ``confidence`` after a temperature move
+    costs one pass.
 
     Parameters
     ----------
@@ -95,6 +209,13 @@ def temperature_scores(logits: Any, temperature: Any = 1.0, *, ablate_outer: boo
     Returns
     -------
     TemperatureScores
+        Arrays in the kind of ``logits`` (tensors on its device).
+
+    Raises
+    ------
+    ValueError
+        Logits not ``[N, C]`` with C >= 2, NaN/inf logits, or a temperature that is not > 0 and
+        finite (or a per-sample temperature of the wrong shape).
 
     Examples
     --------
@@ -103,30 +224,9 @@ def temperature_scores(logits: Any, temperature: Any = 1.0, *, ablate_outer: boo
     >>> s.predicted.tolist(), np.round(s.margin, 4).tolist()
     ([0, 0], [0.7616, 0.0])
     """
-    z, kind = as_tensor(logits, "logits", min_rows=1)
-    n, c = z.shape
-    if c < 2:
-        raise ValueError(f"logits need at least 2 classes (columns), got {c}")
-    T = _temperature_tensor(temperature, n, z)
-    scaled = z / T
-    log_probs = torch.log_softmax(scaled, dim=1)
-    probs = log_probs.exp()
-    lse = torch.logsumexp(scaled, dim=1)
-    energy = -lse if ablate_outer else -(T.squeeze(-1) if T.ndim else T) * lse
-    entropy = -(probs * log_probs).sum(1)
-    top_p = torch.topk(probs, 2, dim=1).values
-    top_z = torch.topk(z, 2, dim=1).values
-    out = {
-        "probs": probs,
-        "predicted": z.argmax(1),
-        "confidence": top_p[:, 0],
-        "energy": energy,
-        "entropy": entropy,
-        "margin": top_p[:, 0] - top_p[:, 1],
-        "logit_margin": top_z[:, 0] - top_z[:, 1],
-    }
-    temp_out = float(T) if T.ndim == 0 else to_kind(T.squeeze(1), kind)
-    return TemperatureScores(**{k: to_kind(v, kind) for k, v in out.items()}, temperature=temp_out)
+    z, kind = _logits_array(logits)
+    T = _temperature_array(temperature, z.shape[0], z.dtype)
+    return TemperatureScores(z, T, ablate_outer, kind)
 
 
 def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:

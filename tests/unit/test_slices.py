@@ -187,14 +187,26 @@ def test_plane_directions():
         geo.plane_directions(X, "nope")
 
 
-def test_slice_scores_equal_temperature_scores():
-    from geowidgets.geometry._plane import score_logits
+def test_slice_scores_at_any_temperature_match_scipy_on_the_grid_logits():
+    """Scores of a slice (and of its temperature rescales) against scipy on the model's own grid logits."""
+    from scipy.special import logsumexp, softmax
 
-    z = torch.randn(500, 7) * 4
-    z[0] = 0.0  # equal logits: margin 0, entropy log C
-    for T in (0.05, 1.0, 20.0):
-        ours = score_logits(z.reshape(20, 25, 7), T)
-        ref = geo.temperature_scores(z, T)
-        assert torch.equal(ours["classes"].reshape(-1), ref.predicted)
-        for name in ("confidence", "margin", "entropy", "energy"):
-            assert torch.allclose(ours[name].reshape(-1), getattr(ref, name), atol=1e-5, rtol=1e-5), name
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).double()
+    plane = geo.Plane.through(np.zeros(3), np.array([1.0, 0.0, 0.5]), np.array([0.0, 2.0, 0.0]))
+    sl = geo.decision_slice(model, plane, resolution=12, temperature=0.5)
+    alphas, betas = np.meshgrid(sl.alphas, sl.betas)  # rows are beta
+    pts = plane.point(alphas.ravel(), betas.ravel())
+    with torch.no_grad():
+        z = model(torch.from_numpy(pts)).numpy()
+    for T in (0.5, 0.05, 20.0):
+        s = sl if T == 0.5 else sl.with_temperature(T)
+        assert s.n_forward == (sl.n_forward if T == 0.5 else 0)
+        p = softmax(z / T, axis=1)
+        top2 = np.sort(p, axis=1)[:, -2:]
+        np.testing.assert_array_equal(np.asarray(s.classes).ravel(), z.argmax(1))
+        np.testing.assert_allclose(np.asarray(s.confidence).ravel(), top2[:, 1], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(s.margin).ravel(), top2[:, 1] - top2[:, 0], rtol=1e-5, atol=1e-7)
+        entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(1)
+        np.testing.assert_allclose(np.asarray(s.entropy).ravel(), entropy, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(s.energy).ravel(), -T * logsumexp(z / T, axis=1), rtol=1e-5, atol=1e-7)
