@@ -18,7 +18,8 @@ values. For an ``nn.Sequential`` the result is exactly the tail of the model on 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +30,7 @@ from torch import nn
 from geowidgets.probe._capture import model_device
 from geowidgets.probe._layers import resolve_layers, select_output
 
-__all__ = ["patch_activation", "ActivationPatch", "PatchedModel", "model_logits"]
+__all__ = ["patch_activation", "ActivationPatch", "PatchedModel", "model_logits", "integer_input_error"]
 
 
 class ActivationPatch:
@@ -116,6 +117,9 @@ def patch_activation(
     select : int or str
         Which element of a tuple/dict layer output to replace.
 
+    Inside the block the model may be called in any way (``model(x)``, ``model(**batch)`` with
+    a tokenizer's mapping, ...): the hook only sees the layer's output.
+
     Yields
     ------
     ActivationPatch
@@ -193,11 +197,64 @@ def model_logits(out: Any) -> torch.Tensor:
 
 
 def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, Mapping):
+        raise ValueError(
+            f"{name} is a mapping ({', '.join(map(repr, x))}); PatchedModel runs the model on one tensor input. "
+            "Pass the main input tensor (e.g. the token ids) as the carrier: the model's other arguments, such as "
+            "an attention mask, then keep their defaults"
+        )
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     return x.detach()
+
+
+_INDEX_ERRORS = re.compile(r"'indices'|used as indices|index tensor|dtype int32 or int64 for index", re.IGNORECASE)
+
+
+def _embedding_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+
+
+def integer_input_error(model: nn.Module, detail: str = "") -> ValueError:
+    """The error for points in the input space of a model that takes integer inputs (token ids).
+
+    Input-space slices, boundary searches and paths move along continuous directions, which
+    integer inputs do not have; the message suggests a hidden layer (the embedding's output).
+    """
+    names = _embedding_names(model)
+    example = f"layer={names[0]!r} (the output of the embedding {names[0]!r})" if names else "layer=<name>"
+    return ValueError(
+        "input-space slices, boundary searches and paths need continuous (floating-point) model inputs, but this "
+        f"model takes integer inputs (e.g. token ids for an embedding){detail}. Slice at a hidden layer instead: "
+        f"pass {example}, with a carrier of integer inputs, or use a layer of the model in the session"
+    )
+
+
+def _fails_on_float_indices(model: nn.Module, points: torch.Tensor, exc: BaseException) -> bool:
+    """Whether ``model`` failed on floating ``points`` because it uses them as indices (an embedding)."""
+    if _INDEX_ERRORS.search(str(exc)):
+        return True
+    got_float: list[bool] = []
+    handles = [
+        m.register_forward_pre_hook(lambda _m, args: got_float.append(bool(args) and _is_float(args[0])))
+        for m in model.modules()
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
+    ]
+    try:
+        with torch.inference_mode():
+            model(points[:1])
+    except Exception:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return any(got_float)
+
+
+def _is_float(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and (x.is_floating_point() or x.is_complex())
 
 
 class PatchedModel:
@@ -212,7 +269,9 @@ class PatchedModel:
         (``D = prod(output_shape[1:])``), written into the layer by activation patching.
     carrier : Tensor or ndarray, optional
         One input sample, without the batch dimension, that the model runs on when a layer is
-        patched. Required for a hidden layer; for ``layer=None`` it only gives the input shape.
+        patched (``model(carrier)``; integer token ids are fine). Required for a hidden layer; for
+        ``layer=None`` it only gives the input shape. A mapping of keyword arguments is refused
+        (ValueError): pass the main input tensor, the other arguments keep their defaults.
     input_shape : tuple of int, optional
         Per-sample input shape for ``layer=None`` (default: the carrier's shape, else flat).
     select : int or str
@@ -224,6 +283,13 @@ class PatchedModel:
         so the part of the model before the layer runs once instead of B times. It is checked once
         against the full B-fold carrier on a few points, and abandoned (for good) if the model
         fails or disagrees; set False to always repeat the carrier.
+
+    Raises
+    ------
+    ValueError
+        For ``layer=None`` on a model taking integer inputs (an integer carrier, or a model that
+        fails using the floating points as indices): input space needs continuous inputs, so
+        the message suggests a hidden layer such as the embedding's output.
 
     Examples
     --------
@@ -259,6 +325,8 @@ class PatchedModel:
         self.forward_calls = 0
         if carrier is not None:
             c = _as_tensor(carrier, "carrier")
+            if layer is None and not (c.is_floating_point() or c.is_complex()):
+                raise integer_input_error(model, f" (the carrier has dtype {c.dtype})")
             if input_shape is not None and tuple(c.shape) == (1, *input_shape):
                 c = c[0]
             self.carrier = c.to(self.device, self.dtype if c.is_floating_point() else c.dtype)
@@ -311,8 +379,14 @@ class PatchedModel:
     def _forward(self, p: torch.Tensor) -> torch.Tensor:
         if self.layer is None:
             shape = self.input_shape or (p.shape[1],)
+            x = p.reshape(p.shape[0], *shape)
             self.forward_calls += 1
-            return model_logits(self.model(p.reshape(p.shape[0], *shape)))
+            try:
+                return model_logits(self.model(x))
+            except (RuntimeError, IndexError) as exc:
+                if _fails_on_float_indices(self.model, x.detach(), exc):
+                    raise integer_input_error(self.model) from exc
+                raise
         if self._broadcast is None:  # decide once: does the model tolerate a batch-1 carrier?
             probe = p[: min(4, p.shape[0])]
             try:
