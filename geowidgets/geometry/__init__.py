@@ -35,6 +35,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "MeanShiftResult",
         "DeviationTables",
         "DeviationProfileTables",
+        "divergence_layers",
     ),
     "_boundary_points": ("lodd", "LoDDResult"),
     "_dimension": ("twonn", "mle_intrinsic_dimension"),

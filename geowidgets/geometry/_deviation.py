@@ -29,6 +29,7 @@ __all__ = [
     "DeviationProfileTables",
     "knn_deviation",
     "knn_deviation_profile",
+    "divergence_layers",
     "MeanShiftResult",
     "mean_shift_deviation",
 ]
@@ -43,13 +44,15 @@ class DeviationProfile:
     layers : list
         Layer names in capture order.
     distance, z, percentile : Tensor or ndarray, shape [L, Nq]
-        Per-layer :class:`DeviationResult` fields stacked.
+        Per-layer :class:`DeviationResult` fields stacked (``percentile`` is None when the
+        profile was asked for ``percentile=False``).
     baseline_mean, baseline_std : Tensor or ndarray, shape [L]
     divergence_layer : Tensor or ndarray, shape [Nq], int64
-        Index (into ``layers``) of the first layer with ``z > threshold``, else −1.
+        Index (into ``layers``) of the first layer with ``z > threshold``, else −1
+        (:func:`divergence_layers`).
     auroc : Tensor or ndarray, shape [L]
-        Mann–Whitney AUROC of the queries' distances against the baseline distances per layer
-        (1 = every query lies farther than every reference point).
+        Mann–Whitney AUROC of the queries' distances (or the chosen ``positives``) against the
+        baseline distances per layer (1 = every query lies farther than every reference point).
     threshold : float
         z threshold used for ``divergence_layer``.
     k : int
@@ -89,8 +92,7 @@ class DeviationProfile:
         [-1, -1, -1, -1, -1]
         """
         threshold = _check_threshold(threshold)
-        z = torch.as_tensor(self.z)
-        return replace(self, divergence_layer=_divergence(z, threshold, self.divergence_layer), threshold=threshold)
+        return replace(self, divergence_layer=divergence_layers(self.z, threshold), threshold=threshold)
 
 
 def _check_threshold(threshold: Any) -> float:
@@ -101,12 +103,36 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def _divergence(z: torch.Tensor, threshold: float, like: Any) -> Any:
-    """First row index (layer) with z > threshold per column, −1 if none; same kind as ``like``."""
-    above = z > threshold  # [L, Nq]
-    first = torch.argmax(above.to(torch.uint8), dim=0)  # first True (argmax returns the first max)
-    first = torch.where(above.any(dim=0), first, torch.full_like(first, -1)).to(torch.int64)
-    return first.cpu().numpy() if isinstance(like, np.ndarray) else first
+def divergence_layers(z: Any, threshold: float) -> Any:
+    """Each sample's divergence layer: the first row (layer) with ``z > threshold``, −1 if none.
+
+    The one computation of divergence layers in geowidgets (profiles, the session and the
+    deviation map use it).
+
+    Parameters
+    ----------
+    z : Tensor or ndarray, shape [L, N]
+        z-scores of N samples at L layers, in layer order.
+    threshold : float
+
+    Returns
+    -------
+    Tensor or ndarray, shape [N], int64
+        Same kind as ``z`` (a tensor on its device).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> divergence_layers(np.array([[0.0, 3.0, 0.0], [2.5, 0.0, 0.0]]), 2.0).tolist()
+    [1, 0, -1]
+    """
+    threshold = _check_threshold(threshold)
+    arr = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
+    if arr.ndim != 2:
+        raise ValueError(f"z must have shape [L, N] (layers x samples), got {arr.shape}")
+    above = arr > threshold
+    first = np.where(above.any(0), above.argmax(0), -1).astype(np.int64) if arr.shape[0] else np.full(arr.shape[1], -1)
+    return torch.from_numpy(first).to(z.device) if isinstance(z, torch.Tensor) else first
 
 
 def _as_layer_dict(data: Any, name: str) -> dict:
@@ -198,9 +224,28 @@ class DeviationProfileTables:
         return cls(list(queries), tables, int(k_max))
 
     def profile(
-        self, k: int, threshold: float = 2.0, statistic: Statistic = "mean", robust: bool = False
+        self,
+        k: int,
+        threshold: float = 2.0,
+        statistic: Statistic = "mean",
+        robust: bool = False,
+        *,
+        positives: Any = None,
+        percentile: bool = True,
     ) -> DeviationProfile:
         """The :class:`DeviationProfile` at ``k`` and ``threshold`` from the cached tables.
+
+        Parameters
+        ----------
+        k, threshold, statistic, robust
+            As in :func:`knn_deviation_profile`.
+        positives : array-like of bool, shape [Nq], optional
+            The rows whose distances the per-layer AUROC compares with the baseline (e.g. the
+            misclassified samples). Default: every query row (for tables built with
+            :meth:`DeviationTables.from_samples`, every row outside the reference). No positive
+            row gives NaN.
+        percentile : bool
+            Compute the percentiles (a sort per layer); False leaves ``percentile`` None.
 
         Examples
         --------
@@ -211,38 +256,42 @@ class DeviationProfileTables:
         [-1, -1, -1]
         """
         threshold = _check_threshold(threshold)
-        results = [self.tables[layer].result(k, statistic, robust) for layer in self.layers]
+        results = [self.tables[layer].result(k, statistic, robust, percentile=percentile) for layer in self.layers]
         first = self.tables[self.layers[0]]
-
-        def stack(field_name: str) -> torch.Tensor:
-            return torch.stack([torch.as_tensor(getattr(r, field_name)).cpu() for r in results])
-
-        distance, z, percentile = stack("distance"), stack("z"), stack("percentile")
-        dtype = distance.dtype
-        aurocs = torch.tensor([auroc(r.distance, r.baseline) for r in results], dtype=dtype)
-        means = torch.tensor([r.baseline_mean for r in results], dtype=dtype)
-        stds = torch.tensor([r.baseline_std for r in results], dtype=dtype)
-        like = np.empty(0) if first.kind.is_numpy else torch.empty(0)
-        divergence = _divergence(z, threshold, like)
-        out = (distance, z, percentile, means, stds, aurocs)
-        if first.kind.is_numpy:
-            out = tuple(t.numpy() for t in out)
+        if positives is None:
+            mask = first.reference_mask
+            chosen = None if mask is None else ~mask
         else:
-            out = tuple(t.to(first.kind.device) for t in out)
-            divergence = divergence.to(first.kind.device)
-        distance, z, percentile, means, stds, aurocs = out
-        return DeviationProfile(
-            layers=list(self.layers),
-            distance=distance,
-            z=z,
-            percentile=percentile,
-            baseline_mean=means,
-            baseline_std=stds,
-            divergence_layer=divergence,
-            auroc=aurocs,
-            threshold=threshold,
-            k=results[0].k,
-        )
+            chosen = positives.detach().cpu().numpy() if isinstance(positives, torch.Tensor) else np.asarray(positives)
+            if chosen.dtype != bool or chosen.shape != (first.n_rows,):
+                raise ValueError(
+                    f"positives must be a bool mask of shape ({first.n_rows},), got {chosen.dtype} {chosen.shape}"
+                )
+
+        def numpy(x: Any) -> np.ndarray:
+            return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+        def layer_auroc(r: DeviationResult) -> float:
+            d = numpy(r.distance)
+            d = d if chosen is None else d[chosen]
+            return float(auroc(d, numpy(r.baseline))) if d.size else float("nan")
+
+        distance = np.stack([numpy(r.distance) for r in results])
+        z = np.stack([numpy(r.z) for r in results])
+        pct = np.stack([numpy(r.percentile) for r in results]) if percentile else None
+        dtype = distance.dtype
+        out = {
+            "distance": distance,
+            "z": z,
+            "percentile": pct,
+            "baseline_mean": np.array([r.baseline_mean for r in results], dtype=dtype),
+            "baseline_std": np.array([r.baseline_std for r in results], dtype=dtype),
+            "auroc": np.array([layer_auroc(r) for r in results], dtype=dtype),
+            "divergence_layer": divergence_layers(z, threshold),
+        }
+        if not first.kind.is_numpy:
+            out = {name: None if v is None else torch.from_numpy(v).to(first.kind.device) for name, v in out.items()}
+        return DeviationProfile(layers=list(self.layers), threshold=threshold, k=results[0].k, **out)
 
 
 def knn_deviation_profile(

@@ -7,15 +7,17 @@ multi-layer profile lives in :mod:`geowidgets.geometry._deviation`, which re-exp
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
+from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k
 from geowidgets.geometry._knn import _check_metric, _normalize_rows, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
-from geowidgets.geometry._stats import sorted_values
 
 __all__ = ["DeviationResult", "DeviationTables", "knn_deviation", "Statistic"]
 
@@ -31,21 +33,6 @@ def _check_statistic(statistic: str) -> str:
     return statistic
 
 
-def _reduce(dist: torch.Tensor, prefix: torch.Tensor, k: int, statistic: str) -> torch.Tensor:
-    """Per-row deviation from an ascending distance table: mean of the first k or the k-th.
-
-    ``prefix`` holds the row-wise cumulative sums of ``dist``, so the mean is O(N) for any k.
-    """
-    return prefix[:, k - 1] / k if statistic == "mean" else dist[:, k - 1]
-
-
-def _median(t: torch.Tensor) -> torch.Tensor:
-    """Median with the midpoint of the two middle values for even counts (numpy's convention)."""
-    s = sorted_values(t)
-    n = s.shape[0]
-    return s[(n - 1) // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
 @dataclass(frozen=True)
 class DeviationResult:
     """Deviation of each query from the reference set at one layer (PROBES.md §2).
@@ -56,8 +43,9 @@ class DeviationResult:
         d(q): mean distance to the k nearest reference points (``statistic="kth"``: the k-th).
     z : Tensor or ndarray, shape [Nq]
         ``(d − baseline_mean) / baseline_std``.
-    percentile : Tensor or ndarray, shape [Nq]
-        Empirical CDF of the baseline at d(q): the fraction of baseline values ``<= d(q)``, in [0, 1].
+    percentile : Tensor or ndarray, shape [Nq], or None
+        Empirical CDF of the baseline at d(q): the fraction of baseline values ``<= d(q)``, in [0, 1]
+        (None when :meth:`DeviationTables.result` was asked for ``percentile=False``).
     baseline : Tensor or ndarray, shape [Nr]
         The same statistic for each reference point against the other reference points
         (leave-one-out).
@@ -96,8 +84,11 @@ class DeviationResult:
 class DeviationTables:
     """Both kNN distance tables of one layer, computed once at ``k_max``.
 
-    Build with :meth:`from_data`; :meth:`result` gives the :class:`DeviationResult` for any
-    ``k <= k_max`` by reading cached row-wise prefix sums (O(Nq + Nr), no distances).
+    Build with :meth:`from_data` (queries against a reference set) or :meth:`from_samples` (every
+    row of a data set against its trusted rows); :meth:`result` gives the
+    :class:`DeviationResult` for any ``k <= k_max`` by reading cached prefix sums: one contiguous
+    row of ``[k_max, N]`` running sums per k, so a k move is O(Nq + Nr) single-threaded numpy
+    passes and no distances. This is the one k-slicing of deviation tables in geowidgets.
 
     Attributes
     ----------
@@ -117,6 +108,9 @@ class DeviationTables:
         Whether rows were L2-normalised before the search.
     kind : ArrayKind
         Kind of the queries as given, so results come back as numpy or tensors like the input.
+    reference_mask : numpy.ndarray or None
+        bool ``[N]`` for tables built by :meth:`from_samples`: which rows of the data set are the
+        reference (their scores are the leave-one-out baseline); results then cover all N rows.
 
     Examples
     --------
@@ -135,13 +129,19 @@ class DeviationTables:
     metric: str
     normalize: bool
     kind: ArrayKind = field(repr=False)
-    _query_prefix: torch.Tensor = field(init=False, repr=False, compare=False)
-    _reference_prefix: torch.Tensor = field(init=False, repr=False, compare=False)
+    reference_mask: np.ndarray | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        # Row-wise prefix sums: a k move then costs one column read per row.
-        object.__setattr__(self, "_query_prefix", torch.cumsum(self.query_dist, dim=1))
-        object.__setattr__(self, "_reference_prefix", torch.cumsum(self.reference_dist, dim=1))
+    # Distances as numpy (a view for CPU tables) and their running sums over the neighbours,
+    # transposed to [k_max, N] in the distances' dtype (summed in float64), so one k is one
+    # contiguous row. Built on the first result() call. numpy, not torch: on a busy CPU small
+    # multi-threaded torch ops cost 10-100x more than these single passes.
+    @cached_property
+    def _query_table(self) -> tuple[np.ndarray, np.ndarray]:
+        return _table_and_prefix(self.query_dist)
+
+    @cached_property
+    def _reference_table(self) -> tuple[np.ndarray, np.ndarray]:
+        return _table_and_prefix(self.reference_dist)
 
     @classmethod
     def from_data(
@@ -200,6 +200,67 @@ class DeviationTables:
         q_dist, q_idx = knn_search(Q, k_max, Y=R, metric=metric)
         return cls(q_dist, q_idx, ref_dist, ref_idx, k_max, metric, bool(normalize), kind)
 
+    @classmethod
+    def from_samples(
+        cls,
+        X: Any,
+        reference: Any,
+        k_max: int = 50,
+        *,
+        metric: str = "euclidean",
+        normalize: bool = False,
+        knn: Any = None,
+    ) -> DeviationTables:
+        """Tables that score every row of ``X`` against the rows marked as the reference.
+
+        Rows outside the reference are the queries (searched against the reference rows); the
+        reference rows are scored by their leave-one-out baseline, so no row counts itself as a
+        neighbour. :meth:`result` then returns arrays over all N rows, in ``X``'s order.
+
+        Parameters
+        ----------
+        X : Tensor or ndarray, shape [N, D]
+            Every sample (e.g. one layer's activations of a whole data set).
+        reference : array-like of bool, shape [N]
+            The trusted rows (e.g. correctly classified training samples); at least
+            ``k_max + 1`` of them.
+        k_max, metric, normalize, knn
+            As in :meth:`from_data` (``knn`` is the graph of the reference rows).
+
+        Returns
+        -------
+        DeviationTables
+            With ``reference_mask`` set.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(100, 3))
+        >>> X[0] += 20  # an outlier outside the reference
+        >>> mask = np.arange(100) >= 1
+        >>> res = DeviationTables.from_samples(X, mask, k_max=10).result(5)
+        >>> res.z.shape, bool(res.z[0] > 5)
+        ((100,), True)
+        """
+        mask = reference.detach().cpu().numpy() if isinstance(reference, torch.Tensor) else np.asarray(reference)
+        n = int(X.shape[0]) if hasattr(X, "shape") else len(X)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ValueError(f"reference must be a bool mask of shape ({n},), got {mask.dtype} {mask.shape}")
+        pick = torch.from_numpy(mask) if isinstance(X, torch.Tensor) else mask
+        R = X[pick]
+        has_queries = not bool(mask.all())
+        # With no rows outside the reference, one reference row stands in as the query (to fix the
+        # kind and dtype) and its row is dropped below.
+        tables = cls.from_data(
+            X[~pick] if has_queries else R[:1], R, k_max, metric=metric, normalize=normalize, knn=knn
+        )
+        q_dist, q_idx = (
+            (tables.query_dist, tables.query_idx) if has_queries else (tables.query_dist[:0], tables.query_idx[:0])
+        )
+        fields = {f.name: getattr(tables, f.name) for f in dataclasses.fields(tables)}
+        fields.update(query_dist=q_dist, query_idx=q_idx, reference_mask=mask.copy())
+        return cls(**fields)
+
     @property
     def n_queries(self) -> int:
         """Number of query rows."""
@@ -210,7 +271,19 @@ class DeviationTables:
         """Number of reference rows."""
         return int(self.reference_dist.shape[0])
 
-    def result(self, k: int, statistic: Statistic = "mean", robust: bool = False) -> DeviationResult:
+    @property
+    def n_rows(self) -> int:
+        """Rows a :meth:`result` covers: N for :meth:`from_samples` tables, else the queries."""
+        return self.n_queries if self.reference_mask is None else int(self.reference_mask.shape[0])
+
+    def _out(self, values: np.ndarray) -> Any:
+        if self.kind.is_numpy:
+            return values
+        return torch.from_numpy(values).to(self.kind.device)
+
+    def result(
+        self, k: int, statistic: Statistic = "mean", robust: bool = False, *, percentile: bool = True
+    ) -> DeviationResult:
         """Deviation result at ``k`` from the cached tables (no new distances).
 
         Parameters
@@ -221,10 +294,15 @@ class DeviationTables:
             Mean of the k distances, or the k-th distance.
         robust : bool
             Standardise with median and 1.4826·MAD instead of mean and std (ddof=1).
+        percentile : bool
+            Compute ``percentile`` (a sort of the baseline, O(Nr log Nr)); False leaves it None,
+            which keeps a k move at O(Nq + Nr).
 
         Returns
         -------
         DeviationResult
+            For :meth:`from_samples` tables ``distance``, ``z`` and ``percentile`` cover all N
+            rows (reference rows hold their leave-one-out values).
 
         Raises
         ------
@@ -241,35 +319,56 @@ class DeviationTables:
         """
         k = check_k(k, self.k_max, what=f"neighbours in these tables (k_max={self.k_max})")
         statistic = _check_statistic(statistic)
-        d = _reduce(self.query_dist, self._query_prefix, k, statistic)
-        b = _reduce(self.reference_dist, self._reference_prefix, k, statistic)
+        d = _statistic(*self._query_table, k, statistic)
+        b = _statistic(*self._reference_table, k, statistic)
         if robust:
-            centre = _median(b)
-            scale = _MAD_TO_STD * _median((b - centre).abs())
+            centre = float(np.median(b))
+            scale = _MAD_TO_STD * float(np.median(np.abs(b - b.dtype.type(centre))))
             what = "1.4826·MAD"
         else:
-            centre = b.mean()
-            scale = b.std(correction=1) if b.shape[0] > 1 else torch.zeros((), dtype=b.dtype, device=b.device)
+            centre = float(b.mean(dtype=np.float64))
+            scale = float(b.std(ddof=1, dtype=np.float64)) if b.shape[0] > 1 else 0.0
             what = "standard deviation"
-        if not float(scale) > 0:
+        if not scale > 0:
             raise ValueError(
                 f"the baseline's {what} is 0 (every reference point has the same k={k} {statistic} distance), "
                 "so z is undefined; use more varied reference data" + (" or robust=False" if robust else "")
             )
-        z = (d - centre) / scale
-        sorted_b = sorted_values(b)
-        percentile = torch.searchsorted(sorted_b, d.contiguous(), right=True).to(d.dtype) / b.shape[0]
+        if self.reference_mask is not None:
+            distance = np.empty(self.reference_mask.shape[0], dtype=b.dtype)
+            distance[self.reference_mask] = b
+            distance[~self.reference_mask] = d
+        else:
+            distance = d
+        z = (distance - distance.dtype.type(centre)) / distance.dtype.type(scale)
+        pct = None
+        if percentile:
+            pct = np.searchsorted(np.sort(b), distance, side="right").astype(b.dtype) / b.dtype.type(b.shape[0])
         return DeviationResult(
-            distance=to_kind(d, self.kind),
-            z=to_kind(z, self.kind),
-            percentile=to_kind(percentile, self.kind),
-            baseline=to_kind(b, self.kind),
-            baseline_mean=float(centre),
-            baseline_std=float(scale),
+            distance=self._out(distance),
+            z=self._out(z),
+            percentile=None if pct is None else self._out(pct),
+            baseline=self._out(b),
+            baseline_mean=centre,
+            baseline_std=scale,
             k=k,
             statistic=statistic,
             robust=bool(robust),
         )
+
+
+def _table_and_prefix(dist: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """An ascending distance table as numpy ``[N, k_max]`` and its running sums ``[k_max, N]``."""
+    table = dist.detach().cpu().numpy()
+    prefix = np.ascontiguousarray(np.cumsum(table, axis=1, dtype=np.float64).T, dtype=table.dtype)
+    return table, prefix
+
+
+def _statistic(table: np.ndarray, prefix: np.ndarray, k: int, statistic: str) -> np.ndarray:
+    """Per-row deviation from an ascending distance table: mean of the first k, or the k-th."""
+    if statistic == "mean":
+        return prefix[k - 1] / table.dtype.type(k)
+    return np.ascontiguousarray(table[:, k - 1])
 
 
 def knn_deviation(

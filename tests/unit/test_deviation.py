@@ -102,6 +102,71 @@ def test_tables_reslice_equals_fresh_computation_and_graph_reuse():
         tables.result(31)
 
 
+@pytest.mark.parametrize("statistic", ["mean", "kth"])
+def test_from_samples_scores_every_row_and_reference_rows_leave_one_out(statistic):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(150, 4))
+    X[:5] += 6.0
+    mask = np.ones(150, dtype=bool)
+    mask[:20] = False
+    tables = DeviationTables.from_samples(X, mask, k_max=12)
+    assert tables.n_rows == 150 and tables.n_queries == 20 and tables.n_reference == 130
+    for k in (1, 7, 12):
+        res = tables.result(k, statistic)
+        dq, dr = _brute(X[~mask], X[mask], k, statistic)  # dense float64 reference
+        np.testing.assert_allclose(res.distance[~mask], dq, rtol=1e-10)
+        np.testing.assert_allclose(res.distance[mask], dr, rtol=1e-10)
+        np.testing.assert_allclose(res.baseline, dr, rtol=1e-10)
+        expected_z = (res.distance - dr.mean()) / dr.std(ddof=1)
+        np.testing.assert_allclose(res.z, expected_z, rtol=1e-9, atol=1e-12)
+        both = np.concatenate([dq, dr])
+        pct = (res.baseline[None, :] <= res.distance[:, None]).mean(1)  # empirical CDF by counting
+        np.testing.assert_allclose(res.percentile, pct, rtol=1e-12)
+        assert np.sort(res.distance).tolist() == pytest.approx(np.sort(both).tolist(), rel=1e-10)
+        fast = tables.result(k, statistic, percentile=False)
+        assert fast.percentile is None
+        np.testing.assert_array_equal(fast.z, res.z)
+    # every row trusted: no queries, every row gets its leave-one-out value
+    every = DeviationTables.from_samples(torch.from_numpy(X), np.ones(150, dtype=bool), k_max=5).result(5)
+    assert isinstance(every.z, torch.Tensor) and every.z.shape == (150,)
+    np.testing.assert_allclose(every.distance.numpy(), _brute(X[:1], X, 5)[1], rtol=1e-10)
+    with pytest.raises(ValueError, match="bool mask of shape"):
+        DeviationTables.from_samples(X, mask[:-1], k_max=5)
+
+
+def test_profile_auroc_of_chosen_positives_matches_sklearn_and_divergence_loop():
+    metrics = pytest.importorskip("sklearn.metrics")
+    from geowidgets.geometry import divergence_layers
+
+    rng = np.random.default_rng(7)
+    layers = {
+        name: rng.normal(size=(120, 3)) + (4.0 * (np.arange(120) < 10))[:, None] * i for i, name in enumerate("abc")
+    }
+    mask = np.arange(120) >= 15  # rows 0-14 outside the reference; 0-9 drift away with depth
+    cache = DeviationProfileTables(
+        list(layers), {n: DeviationTables.from_samples(x, mask, k_max=8) for n, x in layers.items()}, 8
+    )
+    wrong = np.arange(120) < 10
+    prof = cache.profile(6, threshold=2.0, positives=wrong, percentile=False)
+    assert prof.percentile is None and prof.z.shape == (3, 120)
+    for i, name in enumerate(layers):
+        res = cache.tables[name].result(6)
+        scores = np.concatenate([res.distance[wrong], res.baseline])
+        truth = np.r_[np.ones(wrong.sum()), np.zeros(res.baseline.size)]
+        assert prof.auroc[i] == pytest.approx(metrics.roc_auc_score(truth, scores), rel=1e-9)
+    default = cache.profile(6)  # default positives: the rows outside the reference
+    res = cache.tables["c"].result(6)
+    truth = np.r_[np.ones((~mask).sum()), np.zeros(res.baseline.size)]
+    expected = metrics.roc_auc_score(truth, np.concatenate([res.distance[~mask], res.baseline]))
+    assert default.auroc[2] == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(cache.profile(6, positives=np.zeros(120, dtype=bool)).auroc).all()
+    # divergence layer: first layer above the threshold, by a plain loop
+    for threshold in (-1e9, 0.5, 2.0, 1e9):
+        loop = [next((i for i in range(3) if prof.z[i, j] > threshold), -1) for j in range(120)]
+        assert divergence_layers(prof.z, threshold).tolist() == loop
+        assert prof.with_threshold(threshold).divergence_layer.tolist() == loop
+
+
 def test_tensor_in_tensor_out():
     rng = np.random.default_rng(4)
     reference = torch.from_numpy(rng.normal(size=(100, 3)).astype(np.float32))
