@@ -3,7 +3,7 @@
 Pure compute: nothing here imports Jupyter, ipywidgets, anywidget or bokeh.
 """
 
-from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, pool
+from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, model_fingerprint, pool
 from geowidgets.probe._device import resolve_device
 from geowidgets.probe._layers import LayerInfo, list_layers, resolve_layers, select_output
 from geowidgets.probe._patch import PatchedModel, patch_activation
@@ -16,6 +16,7 @@ __all__ = [
     "iterate_batches",
     "list_layers",
     "model_device",
+    "model_fingerprint",
     "patch_activation",
     "pool",
     "resolve_device",
