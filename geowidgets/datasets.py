@@ -21,9 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Demo", "toy_data", "toy_model", "toy_demo", "digits_demo", "train_classifier", "TOY_KINDS"]
+__all__ = [
+    "Demo",
+    "ArithmeticDemo",
+    "toy_data",
+    "toy_model",
+    "toy_demo",
+    "digits_demo",
+    "addition_demo",
+    "train_classifier",
+    "TOY_KINDS",
+]
 
 TOY_KINDS = ("moons", "spirals", "blobs", "circles")
+
+from geowidgets._arithmetic import ArithmeticDemo, addition_demo  # noqa: E402  (re-exported)
 
 
 @dataclass
