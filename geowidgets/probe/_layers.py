@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,10 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
     Parameters
     ----------
     model : nn.Module
-    example_input : Tensor or tuple of Tensors
-        A small batch (one sample is enough) accepted by ``model(...)``.
+    example_input : Tensor, tuple of Tensors or mapping
+        A small batch (one sample is enough): a tensor for ``model(x)``, a tuple for
+        ``model(*inputs)``, or a mapping of keyword arguments (e.g. a tokenizer's output) for
+        ``model(**inputs)``.
     select : int or str
         Which element of a tuple/dict output is reported (default the first).
 
@@ -144,7 +147,9 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
         model.eval()
         try:
             with torch.inference_mode():
-                if isinstance(example_input, (tuple, list)):
+                if isinstance(example_input, Mapping):
+                    model(**example_input)
+                elif isinstance(example_input, (tuple, list)):
                     model(*example_input)
                 else:
                     model(example_input)

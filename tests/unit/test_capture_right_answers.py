@@ -208,6 +208,8 @@ def test_dict_batches_are_keyword_arguments():
         torch.testing.assert_close(acts["emb"], model.emb(ids).detach().reshape(len(ids), -1))
         torch.testing.assert_close(acts.outputs, logits)
         assert acts.shapes["emb"] == (ids.shape[1], 6)
+    infos = {i.name: i.output_shape for i in gw.list_layers(model, {"input_ids": ids[:2], "attention_mask": mask[:2]})}
+    assert infos["pool"] == (2, 6) and infos["emb"] == (2, ids.shape[1], 6)
 
 
 def test_dict_inputs_cache_by_content_and_errors():
