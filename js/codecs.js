@@ -1,20 +1,27 @@
-// Binary buffers from the kernel: ipywidgets hands Bytes traits to the browser as DataView
-// (or ArrayBuffer / typed arrays in saved widget state). These helpers turn them into typed
-// arrays without copying when the memory is aligned, and never go through JSON lists.
+// Binary arrays from the kernel. Every array trait (geowidgets/widgets/_codec.py) arrives as
+// {dtype, shape, buffer}: ipywidgets hands the buffer to the browser as a DataView (or an
+// ArrayBuffer / typed array in saved widget state). decodeArray turns that value into a typed
+// array without copying when the memory is aligned, and never goes through JSON lists.
 
 const TYPES = {
   float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  int16: Int16Array,
   int32: Int32Array,
   uint8: Uint8Array,
-  int8: Int8Array,
+  uint16: Uint16Array,
   uint32: Uint32Array,
 };
 
-/** Return a typed array of `dtype` viewing `buffer` (DataView, ArrayBuffer, typed array, or null). */
-export function toTyped(buffer, dtype) {
+function typeOf(dtype) {
   const Type = TYPES[dtype];
   if (!Type) throw new Error(`unknown dtype ${dtype}; allowed: ${Object.keys(TYPES).join(', ')}`);
-  if (buffer == null) return new Type(0);
+  return Type;
+}
+
+/** A typed array of `Type` viewing `buffer` (DataView, ArrayBuffer or typed array); copies only when unaligned. */
+function viewBuffer(buffer, Type, dtype) {
   let ab;
   let offset = 0;
   let length;
@@ -34,6 +41,30 @@ export function toTyped(buffer, dtype) {
   }
   if (offset % size === 0) return new Type(ab, offset, length / size);
   return new Type(ab.slice(offset, offset + length));
+}
+
+/**
+ * Decode an array trait's value {dtype, shape, buffer} into {dtype, shape, data}, `data` a typed
+ * array (row-major, no copy when aligned). A null value (no data yet) decodes to an empty array
+ * of `dtype`. With `dtype` given, a value of another dtype is an error.
+ */
+export function decodeArray(value, dtype = null) {
+  if (value == null) {
+    const Type = typeOf(dtype ?? 'float32');
+    return { dtype: dtype ?? 'float32', shape: [0], data: new Type(0) };
+  }
+  if (typeof value !== 'object' || !('dtype' in value) || !Array.isArray(value.shape)) {
+    throw new Error('expected an array value {dtype, shape, buffer}');
+  }
+  if (dtype !== null && value.dtype !== dtype) throw new Error(`expected a ${dtype} array, got ${value.dtype}`);
+  const Type = typeOf(value.dtype);
+  const shape = value.shape.map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const data = value.buffer == null && count === 0 ? new Type(0) : viewBuffer(value.buffer, Type, value.dtype);
+  if (data.length !== count) {
+    throw new Error(`a buffer of ${data.length} ${value.dtype} values cannot have shape [${shape.join(', ')}]`);
+  }
+  return { dtype: value.dtype, shape, data };
 }
 
 /** Split interleaved [x0, y0, x1, y1, ...] into column arrays {x, y}. */

@@ -1,7 +1,7 @@
 // DeviationMap: samples x layers heatmap of kNN-deviation z-scores. Rows are samples (in the
 // order the kernel sorted them), columns are layers; each row's divergence layer is marked.
 // Many rows share a pixel row when there are more samples than pixels (the largest |z| shows).
-import { toTyped } from './codecs.js';
+import { decodeArray } from './codecs.js';
 import { zColour } from './colour.js';
 import { fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
 
@@ -60,10 +60,13 @@ function render({ model, el }) {
 
   function data() {
     const layers = model.get('layer_names');
-    const rows = toTyped(model.get('row_index'), 'int32');
-    const z = toTyped(model.get('z'), 'float32');
-    const div = toTyped(model.get('divergence'), 'int32');
-    return { layers, rows, z, div, L: layers.length, n: rows.length };
+    const rows = decodeArray(model.get('row_index'), 'int32').data;
+    const z = decodeArray(model.get('z'), 'float32'); // [n, L], row r = rows[r]
+    const div = decodeArray(model.get('divergence'), 'int32').data;
+    const L = layers.length;
+    const n = rows.length;
+    const ready = z.shape.length === 2 && z.shape[0] === n && z.shape[1] === L && div.length === n;
+    return { layers, rows, z: z.data, div, L, n, ready };
   }
 
   function geometry(L) {
@@ -72,7 +75,7 @@ function render({ model, el }) {
   }
 
   function paint() {
-    const { layers, rows, z, div, L, n } = data();
+    const { layers, rows, z, div, L, n, ready } = data();
     const { colW, top, h } = geometry(L);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = '#ffffff';
@@ -88,7 +91,7 @@ function render({ model, el }) {
       ctx.fillText(name.length > 14 ? `${name.slice(0, 13)}…` : name, 0, 0);
       ctx.restore();
     });
-    if (n === 0 || z.length !== n * L) {
+    if (n === 0 || !ready) {
       markDrawn(el, model.get('revision'));
       return;
     }
@@ -161,12 +164,12 @@ function render({ model, el }) {
   }
 
   function rowAt(e) {
-    const { rows, z, div, L, n } = data();
+    const { rows, z, div, L, n, ready } = data();
     const r0 = canvas.getBoundingClientRect();
     const x = e.clientX - r0.left;
     const y = e.clientY - r0.top;
     const { colW, top, h } = geometry(L);
-    if (n === 0 || y < top || y >= top + h) return null;
+    if (n === 0 || !ready || y < top || y >= top + h) return null;
     const pixRows = Math.min(h, n);
     const p = Math.min(pixRows - 1, Math.floor(((y - top) / h) * pixRows));
     const [a, b] = rowsOfPixel(p, pixRows, n);

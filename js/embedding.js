@@ -1,9 +1,9 @@
 // EmbeddingView: WebGL scatter (regl-scatterplot) of a layer's 2-D layout.
-// Positions arrive normalised to [-1, 1] as one float32 buffer; a k/temperature move only
+// Positions arrive normalised to [-1, 1] as one float32 [N, 2] array; a k/temperature move only
 // sends new values (colours), so the cached positions are reused; a new layout of the same
 // points animates from the old one.
 import createScatterplot, { createRenderer } from 'regl-scatterplot';
-import { splitXY, toTyped } from './codecs.js';
+import { decodeArray, splitXY } from './codecs.js';
 import { encodeColours, scaleColours } from './colour.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
 
@@ -97,7 +97,7 @@ function render({ model, el }) {
   function draw({ transition = false } = {}) {
     const revision = model.get('revision');
     const since = arrived;
-    const values = toTyped(model.get('values'), 'float32');
+    const values = decodeArray(model.get('values'), 'float32').data;
     const kind = model.get('colour_kind');
     const [vmin, vmax] = model.get('value_range');
     const colours = values.length === n
@@ -131,8 +131,8 @@ function render({ model, el }) {
   }
 
   function onPositions() {
-    const flat = toTyped(model.get('positions'), 'float32');
-    const newN = Math.floor(flat.length / 2);
+    const { shape, data: flat } = decodeArray(model.get('positions'), 'float32');
+    const newN = shape.length === 2 ? shape[0] : 0;
     const transition = newN === n && n > 0 && model.get('animate');
     xy = splitXY(flat);
     n = newN;
@@ -195,9 +195,9 @@ function render({ model, el }) {
     mouse = [e.clientX - r.left, e.clientY - r.top];
   });
   scatterplot.subscribe('pointover', (i) => {
-    const labels = toTyped(model.get('labels'), 'int32');
-    const preds = toTyped(model.get('predictions'), 'int32');
-    const values = toTyped(model.get('values'), 'float32');
+    const labels = decodeArray(model.get('labels'), 'int32').data;
+    const preds = decodeArray(model.get('predictions'), 'int32').data;
+    const values = decodeArray(model.get('values'), 'float32').data;
     const names = model.get('class_names');
     const cls = (c) => (c >= 0 && c < names.length ? names[c] : String(c));
     const rows = [line(`#${i}`, 'gw-tip-index')];
@@ -209,11 +209,11 @@ function render({ model, el }) {
       const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
       rows.push(line(`${model.get('colour_label')}: ${v}`));
     }
-    const shape = model.get('image_shape');
-    if (shape.length >= 2) {
+    const images = decodeArray(model.get('images'), 'uint8');
+    if (images.shape.length >= 3 && i < images.shape[0]) {
+      const shape = images.shape.slice(1); // [H, W] or [H, W, 3]
       const per = shape.reduce((a, b) => a * b, 1);
-      const imgs = toTyped(model.get('images'), 'uint8');
-      if (imgs.length >= (i + 1) * per) rows.push(thumbnail(imgs.subarray(i * per, (i + 1) * per), shape));
+      rows.push(thumbnail(images.data.subarray(i * per, (i + 1) * per), shape));
     }
     tooltip.show(mouse[0], mouse[1], rows);
     model.set('hovered', i);
@@ -228,7 +228,7 @@ function render({ model, el }) {
   });
 
   updateTitle();
-  if (toTyped(model.get('positions'), 'float32').length) onPositions();
+  if (decodeArray(model.get('positions'), 'float32').data.length) onPositions();
   else markDrawn(el, model.get('revision'));
 
   return () => {

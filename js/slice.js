@@ -1,7 +1,7 @@
 // SliceView: a decision slice as an image (class colour, confidence as lightness), the data
 // projected onto the plane, and the three anchors. A temperature move only sends new
 // confidences; a click sets `clicked` = [alpha, beta] and the kernel picks a new anchor.
-import { pixelToPlane, planeToPixel, toTyped } from './codecs.js';
+import { decodeArray, pixelToPlane, planeToPixel } from './codecs.js';
 import { categoryColour, sliceRGBA } from './colour.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
 
@@ -29,11 +29,17 @@ function render({ model, el }) {
   const image = document.createElement('canvas');
   let hoverPoint = -1;
 
+  /** Grid size G of the slice on hand (its classes are [G, G]); 0 before the first slice. */
+  function gridSize() {
+    const { shape } = decodeArray(model.get('classes'), 'uint8');
+    return shape.length === 2 ? shape[0] : 0;
+  }
+
   function buildImage() {
-    const g = model.get('resolution');
-    const classes = toTyped(model.get('classes'), 'uint8');
-    const confidence = toTyped(model.get('confidence'), 'uint8');
-    if (classes.length !== g * g || confidence.length !== g * g) return false;
+    const g = gridSize();
+    const classes = decodeArray(model.get('classes'), 'uint8').data;
+    const confidence = decodeArray(model.get('confidence'), 'uint8').data;
+    if (g === 0 || classes.length !== g * g || confidence.length !== g * g) return false;
     image.width = g;
     image.height = g;
     const ictx = image.getContext('2d');
@@ -43,7 +49,7 @@ function render({ model, el }) {
   }
 
   function paint() {
-    const g = model.get('resolution');
+    const g = gridSize();
     const extent = model.get('extent');
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = '#ffffff';
@@ -53,10 +59,10 @@ function render({ model, el }) {
       ctx.drawImage(image, 0, 0, size, size);
     }
     if (extent.length !== 4) return;
-    const pts = toTyped(model.get('points'), 'float32');
-    const labels = toTyped(model.get('point_labels'), 'int32');
-    const alpha = toTyped(model.get('point_alpha'), 'uint8');
-    const ids = toTyped(model.get('point_index'), 'int32');
+    const pts = decodeArray(model.get('points'), 'float32').data; // [M, 2] plane coordinates
+    const labels = decodeArray(model.get('point_labels'), 'int32').data;
+    const alpha = decodeArray(model.get('point_alpha'), 'uint8').data;
+    const ids = decodeArray(model.get('point_index'), 'int32').data;
     const selected = new Set(model.get('selection'));
     const hovered = model.get('hovered');
     const m = Math.floor(pts.length / 2);
@@ -75,7 +81,7 @@ function render({ model, el }) {
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
-    const anchors = toTyped(model.get('anchor_xy'), 'float32');
+    const anchors = decodeArray(model.get('anchor_xy'), 'float32').data; // [3, 2]
     const names = ['A', 'B', 'C'];
     for (let j = 0; j < anchors.length / 2; j++) {
       const [px, py] = planeToPixel(anchors[2 * j], anchors[2 * j + 1], size, size, extent, g);
@@ -132,7 +138,7 @@ function render({ model, el }) {
     const extent = model.get('extent');
     if (extent.length !== 4) return;
     const [px, py] = locate(e);
-    const [a, b] = pixelToPlane(px, py, size, size, extent, model.get('resolution'));
+    const [a, b] = pixelToPlane(px, py, size, size, extent, gridSize());
     model.set('clicked', [a, b]);
     model.save_changes();
   });
@@ -140,9 +146,9 @@ function render({ model, el }) {
     const extent = model.get('extent');
     if (extent.length !== 4) return;
     const [px, py] = locate(e);
-    const g = model.get('resolution');
-    const pts = toTyped(model.get('points'), 'float32');
-    const ids = toTyped(model.get('point_index'), 'int32');
+    const g = gridSize();
+    const pts = decodeArray(model.get('points'), 'float32').data;
+    const ids = decodeArray(model.get('point_index'), 'int32').data;
     let best = -1;
     let bestD = 36;
     for (let i = 0; i < pts.length / 2; i++) {
@@ -156,8 +162,8 @@ function render({ model, el }) {
     const [a, b] = pixelToPlane(px, py, size, size, extent, g);
     const col = Math.min(g - 1, Math.max(0, Math.round(((a - extent[0]) / (extent[1] - extent[0])) * (g - 1))));
     const row = Math.min(g - 1, Math.max(0, Math.round(((b - extent[2]) / (extent[3] - extent[2])) * (g - 1))));
-    const classes = toTyped(model.get('classes'), 'uint8');
-    const conf = toTyped(model.get('confidence'), 'uint8');
+    const classes = decodeArray(model.get('classes'), 'uint8').data;
+    const conf = decodeArray(model.get('confidence'), 'uint8').data;
     const names = model.get('class_names');
     const k = row * g + col;
     const rows = [];

@@ -1,6 +1,8 @@
-"""Machinery every view shares: busy/error/revision traits, worker threads, binary encoding.
+"""Machinery every view shares: busy/error/revision traits and worker threads.
 
-How a request flows (see DESIGN.md, "How a slider move flows"):
+Arrays travel through the typed codec of :mod:`geowidgets.widgets._codec` (``array_trait``).
+
+How a request flows (see docs/architecture.md#how-a-slider-move-flows):
 
 * A trait change (slider move or Python assignment) calls :meth:`Lane.submit` with a
   ``compute`` function and an ``apply`` function.
@@ -27,19 +29,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anywidget
-import numpy as np
 import traitlets
 
-__all__ = ["STATIC", "Lane", "ViewBase", "StatusBar", "to_bytes"]
+__all__ = ["STATIC", "Lane", "ViewBase", "StatusBar"]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
-
-
-def to_bytes(array: Any, dtype: str) -> bytes:
-    """A numpy/torch array as contiguous little-endian bytes of ``dtype`` (a binary buffer trait)."""
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    return np.ascontiguousarray(np.asarray(array), dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -270,9 +264,15 @@ class ViewBase(_Worker, anywidget.AnyWidget):
         Progress or error text, shown in the widget's ``.gw-status`` element.
     """
 
-    revision = traitlets.Int(0).tag(sync=True)
-    status = traitlets.Unicode("idle").tag(sync=True)
-    message = traitlets.Unicode("").tag(sync=True)
+    revision = traitlets.Int(
+        0, help="Result counter (int): bumped each time results have been set; the browser marks data-gw-drawn with it."
+    ).tag(sync=True)
+    status = traitlets.Unicode(
+        "idle", help='Work state (str): "idle", "busy" (a lane is computing) or "error" (see message).'
+    ).tag(sync=True)
+    message = traitlets.Unicode(
+        "", help="Progress text while busy, the error text after a failure, else empty (str); shown in .gw-status."
+    ).tag(sync=True)
     _css = STATIC / "widgets.css"
 
     def __init__(self, **kwargs: Any):
@@ -297,10 +297,22 @@ class StatusBar(anywidget.AnyWidget):
 
     _esm = STATIC / "status.js"
     _css = STATIC / "widgets.css"
-    view = traitlets.Unicode("explorer").tag(sync=True)
-    root_class = traitlets.Unicode("gw-explorer").tag(sync=True)
-    revision = traitlets.Int(0).tag(sync=True)
-    status = traitlets.Unicode("idle").tag(sync=True)
-    message = traitlets.Unicode("").tag(sync=True)
-    summary = traitlets.Unicode("").tag(sync=True)
-    needs_bokeh = traitlets.Bool(False).tag(sync=True)
+    view = traitlets.Unicode(
+        "explorer", help='View name (str) written to the root\'s data-gw-view, e.g. "explorer" or "profile".'
+    ).tag(sync=True)
+    root_class = traitlets.Unicode(
+        "gw-explorer", help="CSS class (str) of the enclosing ipywidgets Box that is the view's root element."
+    ).tag(sync=True)
+    revision = traitlets.Int(
+        0, help="Revision (int) of the composed view; data-gw-drawn is set to it once every nested view has drawn."
+    ).tag(sync=True)
+    status = traitlets.Unicode("idle", help='Work state (str) of the composed view: "idle", "busy" or "error".').tag(
+        sync=True
+    )
+    message = traitlets.Unicode("", help="Progress or error text (str) shown in the status line.").tag(sync=True)
+    summary = traitlets.Unicode("", help="One-line summary (str) shown left of the status, e.g. N, layer, k.").tag(
+        sync=True
+    )
+    needs_bokeh = traitlets.Bool(
+        False, help="Whether the view needs BokehJS on the page (bool); if missing, the status line says so."
+    ).tag(sync=True)

@@ -8,7 +8,8 @@ import numpy as np
 import traitlets
 
 from geowidgets.session import Session
-from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
+from geowidgets.widgets._base import STATIC, ViewBase
+from geowidgets.widgets._codec import array_trait
 
 __all__ = ["DeviationMap", "sort_rows"]
 
@@ -57,7 +58,7 @@ def sort_rows(z: np.ndarray, divergence: np.ndarray, rows: np.ndarray, sort_by: 
 
 
 class DeviationMap(ViewBase):
-    """Heatmap of each sample's kNN-deviation z-score at every layer (REMA, PROBES.md §2).
+    """Heatmap of each sample's kNN-deviation z-score at every layer (REMA, see docs/probes.md#knn-deviation).
 
     Rows are samples, columns layers; z is coloured on a diverging scale clipped at ±5, and each
     sample's divergence layer (first layer with ``z > threshold``) is marked. With a selection
@@ -86,21 +87,48 @@ class DeviationMap(ViewBase):
 
     _esm = STATIC / "deviation.js"
 
-    z = traitlets.Bytes(b"").tag(sync=True)
-    row_index = traitlets.Bytes(b"").tag(sync=True)
-    divergence = traitlets.Bytes(b"").tag(sync=True)
-    n_rows = traitlets.Int(0).tag(sync=True)
-    layer_names = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
-    auroc = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
-    current_layer = traitlets.Unicode("").tag(sync=True)
-    threshold = traitlets.Float(2.0).tag(sync=True)
-    sort_by = traitlets.Unicode("divergence").tag(sync=True)
-    k = traitlets.Int(10).tag(sync=True)
-    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
-    hovered = traitlets.Int(-1).tag(sync=True)
-    size = traitlets.Int(440).tag(sync=True)
-    width = traitlets.Int(360).tag(sync=True)
-    title = traitlets.Unicode("").tag(sync=True)
+    z = array_trait(
+        "float32",
+        "[R, L]",
+        "kNN-deviation z-score (dimensionless, robust z against the reference) of each shown sample at each layer, "
+        "float32 [R, L]: rows in display order (row_index), columns as layer_names.",
+    )
+    row_index = array_trait("int32", "[R]", "Sample index of each row of z, int32 [R], in display order.")
+    divergence = array_trait(
+        "int32", "[R]", "Divergence layer of each row, int32 [R]: first column with z > threshold, -1 if none."
+    )
+    layer_names = traitlets.List(
+        traitlets.Unicode(), default_value=[], help="Names (list of str) of the L layers, the columns of z."
+    ).tag(sync=True)
+    auroc = traitlets.List(
+        traitlets.Float(),
+        default_value=[],
+        help="AUROC (L floats in [0, 1], NaN if undefined) of kNN deviation for misclassified vs correct samples.",
+    ).tag(sync=True)
+    current_layer = traitlets.Unicode("", help="Layer outlined in the heatmap (str): one of layer_names.").tag(
+        sync=True
+    )
+    threshold = traitlets.Float(
+        2.0, help="z above which a sample has diverged (float, finite); a change only re-orders rows."
+    ).tag(sync=True)
+    sort_by = traitlets.Unicode(
+        "divergence", help="Row order (str): 'divergence', 'max_z', 'label' or 'index' (see sort_rows)."
+    ).tag(sync=True)
+    k = traitlets.Int(10, help="Neighbour count (int, 1..session.k_max) of the kNN deviation.").tag(sync=True)
+    selection = traitlets.List(
+        traitlets.Int(),
+        default_value=[],
+        help="Indices (list of int) of the selected samples; when not empty only they are shown. A row click sets it.",
+    ).tag(sync=True)
+    hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse, -1 if none.").tag(sync=True)
+    size = traitlets.Int(440, help="Heatmap height in CSS pixels (int).").tag(sync=True)
+    width = traitlets.Int(360, help="Heatmap width in CSS pixels (int).").tag(sync=True)
+    title = traitlets.Unicode("", help="Title line above the heatmap (str), set by the view.").tag(sync=True)
+
+    @property
+    def n_rows(self) -> int:
+        """Number of samples shown (rows of ``z``; 0 before the first result)."""
+        return 0 if self.row_index is None else int(self.row_index.shape[0])
 
     def __init__(self, session: Session, **kwargs: Any):
         if not isinstance(session, Session):
@@ -175,9 +203,8 @@ class DeviationMap(ViewBase):
     def _apply_rows(self) -> None:
         order, divergence = self.rows()
         z = self._matrix
-        self.z = to_bytes(z[:, order].T, "float32")
-        self.row_index = to_bytes(order, "int32")
-        self.divergence = to_bytes(divergence[order], "int32")
-        self.n_rows = int(order.size)
+        self.set_trait("z", np.ascontiguousarray(z[:, order].T, dtype=np.float32))
+        self.set_trait("row_index", order.astype(np.int32))
+        self.set_trait("divergence", divergence[order].astype(np.int32))
         shown = f"{order.size} selected samples" if self.selection else f"all {order.size} samples"
         self.title = f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}"

@@ -8,7 +8,8 @@ import numpy as np
 import traitlets
 
 from geowidgets.session import COLOUR_BY, ColourSpec, Session
-from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
+from geowidgets.widgets._base import STATIC, ViewBase
+from geowidgets.widgets._codec import array_trait
 
 __all__ = ["EmbeddingView", "normalise_positions"]
 
@@ -96,30 +97,72 @@ class EmbeddingView(ViewBase):
 
     _esm = STATIC / "embedding.js"
 
-    positions = traitlets.Bytes(b"").tag(sync=True)
-    n_points = traitlets.Int(0).tag(sync=True)
-    values = traitlets.Bytes(b"").tag(sync=True)
-    colour_kind = traitlets.Unicode("categorical").tag(sync=True)
-    colour_label = traitlets.Unicode("").tag(sync=True)
-    value_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
-    categories = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
-    labels = traitlets.Bytes(b"").tag(sync=True)
-    predictions = traitlets.Bytes(b"").tag(sync=True)
-    class_names = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
-    images = traitlets.Bytes(b"").tag(sync=True)
-    image_shape = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
-    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
-    hovered = traitlets.Int(-1).tag(sync=True)
-    animate = traitlets.Bool(True).tag(sync=True)
-    point_size = traitlets.Float(4.0).tag(sync=True)
-    size = traitlets.Int(440).tag(sync=True)
-    title = traitlets.Unicode("").tag(sync=True)
+    positions = array_trait(
+        "float32",
+        "[N, 2]",
+        "Point positions, float32 [N, 2]: the layout normalised to [-1, 1] (centred, aspect kept); row i is sample i.",
+    )
+    values = array_trait(
+        "float32",
+        "[N]",
+        "Colour value of each point, float32 [N]: class codes of a categorical colouring, else the probe's value "
+        "(in the units of colour_label).",
+    )
+    colour_kind = traitlets.Unicode(
+        "categorical", help="Colour scale (str): 'categorical', 'continuous' or 'diverging' (centred at 0)."
+    ).tag(sync=True)
+    colour_label = traitlets.Unicode(
+        "", help="Name of the colouring (str) shown in the legend and tooltip, e.g. 'label' or 'knn_deviation'."
+    ).tag(sync=True)
+    value_range = traitlets.List(
+        traitlets.Float(),
+        default_value=[0.0, 1.0],
+        help="[vmin, vmax] (2 floats) of a continuous or diverging colour scale, in the units of values.",
+    ).tag(sync=True)
+    categories = traitlets.List(
+        traitlets.Unicode(), default_value=[], help="Names (list of str) of the codes 0..C-1 of a categorical colouring"
+    ).tag(sync=True)
+    labels = array_trait("int32", "[N]", "True class of each point, int32 [N] (class codes, named by class_names).")
+    predictions = array_trait("int32", "[N]", "Predicted class (argmax of the logits) of each point, int32 [N].")
+    class_names = traitlets.List(
+        traitlets.Unicode(), default_value=[], help="Class names (list of str), indexed by class code."
+    ).tag(sync=True)
+    images = array_trait(
+        "uint8",
+        "[N, H, W] or [N, H, W, 3]",
+        "Tooltip thumbnail of each sample, uint8 0..255: [N, H, W] grey (255 = ink, drawn dark) or [N, H, W, 3] RGB.",
+    )
+    selection = traitlets.List(
+        traitlets.Int(),
+        default_value=[],
+        help="Indices (list of int) of the selected samples: click a point, shift+drag to lasso; settable from Python.",
+    ).tag(sync=True)
+    hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse, -1 if none.").tag(sync=True)
+    animate = traitlets.Bool(
+        True, help="Animate a new layout of the same points from the one on screen (bool, 600 ms)."
+    ).tag(sync=True)
+    point_size = traitlets.Float(4.0, help="Point diameter in CSS pixels (float).").tag(sync=True)
+    size = traitlets.Int(440, help="Canvas width and height in CSS pixels (int).").tag(sync=True)
+    title = traitlets.Unicode("", help="Title line above the plot (str), set by the view.").tag(sync=True)
 
-    layer = traitlets.Unicode("").tag(sync=True)
-    k = traitlets.Int(10).tag(sync=True)
-    temperature = traitlets.Float(1.0).tag(sync=True)
-    colour_by = traitlets.Unicode("label").tag(sync=True)
-    method = traitlets.Unicode("umap").tag(sync=True)
+    layer = traitlets.Unicode("", help="Layer shown (str): one of session.layers.").tag(sync=True)
+    k = traitlets.Int(
+        10, help="Neighbour count (int, 1..session.k_max) of the k-based colourings, e.g. kNN deviation."
+    ).tag(sync=True)
+    temperature = traitlets.Float(
+        1.0, help="Softmax temperature (float > 0) of the confidence-based colourings; 1 is the model as trained."
+    ).tag(sync=True)
+    colour_by = traitlets.Unicode(
+        "label", help="Colouring (str): one of session.colourings (see geowidgets.session.COLOUR_BY)."
+    ).tag(sync=True)
+    method = traitlets.Unicode(
+        "umap", help="Layout method (str): 'pca' (shown first) or 'umap' (refines the PCA on a worker thread)."
+    ).tag(sync=True)
+
+    @property
+    def n_points(self) -> int:
+        """Number of points shown (rows of ``positions``; 0 before the first layout)."""
+        return 0 if self.positions is None else int(self.positions.shape[0])
 
     def __init__(self, session: Session | None = None, **kwargs: Any):
         self.session = session
@@ -186,13 +229,13 @@ class EmbeddingView(ViewBase):
             self._set_positions(xy)
             n = self.n_points
             if labels is not None:
-                self.labels = to_bytes(self._check_len(labels, n, "labels"), "int32")
+                self.set_trait("labels", self._check_len(labels, n, "labels").astype(np.int32))
             if predictions is not None:
-                self.predictions = to_bytes(self._check_len(predictions, n, "predictions"), "int32")
+                self.set_trait("predictions", self._check_len(predictions, n, "predictions").astype(np.int32))
             if class_names is not None:
                 self.class_names = [str(c) for c in class_names]
-            if len(self.values) != 4 * n:
-                self.values = b""
+            if self.values is not None and self.values.shape[0] != n:
+                self.set_trait("values", None)
             self.revision += 1
 
     def set_colours(
@@ -235,11 +278,10 @@ class EmbeddingView(ViewBase):
 
     def _set_positions(self, xy: Any) -> None:
         norm = normalise_positions(xy)
-        self.positions = to_bytes(norm, "float32")
-        self.n_points = int(norm.shape[0])
+        self.set_trait("positions", norm)
 
     def _set_colour_spec(self, spec: ColourSpec) -> None:
-        self.values = to_bytes(spec.values, "float32")
+        self.set_trait("values", np.asarray(spec.values, dtype=np.float32))
         self.colour_kind = spec.kind
         self.value_range = [float(spec.vmin), float(spec.vmax)]
         self.categories = list(spec.categories)
@@ -248,12 +290,11 @@ class EmbeddingView(ViewBase):
     # ------------------------------------------------------------------ session-driven
     def _static_traits(self) -> dict[str, Any]:
         s = self.session
-        out: dict[str, Any] = {"class_names": s.class_names, "predictions": to_bytes(s.predictions, "int32")}
+        out: dict[str, Any] = {"class_names": s.class_names, "predictions": np.asarray(s.predictions, np.int32)}
         if s.labels is not None:
-            out["labels"] = to_bytes(s.labels, "int32")
+            out["labels"] = np.asarray(s.labels, np.int32)
         if s.images is not None:
-            out["images"] = s.images.tobytes()
-            out["image_shape"] = list(s.images.shape[1:])
+            out["images"] = np.asarray(s.images, np.uint8)
         return out
 
     def _current_layout(self) -> np.ndarray | None:
@@ -271,7 +312,7 @@ class EmbeddingView(ViewBase):
         def apply(result, stage="pca"):
             xy, extra = result
             for name, value in extra.items():
-                setattr(self, name, value)
+                self.set_trait(name, value)
             self._raw_layout = xy
             self._set_positions(xy)
             self.title = f"{layer} · {stage.upper()}" + (

@@ -65,15 +65,19 @@ class Explorer(ipywidgets.VBox):
     7
     """
 
-    layer = traitlets.Unicode("")
-    k = traitlets.Int(10)
-    temperature = traitlets.Float(1.0)
-    colour_by = traitlets.Unicode("label")
-    selection = traitlets.List(traitlets.Int(), default_value=[])
-    hovered = traitlets.Int(-1)
-    revision = traitlets.Int(0)
-    status = traitlets.Unicode("idle")
-    message = traitlets.Unicode("")
+    layer = traitlets.Unicode("", help="Layer shown by every view (str): one of session.layers.")
+    k = traitlets.Int(10, help="Neighbour count (int, 1..session.k_max) of the kNN probes of every view.")
+    temperature = traitlets.Float(
+        1.0, help="Softmax temperature (float > 0) of the confidence-based colourings and the slice."
+    )
+    colour_by = traitlets.Unicode("label", help="Colouring of the embedding (str): one of the colour-by menu options.")
+    selection = traitlets.List(
+        traitlets.Int(), default_value=[], help="Indices (list of int) of the samples selected in any view."
+    )
+    hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse in any view, -1 if none.")
+    revision = traitlets.Int(0, help="Counter (int): bumped once all views have applied a change.")
+    status = traitlets.Unicode("idle", help='Combined state (str): "error" if any view failed, else "busy" or "idle".')
+    message = traitlets.Unicode("", help="Progress or error text (str) of the first busy or failed view.")
 
     def __init__(
         self,

@@ -97,11 +97,13 @@ class LayerProfile(_Worker, ipywidgets.VBox):
     True
     """
 
-    revision = traitlets.Int(0)
-    status = traitlets.Unicode("idle")
-    message = traitlets.Unicode("")
-    current_layer = traitlets.Unicode("")
-    k = traitlets.Int(10)
+    revision = traitlets.Int(0, help="Result counter (int): bumped each time chart data have been set.")
+    status = traitlets.Unicode("idle", help='Work state (str): "idle", "busy" or "error" (see message).')
+    message = traitlets.Unicode("", help="Progress text while busy, the error text after a failure, else empty (str).")
+    current_layer = traitlets.Unicode(
+        "", help="Layer marked by the dashed line (str): one of session.layers; tapping a point sets it."
+    )
+    k = traitlets.Int(10, help="Neighbour count (int, 1..session.k_max) of the deviation AUROC series.")
 
     def __init__(
         self,

@@ -9,7 +9,8 @@ import torch
 import traitlets
 
 from geowidgets.session import INPUT_LAYER, Session, temperature_colours
-from geowidgets.widgets._base import STATIC, ViewBase, to_bytes
+from geowidgets.widgets._base import STATIC, ViewBase
+from geowidgets.widgets._codec import array_trait
 
 __all__ = ["SliceView"]
 
@@ -44,32 +45,70 @@ class SliceView(ViewBase):
     >>> demo = toy_demo("moons", n=200)
     >>> view = SliceView(Session(demo.model, demo.inputs, demo.labels), layer="input", resolution=32)
     >>> _ = view.wait()
-    >>> len(view.classes) == 32 * 32
-    True
+    >>> view.classes.shape
+    (32, 32)
     """
 
     _esm = STATIC / "slice.js"
 
-    classes = traitlets.Bytes(b"").tag(sync=True)
-    confidence = traitlets.Bytes(b"").tag(sync=True)
-    resolution = traitlets.Int(128).tag(sync=True)
-    extent = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
-    n_classes = traitlets.Int(0).tag(sync=True)
-    class_names = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
-    points = traitlets.Bytes(b"").tag(sync=True)
-    point_labels = traitlets.Bytes(b"").tag(sync=True)
-    point_alpha = traitlets.Bytes(b"").tag(sync=True)
-    point_index = traitlets.Bytes(b"").tag(sync=True)
-    anchors = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
-    anchor_xy = traitlets.Bytes(b"").tag(sync=True)
-    clicked = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)
-    selection = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
-    hovered = traitlets.Int(-1).tag(sync=True)
-    size = traitlets.Int(440).tag(sync=True)
-    title = traitlets.Unicode("").tag(sync=True)
-    layer = traitlets.Unicode("").tag(sync=True)
-    temperature = traitlets.Float(1.0).tag(sync=True)
-    max_points = traitlets.Int(5000).tag(sync=True)
+    classes = array_trait(
+        "uint8",
+        "[G, G]",
+        "Predicted class at each grid point, uint8 [G, G]: row = beta (row 0 at the bottom), column = alpha.",
+    )
+    confidence = array_trait(
+        "uint8",
+        "[G, G]",
+        "Top-class softmax probability at the current temperature, uint8 [G, G], 0..255 for 0..1 (grid of classes).",
+    )
+    resolution = traitlets.Int(
+        128, help="Grid size G (int, 8..1024) of the next slice; the image drawn is the [G, G] grid of classes."
+    ).tag(sync=True)
+    extent = traitlets.List(
+        traitlets.Float(),
+        default_value=[],
+        help="[alpha0, alpha1, beta0, beta1] (4 floats): plane coordinates of the first and last grid-point centres.",
+    ).tag(sync=True)
+    n_classes = traitlets.Int(0, help="Number of classes C of the model (int); sets the class colour palette.").tag(
+        sync=True
+    )
+    class_names = traitlets.List(
+        traitlets.Unicode(), default_value=[], help="Class names (list of str), indexed by class code."
+    ).tag(sync=True)
+    points = array_trait(
+        "float32", "[M, 2]", "Plane coordinates (alpha, beta) of the M samples nearest the plane, float32 [M, 2]."
+    )
+    point_labels = array_trait(
+        "int32", "[M]", "Class of each drawn sample, int32 [M]: its label, or its prediction without labels."
+    )
+    point_alpha = array_trait(
+        "uint8", "[M]", "Opacity of each drawn sample, uint8 [M], 0..255: fades with its distance from the plane."
+    )
+    point_index = array_trait("int32", "[M]", "Sample index of each drawn point, int32 [M] (nearest the plane first).")
+    anchors = traitlets.List(
+        traitlets.Int(),
+        default_value=[],
+        help="The three sample indices (list of 3 distinct int) the plane passes through: A, B, C.",
+    ).tag(sync=True)
+    anchor_xy = array_trait("float32", "[3, 2]", "Plane coordinates (alpha, beta) of anchors A, B, C, float32 [3, 2].")
+    clicked = traitlets.List(
+        traitlets.Float(),
+        default_value=[],
+        help="Plane coordinates [alpha, beta] (2 floats) of the last click; the nearest sample becomes an anchor.",
+    ).tag(sync=True)
+    selection = traitlets.List(
+        traitlets.Int(), default_value=[], help="Indices (list of int) of the selected samples, drawn emphasised."
+    ).tag(sync=True)
+    hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse, -1 if none.").tag(sync=True)
+    size = traitlets.Int(440, help="Image width and height in CSS pixels (int).").tag(sync=True)
+    title = traitlets.Unicode("", help="Title line above the image (str), set by the view.").tag(sync=True)
+    layer = traitlets.Unicode(
+        "", help="Where the plane lies (str): one of session.layers, or 'input' for the model's input space."
+    ).tag(sync=True)
+    temperature = traitlets.Float(
+        1.0, help="Softmax temperature (float > 0) of the confidence; a change rescales the held logits only."
+    ).tag(sync=True)
+    max_points = traitlets.Int(5000, help="Most samples drawn on the plane (int): those nearest to it.").tag(sync=True)
 
     def __init__(self, session: Session, **kwargs: Any):
         if not isinstance(session, Session):
@@ -122,13 +161,13 @@ class SliceView(ViewBase):
 
         self.lane("slice").submit(compute, self._apply_plane, message=f"slicing the decisions at {layer}…")
 
-    def _confidence_bytes(self, sl: Any, temperature: float) -> bytes:
+    def _confidence_bytes(self, sl: Any, temperature: float) -> np.ndarray:
         """Confidence at ``temperature`` as uint8 (0..255), from the slice's held logits (no forward pass)."""
         if self._logits is None or self._logits[0] is not sl:
             z = sl.logits.detach().cpu().numpy() if isinstance(sl.logits, torch.Tensor) else np.asarray(sl.logits)
             self._logits = (sl, np.ascontiguousarray(z.reshape(-1, z.shape[-1]), dtype=np.float32))
         conf = temperature_colours(self._logits[1], temperature, "confidence")
-        return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8).tobytes()
+        return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8).reshape(sl.classes.shape)
 
     def _apply_plane(self, result: tuple) -> None:
         sl, coords, dist, max_points = result
@@ -139,15 +178,15 @@ class SliceView(ViewBase):
         alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
         labels = s.labels if s.labels is not None else s.predictions
         self._slice, self._coords = sl, coords
-        self.classes = classes.astype(np.uint8).tobytes()
-        self.confidence = self._confidence_bytes(sl, self.temperature)  # the temperature now, not at submit
+        self.set_trait("classes", classes.astype(np.uint8))
+        self.set_trait("confidence", self._confidence_bytes(sl, self.temperature))  # the temperature now
         self.extent = [float(v) for v in sl.extent]
         self.n_classes = int(s.logits.shape[1])
-        self.points = to_bytes(coords[order], "float32")
-        self.point_labels = to_bytes(labels[order], "int32")
-        self.point_alpha = to_bytes(np.rint(alpha * 255), "uint8")
-        self.point_index = to_bytes(order, "int32")
-        self.anchor_xy = to_bytes(coords[list(self.anchors)], "float32")
+        self.set_trait("points", coords[order].astype(np.float32))
+        self.set_trait("point_labels", np.asarray(labels)[order].astype(np.int32))
+        self.set_trait("point_alpha", np.rint(alpha * 255).astype(np.uint8))
+        self.set_trait("point_index", order.astype(np.int32))
+        self.set_trait("anchor_xy", coords[list(self.anchors)].astype(np.float32))
         where = "input space" if self.layer == INPUT_LAYER else f"layer {self.layer}"
         self.title = f"decision slice in {where} through #{self.anchors[0]}, #{self.anchors[1]}, #{self.anchors[2]}"
 
@@ -156,8 +195,8 @@ class SliceView(ViewBase):
         if sl is None or self.lane("slice").busy:
             return  # the slice being computed picks up the new temperature when it is applied
 
-        def apply(conf: bytes) -> None:
-            self.confidence = conf
+        def apply(conf: np.ndarray) -> None:
+            self.set_trait("confidence", conf)
 
         self.lane("temperature").submit(lambda: self._confidence_bytes(sl, t), apply, inline=True)
 

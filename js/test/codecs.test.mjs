@@ -1,30 +1,67 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ndcToPixel, pixelToNdc, pixelToPlane, planeToPixel, splitXY, toTyped } from '../codecs.js';
+import { decodeArray, ndcToPixel, pixelToNdc, pixelToPlane, planeToPixel, splitXY } from '../codecs.js';
 
-test('toTyped views a DataView without copying when aligned', () => {
-  const src = new Float32Array([1.5, -2, 3.25]);
-  const dv = new DataView(src.buffer);
-  const out = toTyped(dv, 'float32');
-  assert.deepEqual(Array.from(out), [1.5, -2, 3.25]);
-  assert.equal(out.buffer, src.buffer);
+// What ipywidgets hands a view for an array trait: {dtype, shape, buffer} with a DataView buffer.
+const wire = (typed, dtype, shape) => ({ dtype, shape, buffer: new DataView(typed.buffer, typed.byteOffset, typed.byteLength) });
+
+test('decodeArray views a DataView without copying when aligned, dtype and shape travel along', () => {
+  const src = new Float32Array([1.5, -2, 3.25, 0, 8, -1]);
+  const out = decodeArray(wire(src, 'float32', [3, 2]));
+  assert.equal(out.dtype, 'float32');
+  assert.deepEqual(out.shape, [3, 2]);
+  assert.ok(out.data instanceof Float32Array);
+  assert.deepEqual(Array.from(out.data), Array.from(src));
+  assert.equal(out.data.buffer, src.buffer);
 });
 
-test('toTyped copies an unaligned slice correctly', () => {
-  const bytes = new Uint8Array(13);
-  new Float32Array(bytes.buffer, 0, 3).set([7, 8, 9]);
+test('decodeArray decodes every dtype of the Python codec', () => {
+  const cases = [
+    ['float32', Float32Array, [0.5, -1, 3]],
+    ['float64', Float64Array, [1e-300, -2.5, 7]],
+    ['int8', Int8Array, [-128, 0, 127]],
+    ['int16', Int16Array, [-32768, 1, 32767]],
+    ['int32', Int32Array, [-1, 5, 2 ** 31 - 1]],
+    ['uint8', Uint8Array, [0, 128, 255]],
+    ['uint16', Uint16Array, [0, 1, 65535]],
+    ['uint32', Uint32Array, [0, 1, 2 ** 32 - 1]],
+  ];
+  for (const [dtype, Type, values] of cases) {
+    const out = decodeArray(wire(new Type(values), dtype, [1, 3]), dtype);
+    assert.ok(out.data instanceof Type, dtype);
+    assert.deepEqual(Array.from(out.data), values, dtype);
+    assert.deepEqual(out.shape, [1, 3]);
+  }
+});
+
+test('decodeArray copies an unaligned buffer correctly and accepts an ArrayBuffer', () => {
+  const values = new Float32Array([7, 8, 9]);
   const shifted = new Uint8Array(14);
-  shifted.set(bytes.subarray(0, 12), 1);
+  shifted.set(new Uint8Array(values.buffer), 1);
   const view = new DataView(shifted.buffer, 1, 12);
-  assert.deepEqual(Array.from(toTyped(view, 'float32')), [7, 8, 9]);
+  assert.deepEqual(Array.from(decodeArray({ dtype: 'float32', shape: [3], buffer: view }).data), [7, 8, 9]);
+  const ab = new Int32Array([-1, 5]).buffer;
+  assert.deepEqual(Array.from(decodeArray({ dtype: 'int32', shape: [2], buffer: ab }).data), [-1, 5]);
 });
 
-test('toTyped handles null, int32 and rejects bad sizes and dtypes', () => {
-  assert.equal(toTyped(null, 'int32').length, 0);
-  assert.deepEqual(Array.from(toTyped(new Int32Array([-1, 5]).buffer, 'int32')), [-1, 5]);
-  assert.throws(() => toTyped(new Uint8Array(5), 'float32'), /whole number/);
-  assert.throws(() => toTyped(new Uint8Array(4), 'float16'), /unknown dtype/);
-  assert.throws(() => toTyped([1, 2], 'float32'), /binary buffer/);
+test('decodeArray: null is an empty array of the expected dtype; empty shapes need no buffer', () => {
+  const none = decodeArray(null, 'int32');
+  assert.ok(none.data instanceof Int32Array && none.data.length === 0);
+  assert.deepEqual(none.shape, [0]);
+  const empty = decodeArray({ dtype: 'float32', shape: [0, 2], buffer: new DataView(new ArrayBuffer(0)) });
+  assert.equal(empty.data.length, 0);
+  assert.deepEqual(empty.shape, [0, 2]);
+  assert.equal(decodeArray({ dtype: 'uint8', shape: [0] }).data.length, 0);
+});
+
+test('decodeArray rejects a wrong dtype, a size that does not match the shape, and raw buffers', () => {
+  const f = wire(new Float32Array(6), 'float32', [3, 2]);
+  assert.throws(() => decodeArray(f, 'int32'), /expected a int32 array, got float32/);
+  assert.throws(() => decodeArray({ ...f, shape: [4, 2] }), /cannot have shape \[4, 2\]/);
+  assert.throws(() => decodeArray({ dtype: 'float32', shape: [1], buffer: new Uint8Array(5) }), /whole number/);
+  assert.throws(() => decodeArray({ dtype: 'float16', shape: [1], buffer: new Uint8Array(2) }), /unknown dtype/);
+  assert.throws(() => decodeArray(new DataView(new ArrayBuffer(8))), /\{dtype, shape, buffer\}/);
+  assert.throws(() => decodeArray({ dtype: 'float32', shape: [2], buffer: [1, 2] }), /binary buffer/);
 });
 
 test('splitXY de-interleaves positions', () => {

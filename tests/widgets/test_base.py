@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from geowidgets.widgets._base import ViewBase, to_bytes
+from geowidgets.widgets._base import ViewBase
 
 
 class _Probe(ViewBase):
@@ -79,11 +79,3 @@ def test_status_is_validated():
     view = _Probe()
     with pytest.raises(Exception, match="status must be"):
         view.status = "sleeping"
-
-
-def test_to_bytes_is_little_endian_binary():
-    import numpy as np
-
-    b = to_bytes(np.array([1.0, -2.0]), "float32")
-    assert isinstance(b, bytes) and len(b) == 8
-    assert np.frombuffer(b, dtype="<f4").tolist() == [1.0, -2.0]

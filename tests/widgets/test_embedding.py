@@ -33,7 +33,7 @@ def test_standalone_points_and_colours_are_binary():
     view = EmbeddingView()
     xy = np.random.default_rng(1).normal(size=(1000, 2))
     view.set_points(xy, labels=np.arange(1000) % 3)
-    assert isinstance(view.positions, bytes) and len(view.positions) == 1000 * 2 * 4
+    assert view.positions.dtype == np.float32 and view.positions.shape == (1000, 2)
     assert view.revision == 1
     positions = view.positions
     view.set_colours(np.linspace(-3, 3, 1000), "diverging", vmin=-5, vmax=5, label="z")
@@ -115,4 +115,4 @@ def test_metadata_for_tooltips(session):
     assert np.array_equal(np.frombuffer(view.labels, "<i4"), session.labels)
     assert np.array_equal(np.frombuffer(view.predictions, "<i4"), session.predictions)
     assert view.class_names == session.class_names
-    assert view.image_shape == []  # toy data: no thumbnails
+    assert view.images is None  # toy data: no thumbnails
