@@ -132,6 +132,11 @@ class TemperatureScores:
         return self._out(two[:, 1] - two[:, 0])
 
     @property
+    def n_classes(self) -> int:
+        """Number of classes C (columns of the logits)."""
+        return int(self._z.shape[1])
+
+    @property
     def temperature(self) -> Any:
         """The temperature used: a float, or ``[N]`` in the kind of the logits."""
         if isinstance(self._t, np.ndarray):

@@ -1,86 +1,87 @@
-"""One exploration: a model, its data, and every result the widgets ask for, computed once.
+"""The :class:`Session`: a model, its data, and every result the views ask for, computed once.
 
-A :class:`Session` is what the views observe. It captures the chosen layers once (through a
-:class:`~geowidgets.probe.Probe`), and memoises everything derived from them so that a slider
-move is answered from cache or by a cheap re-slice:
+The session captures the chosen layers once (through a :class:`~geowidgets.probe.Probe`),
+memoises what geometry derives from them and hands back geometry's own result objects, so that
+a slider move is answered from cache or by a cheap re-slice. It computes nothing itself:
 
 * one kNN graph per layer at ``k_max`` (a k move slices it);
-* one :class:`~geowidgets.geometry._deviation.DeviationTables` per layer at ``k_max`` (a k move
-  only re-averages the stored neighbour distances);
-* the model's logits (a temperature move only rescales them);
+* one :class:`~geowidgets.geometry.DeviationTables` per layer at ``k_max`` (a k move re-reads
+  its running sums: ``tables.result(k)``);
+* the model's logits (a temperature move is ``geo.temperature_scores``, computed per score);
 * one 2-D layout per (layer, method), aligned to the layout on screen when it is requested;
-* decision slices per (layer, anchors, resolution) with their logits (a temperature move only
-  recolours).
-
-Every public method is thread-safe: the widgets call them from worker threads. ``revision``
-counts the answers the session has given.
-
-Examples
---------
->>> from geowidgets.datasets import toy_demo
->>> from geowidgets.session import Session
->>> demo = toy_demo("moons", n=300)
->>> s = Session(demo.model, demo.inputs, demo.labels, layers=demo.layers)
->>> s.colour_values("deviation", layer=demo.layers[0], k=10).values.shape
-(300,)
+* decision slices per (layer, anchors, resolution) with their logits (a temperature move is
+  ``slice.with_temperature``).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
-from geowidgets._session_parts import (
-    ColourSpec,
-    DeviationSums,
-    Memo,
-    SampleDeviation,
-    image_thumbnails,
-    model_lock,
-    temperature_colours,
-)
-from geowidgets.geometry._arrays import as_class_indices, check_positive
+from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
 from geowidgets.probe import Probe
+from geowidgets.session._colorings import (
+    COLOR_BY,
+    ColorSpec,
+    categorical_coloring,
+    check_color_kind,
+    temperature_coloring,
+    value_coloring,
+    warn_renamed,
+)
+from geowidgets.session._images import image_thumbnails
+from geowidgets.session._memo import Memo, model_lock
 
-__all__ = ["Session", "ColourSpec", "SampleDeviation", "COLOUR_BY", "INPUT_LAYER", "temperature_colours"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-#: Colourings the embedding understands: name -> (kind, depends on k, depends on temperature).
-COLOUR_BY: dict[str, tuple[str, bool, bool]] = {
-    "label": ("categorical", False, False),
-    "prediction": ("categorical", False, False),
-    "correct": ("categorical", False, False),
-    "deviation": ("diverging", True, False),
-    "knn_agreement": ("continuous", True, False),
-    "confidence": ("continuous", False, True),
-    "entropy": ("continuous", False, True),
-    "energy": ("continuous", False, True),
-    "margin": ("continuous", False, True),
-}
+    from geowidgets.geometry import (
+        DecisionSlice,
+        DeviationProfile,
+        DeviationResult,
+        DeviationTables,
+        KNNGraph,
+        TemperatureScores,
+    )
+    from geowidgets.probe import Activations
+
+__all__ = ["Session", "INPUT_LAYER"]
+
 #: Name used for "the model's input" where a layer is expected (decision slices).
 INPUT_LAYER = "input"
+#: Colorings that need labels.
+_NEEDS_LABELS = ("label", "correct", "knn_agreement")
 
 
 class Session:
-    """A model, its data and a cache of every per-layer result the widgets show.
+    """A model, its data and a cache of every per-layer result the views show.
+
+    Pass a session to any view (``gw.EmbeddingView(session)``, ``gw.SliceView(session)``...) to
+    make it live: its sliders then ask the session, which answers from cache or by re-slicing a
+    cached geometry result. Several views on one session share every computation; the
+    :class:`~geowidgets.Explorer` builds one (``Explorer.from_session`` takes yours). Every
+    public method is thread-safe (the views call them from worker threads); ``revision`` counts
+    the answers given.
 
     Parameters
     ----------
     model : nn.Module
         A classifier whose output is logits ``[N, C]``.
-    inputs : Tensor or ndarray
+    inputs : Tensor, ndarray or sized Dataset
         The samples, ``[N, ...]`` as the model takes them.
     labels : array-like, optional
         True class per sample (``[N]``): integer class indices (the model's output columns, so
         label 5 is column 5 even if classes 0-4 are absent), or strings listed in
         ``class_names``. A list, numpy array, tensor, pandas Series or Categorical. Without
         labels the reference set for deviations is every sample and ``"label"``/``"correct"``
-        colourings are unavailable. Missing labels (None, NaN) raise ``ValueError``.
+        colorings are unavailable. Missing labels (None, NaN) raise ``ValueError``.
     layers : list of str, optional
         Layers to explore (names in ``model.named_modules()``); None: every leaf module.
     reference : array-like of bool, optional
@@ -98,27 +99,38 @@ class Session:
         Device for capture (see :class:`~geowidgets.probe.Probe`).
     metric : {"euclidean", "cosine"}
         Distance used for neighbours and deviations.
+    batch_size : int
+        Samples per forward pass during capture.
+
+    Raises
+    ------
+    ValueError
+        ``k_max`` not a positive integer, fewer than 3 samples, a reference that is not a bool
+        mask ``[N]``, or labels that are not class indices / names.
 
     Examples
     --------
-    >>> from geowidgets.datasets import toy_demo
-    >>> demo = toy_demo("blobs", n=200)
-    >>> s = Session(demo.model, demo.inputs, demo.labels)
-    >>> s.layers == [name for name in s.layers]
-    True
+    >>> import geowidgets as gw
+    >>> demo = gw.datasets.toy_demo("moons", n=300)
+    >>> session = gw.Session(demo.model, demo.inputs, demo.labels, layers=demo.layers, k_max=20)
+    >>> session.deviation(demo.layers[0], k=10).z.shape
+    (300,)
+    >>> session.color_values("confidence", temperature=2.0).vmax
+    1.0
+    >>> view = gw.EmbeddingView(session, method="pca")  # live: k / temperature / layer follow
     """
 
     def __init__(
         self,
         model: nn.Module,
-        inputs: Any,
-        labels: Any = None,
+        inputs: torch.Tensor | np.ndarray | Sequence,
+        labels: ArrayLike | None = None,
         layers: list[str] | None = None,
         *,
-        reference: Any = None,
+        reference: ArrayLike | None = None,
         k_max: int = 50,
         class_names: list[str] | None = None,
-        images: Any = None,
+        images: ArrayLike | None = None,
         device: str = "auto",
         metric: str = "euclidean",
         batch_size: int = 256,
@@ -137,9 +149,12 @@ class Session:
         self._predictions: np.ndarray | None = None
         self._reference: np.ndarray | None = None
         self.revision = 0
-        self._memo = {name: Memo() for name in ("graph", "tables", "sums", "layout", "profile", "slice")}
-        self._small = {name: Memo(maxsize=64) for name in ("scores", "deviation", "agreement", "matrix", "custom")}
-        self._colourings: dict[str, tuple] = {}
+        self._memo = {name: Memo() for name in ("graph", "tables", "layout", "profile", "slice")}
+        self._small = {
+            name: Memo(maxsize=64) for name in ("temperature", "deviation", "agreement", "deviation_profile", "custom")
+        }
+        self._small["scores"] = Memo(maxsize=8)  # TemperatureScores keep their intermediates: few of them
+        self._colorings: dict[str, tuple] = {}
         n = self._n_inputs(inputs)
         if n < 3:
             raise ValueError(f"a session needs at least 3 samples, got {n}")
@@ -157,7 +172,7 @@ class Session:
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _n_inputs(inputs: Any) -> int:
+    def _n_inputs(inputs: torch.Tensor | np.ndarray | Sequence) -> int:
         if isinstance(inputs, (torch.Tensor, np.ndarray)):
             return int(inputs.shape[0])
         try:
@@ -171,7 +186,7 @@ class Session:
             return inputs
         return None
 
-    def _as_mask(self, mask: Any, name: str) -> np.ndarray:
+    def _as_mask(self, mask: ArrayLike, name: str) -> np.ndarray:
         arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         if arr.dtype != bool or arr.shape != (self.n,):
             raise ValueError(f"{name} must be a bool mask of shape ({self.n},), got {arr.dtype} {arr.shape}")
@@ -207,7 +222,7 @@ class Session:
         """True once the activations have been captured."""
         return self._acts is not None
 
-    def activations(self):
+    def activations(self) -> Activations:
         """All layers' activations (captured on first use), an :class:`~geowidgets.probe.Activations`."""
         if self._acts is None:
             with self._lock:
@@ -277,7 +292,7 @@ class Session:
         return mask
 
     # ------------------------------------------------------------------ neighbours and deviation
-    def knn_graph(self, layer: str):
+    def knn_graph(self, layer: str) -> KNNGraph:
         """The layer's kNN graph at ``k_max`` (computed once)."""
         from geowidgets import geometry as geo
 
@@ -288,138 +303,128 @@ class Session:
         """True if the layer's kNN graph is cached (so k moves are cheap)."""
         return layer in self._memo["graph"]
 
-    def deviation_tables(self, layer: str):
-        """The layer's cached deviation tables at ``k_max``: non-reference samples vs the reference set.
+    def deviation_tables(self, layer: str) -> DeviationTables:
+        """The layer's cached deviation tables at ``k_max`` (``DeviationTables.from_samples``).
 
-        Reference samples are scored by their leave-one-out baseline (see :meth:`deviation`), so
-        only the other samples are searched against the reference.
+        Every sample is scored against the reference set (:attr:`reference_mask`); reference
+        samples by their leave-one-out baseline, so no sample counts itself as a neighbour.
+        Results are numpy.
         """
-        from geowidgets.geometry._deviation import DeviationTables
+        from geowidgets.geometry import DeviationTables
 
         X = self.features(layer)
 
         def build():
-            ref = torch.from_numpy(self.reference_mask)
-            queries = X[~ref] if bool((~ref).any()) else X[:1]
-            return DeviationTables.from_data(queries, X[ref], self.k_max, metric=self.metric)
+            tables = DeviationTables.from_samples(X, self.reference_mask, self.k_max, metric=self.metric)
+            numpy_kind = ArrayKind(is_numpy=True, device=torch.device("cpu"), dtype=tables.kind.dtype)
+            return dataclasses.replace(tables, kind=numpy_kind)
 
         return self._memo["tables"].get(layer, build)
 
     def has_tables(self, layer: str) -> bool:
-        """True if the layer's deviation tables are cached (so k moves only re-average)."""
+        """True if the layer's deviation tables are cached (so k moves only re-read running sums)."""
         return layer in self._memo["tables"]
 
-    def deviation(self, layer: str, k: int) -> SampleDeviation:
+    def deviation(self, layer: str, k: int) -> DeviationResult:
         """kNN deviation of every sample from the reference set at ``k`` (PROBES.md §2).
 
-        Non-reference samples are scored against the whole reference set; reference samples get
-        their leave-one-out baseline value, so no sample counts itself as a neighbour.
+        The layer's :meth:`deviation_tables` re-read at ``k`` (no percentile): ``distance`` and
+        ``z`` are float32 ``[N]``, ``baseline`` the reference samples' leave-one-out values.
         """
         k = self.check_k(k)
-        sums = self._memo["sums"].get(layer, lambda: DeviationSums.from_tables(self.deviation_tables(layer)))
+        tables = self.deviation_tables(self.check_layer(layer))
+        return self._answer(self._small["deviation"].get((layer, k), lambda: tables.result(k, percentile=False)))
+
+    def deviation_profile(self, k: int, threshold: float = 2.0) -> DeviationProfile:
+        """Deviation of every sample at every layer, with divergence layers and per-layer AUROC.
+
+        A :class:`~geowidgets.geometry.DeviationProfile` over all N samples (numpy), from the
+        layers' cached tables; ``auroc`` compares the misclassified samples' distances with the
+        reference baseline (NaN without labels or without mistakes). Cached per k; another
+        threshold only re-compares (``with_threshold``).
+        """
+        from geowidgets.geometry import DeviationProfileTables
+
+        k = self.check_k(k)
 
         def compute():
-            ref = self.reference_mask
-            baseline = sums.reference[k - 1] / np.float32(k)
-            mean, std = float(baseline.mean(dtype=np.float64)), float(baseline.std(ddof=1, dtype=np.float64))
-            if not std > 0:
-                raise ValueError(f"the reference baseline at layer {layer!r} has zero spread at k={k}; z is undefined")
-            distance = np.empty(self.n, dtype=np.float32)
-            distance[ref] = baseline
-            if (~ref).any():
-                distance[~ref] = sums.query[k - 1] / np.float32(k)
-            z = (distance - np.float32(mean)) / np.float32(std)
-            return SampleDeviation(distance, z, baseline, ref, k)
+            tables = DeviationProfileTables(
+                list(self.layers), {layer: self.deviation_tables(layer) for layer in self.layers}, self.k_max
+            )
+            wrong = np.zeros(self.n, dtype=bool) if self.labels is None else ~self.correct
+            return tables.profile(k, threshold=2.0, positives=wrong, percentile=False)
 
-        return self._answer(self._small["deviation"].get((layer, k), compute))
-
-    def deviation_matrix(self, k: int, threshold: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-        """z-scores of every sample at every layer and each sample's divergence layer.
-
-        Returns
-        -------
-        z : numpy.ndarray
-            float32 ``[L, N]``.
-        divergence : numpy.ndarray
-            int32 ``[N]``: the first layer (in ``layers`` order) with ``z > threshold``, else -1.
-        """
-        k = self.check_k(k)
-        threshold = float(threshold)
-
-        def build():
-            return np.stack([self.deviation(layer, k).z for layer in self.layers])
-
-        z = self._small["matrix"].get(k, build)
-        above = z > threshold
-        divergence = np.where(above.any(0), above.argmax(0), -1).astype(np.int32)
-        return z, divergence
+        profile = self._small["deviation_profile"].get(k, compute)
+        if float(threshold) != profile.threshold:
+            profile = profile.with_threshold(threshold)
+        return self._answer(profile)
 
     def auroc(self, k: int) -> list[float]:
-        """Per-layer AUROC of the deviation of misclassified samples vs the reference baseline."""
-        from geowidgets import geometry as geo
-
-        out = []
-        wrong = None if self.labels is None else ~self.correct
-        for layer in self.layers:
-            res = self.deviation(layer, k)
-            if wrong is None or wrong.sum() == 0:
-                out.append(float("nan"))
-            else:
-                out.append(float(geo.auroc(res.distance[wrong], res.baseline)))
-        return out
+        """Per-layer AUROC of the misclassified samples' deviation vs the reference baseline."""
+        return [float(a) for a in self.deviation_profile(k).auroc]
 
     # ------------------------------------------------------------------ temperature scores
-    def scores(self, temperature: float):
-        """``TemperatureScores`` of the logits at ``temperature`` (a rescale, no forward pass)."""
+    def scores(self, temperature: float) -> TemperatureScores:
+        """``geo.temperature_scores`` of the logits at ``temperature`` (numpy; a rescale, no forward pass)."""
         from geowidgets import geometry as geo
 
         t = self.check_temperature(temperature)
-        logits = self.logits
+        logits = self.logits_numpy
         return self._answer(self._small["scores"].get(t, lambda: geo.temperature_scores(logits, t)))
 
-    # ------------------------------------------------------------------ colours
-    def colour_values(self, colour_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0):
-        """Per-point values for the embedding's colouring (see :data:`COLOUR_BY`).
+    # ------------------------------------------------------------------ colorings
+    def color_values(self, color_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0) -> ColorSpec:
+        """Per-point values for the embedding's coloring (see :data:`COLOR_BY`).
+
+        Parameters
+        ----------
+        color_by : str
+            A built-in coloring or one added with :meth:`add_coloring`.
+        layer : str, optional
+            The layer (for ``"deviation"``, ``"knn_agreement"`` and added colorings).
+        k : int
+            Neighbours (k-dependent colorings).
+        temperature : float
+            Softmax temperature (``"confidence"``, ``"entropy"``, ``"energy"``, ``"margin"``).
 
         Returns
         -------
-        ColourSpec
+        ColorSpec
+
+        Raises
+        ------
+        ValueError
+            Unknown coloring, a coloring that needs labels in a session without them, or a k /
+            temperature out of range. ``KeyError`` for an unknown layer.
         """
-        if colour_by in self._colourings:
-            return self._custom_colour(colour_by, layer, k, temperature)
-        if colour_by not in COLOUR_BY:
-            raise ValueError(f"colour_by must be one of {self.colourings}, got {colour_by!r}")
-        kind = COLOUR_BY[colour_by][0]
-        if colour_by in ("label", "correct", "knn_agreement") and self.labels is None:
-            raise ValueError(f"colour_by={colour_by!r} needs labels; this session has none")
-        if colour_by == "label":
-            v, cats = self.labels, self.class_names
-        elif colour_by == "prediction":
-            v, cats = self.predictions, self.class_names
-        elif colour_by == "correct":
-            v, cats = self.correct.astype(np.int64), ["wrong", "correct"]
-        elif colour_by == "deviation":
+        if color_by in self._colorings:
+            return self._custom_color(color_by, layer, k, temperature)
+        if color_by not in COLOR_BY:
+            raise ValueError(f"color_by must be one of {self.colorings}, got {color_by!r}")
+        if color_by in _NEEDS_LABELS and self.labels is None:
+            raise ValueError(f"color_by={color_by!r} needs labels; this session has none")
+        if color_by == "label":
+            return categorical_coloring(self.labels, self.class_names, "label")
+        if color_by == "prediction":
+            return categorical_coloring(self.predictions, self.class_names, "prediction")
+        if color_by == "correct":
+            return categorical_coloring(self.correct.astype(np.int64), ["wrong", "correct"], "correct")
+        if color_by == "deviation":
             z = self.deviation(self.check_layer(layer), k).z
-            return ColourSpec(z, kind, -5.0, 5.0, [], "deviation z")
-        elif colour_by == "knn_agreement":
+            return value_coloring(z, "diverging", vmin=-5.0, vmax=5.0, name="deviation z")
+        if color_by == "knn_agreement":
             v = self._agreement(self.check_layer(layer), self.check_k(k))
-            return ColourSpec(v, kind, 0.0, 1.0, [], "kNN label agreement")
-        else:
-            t = self.check_temperature(temperature)
-            z = self.logits_numpy
-            key = (colour_by, t)
-            v = self._answer(self._small["scores"].get(key, lambda: temperature_colours(z, t, colour_by)))
-            if colour_by == "energy":
-                v = -v
-            n_classes = z.shape[1]
-            vmin, vmax = {"confidence": (1.0 / n_classes, 1.0), "margin": (0.0, 1.0)}.get(
-                colour_by, (float(v.min()), float(v.max()))
-            )
-            if colour_by == "entropy":
-                vmin, vmax = 0.0, math.log(n_classes)
-            name = "−energy" if colour_by == "energy" else colour_by
-            return ColourSpec(v, kind, float(vmin), float(vmax), [], name)
-        return ColourSpec(np.asarray(v, dtype=np.float32), kind, 0.0, float(len(cats) - 1), list(cats), colour_by)
+            return value_coloring(v, "continuous", vmin=0.0, vmax=1.0, name="kNN label agreement")
+        from geowidgets import geometry as geo
+
+        t = self.check_temperature(temperature)
+        logits = self.logits_numpy
+
+        def compute():
+            # Only the asked score is computed (TemperatureScores compute each on first access).
+            return temperature_coloring(geo.temperature_scores(logits, t), color_by)
+
+        return self._answer(self._small["temperature"].get((color_by, t), compute))
 
     def _agreement(self, layer: str, k: int) -> np.ndarray:
         from geowidgets import geometry as geo
@@ -432,79 +437,89 @@ class Session:
         return self._answer(self._small["agreement"].get((layer, k), compute))
 
     @property
-    def colourings(self) -> list[str]:
-        """Every ``colour_by`` name this session understands (built-in, then added)."""
-        return [*COLOUR_BY, *self._colourings]
+    def colorings(self) -> list[str]:
+        """Every ``color_by`` name this session understands (built-in, then added)."""
+        return [*COLOR_BY, *self._colorings]
 
-    def add_colouring(
+    def add_coloring(
         self,
         name: str,
-        fn: Callable[..., Any],
+        fn: Callable[[Session, str, int, float], ArrayLike],
         kind: str = "continuous",
         *,
         vmin: float | None = None,
         vmax: float | None = None,
     ) -> None:
-        """Make any per-sample probe available as a colouring of the embedding.
+        """Make any per-sample probe available as a coloring of the embedding.
 
         Parameters
         ----------
         name : str
-            The ``colour_by`` name (must not clash with a built-in one).
+            The ``color_by`` name (must not clash with a built-in one).
         fn : callable
             ``fn(session, layer, k, temperature)`` returning ``N`` finite values (array or tensor).
             Results are memoised per (name, layer, k, temperature).
         kind : {"continuous", "diverging", "categorical"}
         vmin, vmax : float, optional
-            Colour range (default: the values' min and max).
+            Color range (default: the values' min and max).
 
         Examples
         --------
         >>> from geowidgets.datasets import toy_demo
         >>> demo = toy_demo("blobs", n=200)
         >>> s = Session(demo.model, demo.inputs, demo.labels)
-        >>> s.add_colouring("norm", lambda s, layer, k, t: s.features(layer).norm(dim=1))
-        >>> s.colour_values("norm", layer=s.layers[0]).values.shape
+        >>> s.add_coloring("norm", lambda s, layer, k, t: s.features(layer).norm(dim=1))
+        >>> s.color_values("norm", layer=s.layers[0]).values.shape
         (200,)
         """
-        if name in COLOUR_BY:
-            raise ValueError(f"{name!r} is a built-in colouring; choose another name")
-        if kind not in ("continuous", "diverging", "categorical"):
-            raise ValueError(f"kind must be 'continuous', 'diverging' or 'categorical', got {kind!r}")
+        if name in COLOR_BY:
+            raise ValueError(f"{name!r} is a built-in coloring; choose another name")
+        check_color_kind(kind)
         if not callable(fn):
             raise ValueError(f"fn must be callable as fn(session, layer, k, temperature), got {type(fn).__name__}")
-        self._colourings[name] = (fn, kind, vmin, vmax)
+        self._colorings[name] = (fn, kind, vmin, vmax)
 
-    def _custom_colour(self, name: str, layer: str | None, k: int, temperature: float) -> ColourSpec:
-        fn, kind, vmin, vmax = self._colourings[name]
+    def _custom_color(self, name: str, layer: str | None, k: int, temperature: float) -> ColorSpec:
+        fn, kind, vmin, vmax = self._colorings[name]
         layer = self.check_layer(layer)
 
         def compute():
             out = fn(self, layer, self.check_k(k), self.check_temperature(temperature))
-            v = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float32)
-            if v.shape != (self.n,):
-                raise ValueError(
-                    f"colouring {name!r} returned shape {v.shape}; it must give one value per sample ({self.n},)"
-                )
-            if not np.isfinite(v).all():
-                raise ValueError(f"colouring {name!r} returned NaN/inf values")
-            return v
+            return value_coloring(out, kind, vmin=vmin, vmax=vmax, name=name, n=self.n)
 
-        v = self._answer(self._small["custom"].get((name, layer, k, temperature), compute))
-        lo = float(v.min()) if vmin is None else float(vmin)
-        hi = float(v.max()) if vmax is None else float(vmax)
-        cats = [str(i) for i in range(int(v.max()) + 1)] if kind == "categorical" else []
-        return ColourSpec(v, kind, lo, hi, cats, name)
+        return self._answer(self._small["custom"].get((name, layer, k, temperature), compute))
 
-    def colour_is_cheap(self, colour_by: str, layer: str) -> bool:
-        """True if :meth:`colour_values` answers from cache or in O(N·k) (no kNN search)."""
-        if not self.captured or colour_by in self._colourings:
+    def color_is_cheap(self, color_by: str, layer: str) -> bool:
+        """True if :meth:`color_values` answers from cache or in O(N·k) (no kNN search)."""
+        if not self.captured or color_by in self._colorings:
             return False
-        if colour_by == "deviation":
+        if color_by == "deviation":
             return self.has_tables(layer)
-        if colour_by == "knn_agreement":
+        if color_by == "knn_agreement":
             return self.has_graph(layer)
         return True
+
+    # Deprecated spellings, kept for one release.
+    def colour_values(self, colour_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0):
+        """Deprecated alias of :meth:`color_values`."""
+        warn_renamed("Session.colour_values", "Session.color_values")
+        return self.color_values(colour_by, layer, k, temperature)
+
+    def add_colouring(self, name: str, fn: Callable[..., Any], kind: str = "continuous", **kwargs: Any) -> None:
+        """Deprecated alias of :meth:`add_coloring`."""
+        warn_renamed("Session.add_colouring", "Session.add_coloring")
+        self.add_coloring(name, fn, kind, **kwargs)
+
+    @property
+    def colourings(self) -> list[str]:
+        """Deprecated alias of :attr:`colorings`."""
+        warn_renamed("Session.colourings", "Session.colorings")
+        return self.colorings
+
+    def colour_is_cheap(self, colour_by: str, layer: str) -> bool:
+        """Deprecated alias of :meth:`color_is_cheap`."""
+        warn_renamed("Session.colour_is_cheap", "Session.color_is_cheap")
+        return self.color_is_cheap(colour_by, layer)
 
     # ------------------------------------------------------------------ layouts
     def layout(self, layer: str, method: str = "pca", reference: np.ndarray | None = None) -> np.ndarray:
@@ -540,12 +555,19 @@ class Session:
 
     # ------------------------------------------------------------------ decision slices
     def default_anchors(self) -> tuple[int, int, int]:
-        """Three samples to span the first slice: one per most frequent class, correctly classified if possible."""
-        pool = np.flatnonzero(self.correct) if self.labels is not None and self.correct.any() else np.arange(self.n)
+        """Three samples to span the first slice: one per most frequent class, correctly classified if possible.
+
+        Classes are taken in order of frequency among the correctly classified samples (all
+        samples when fewer than three are correct, e.g. an untrained model); when fewer than
+        three classes occur, the remaining anchors are spread over the other samples.
+        """
+        correct = self.correct
+        pool = np.flatnonzero(correct) if correct is not None and int(correct.sum()) >= 3 else np.arange(self.n)
         if self.labels is None:
             return int(pool[0]), int(pool[len(pool) // 2]), int(pool[-1])
         labels = self.labels[pool]
-        order = np.argsort(-np.bincount(labels), kind="stable")
+        counts = np.bincount(labels)
+        order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
         picks = [int(pool[np.flatnonzero(labels == c)[0]]) for c in order[:3]]
         rest = [int(i) for i in pool if int(i) not in picks]
         while len(picks) < 3:
@@ -559,7 +581,7 @@ class Session:
             return x.detach().float().reshape(self.n, -1).cpu()
         return self.features(layer)
 
-    def decision_slice(self, layer: str, anchors: tuple[int, int, int], resolution: int = 128):
+    def decision_slice(self, layer: str, anchors: tuple[int, int, int], resolution: int = 128) -> DecisionSlice:
         """The decision slice (at temperature 1) through three samples, at a layer or at the input.
 
         Cached per (layer, anchors, resolution); use ``.with_temperature(T)`` for other T.
@@ -589,7 +611,7 @@ class Session:
         return self._answer(self._memo["slice"].get((layer, anchors, resolution), compute))
 
     # ------------------------------------------------------------------ layer profile
-    def profile(self, metrics: tuple[str, ...], k: int = 10):
+    def profile(self, metrics: tuple[str, ...], k: int = 10) -> pd.DataFrame:
         """Tidy per-layer metric table (``geo.layer_profile``), computed once per (metrics, k)."""
         from geowidgets import geometry as geo
 

@@ -40,19 +40,19 @@ def test_temperature_scores_match_scipy(session):
 
     z = session.logits.double().numpy()
     for t in (0.2, 1.0, 5.0):
-        spec = session.colour_values("confidence", temperature=t)
+        spec = session.color_values("confidence", temperature=t)
         np.testing.assert_allclose(spec.values, softmax(z / t, axis=1).max(1), rtol=1e-5)
 
 
-def test_colour_values_categorical_and_errors(session, demo):
-    spec = session.colour_values("correct")
+def test_color_values_categorical_and_errors(session, demo):
+    spec = session.color_values("correct")
     assert spec.kind == "categorical" and spec.categories == ["wrong", "correct"]
     expected = (demo.model(demo.inputs).argmax(1) == demo.labels).numpy()
     np.testing.assert_array_equal(spec.values.astype(bool), expected)
-    with pytest.raises(ValueError, match="colour_by must be one of"):
-        session.colour_values("nope")
+    with pytest.raises(ValueError, match="color_by must be one of"):
+        session.color_values("nope")
     with pytest.raises(KeyError, match="unknown layer"):
-        session.colour_values("deviation", layer="nope", k=3)
+        session.color_values("deviation", layer="nope", k=3)
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 20\]"):
         session.deviation(session.layers[0], 21)
     with pytest.raises(ValueError, match="temperature must be"):
@@ -97,33 +97,6 @@ def test_bad_arguments():
         Session(model, torch.zeros(10, 2), reference=np.ones(9, dtype=bool))
 
 
-@pytest.mark.parametrize("temperature", [0.05, 0.7, 12.0])
-def test_temperature_fast_path_equals_temperature_scores(temperature):
-    from geowidgets import geometry as geo
-    from geowidgets.session import temperature_colours
-
-    z = np.random.default_rng(3).normal(size=(400, 5)).astype(np.float32) * 4
-    z[0] = 1.0  # equal logits: margin 0, entropy log C
-    ref = geo.temperature_scores(z.astype(np.float64), temperature)
-    for name in ("confidence", "entropy", "energy", "margin"):
-        np.testing.assert_allclose(temperature_colours(z, temperature, name), getattr(ref, name), rtol=2e-5, atol=2e-6)
-    with pytest.raises(ValueError, match="unknown temperature score"):
-        temperature_colours(z, 1.0, "nope")
-
-
-def test_deviation_equals_tables_result(session):
-    layer = session.layers[3]
-    tables = session.deviation_tables(layer)
-    for k in (1, 4, 20):
-        ours = session.deviation(layer, k)
-        res = tables.result(k)
-        ref = session.reference_mask
-        np.testing.assert_allclose(ours.distance[ref], np.asarray(res.baseline), rtol=1e-5)
-        np.testing.assert_allclose(ours.distance[~ref], np.asarray(res.distance), rtol=1e-5)
-        expected = (ours.distance - res.baseline_mean) / res.baseline_std
-        np.testing.assert_allclose(ours.z, expected, rtol=1e-4, atol=1e-5)
-
-
 def test_input_space_slice_of_an_image_model_uses_the_anchor_as_carrier():
     """Input-space planes of image data live in the flattened input; the carrier gives them their shape."""
     import torch
@@ -155,3 +128,69 @@ def test_profile_reuses_the_sessions_knn_graphs(session, monkeypatch):
     table = session.profile(("twonn", "knn_agreement"), k=5)
     assert set(table["layer"]) == set(session.layers)
     assert all(session.has_graph(layer) for layer in session.layers)
+
+
+def test_deviation_profile_matches_brute_force_and_auroc_of_mistakes(session):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    k, ref = 6, session.reference_mask
+    prof = session.deviation_profile(k, threshold=1.5)
+    assert prof.z.shape == (len(session.layers), session.n) and prof.threshold == 1.5
+    wrong = ~session.correct
+    for i, layer in enumerate(session.layers):
+        X = session.features(layer).double().numpy()
+        d_ref, _ = NearestNeighbors(n_neighbors=k + 1).fit(X[ref]).kneighbors(X[ref])
+        d_q, _ = NearestNeighbors(n_neighbors=k).fit(X[ref]).kneighbors(X[~ref])
+        distance = np.empty(session.n)
+        distance[ref], distance[~ref] = d_ref[:, 1:].mean(1), d_q.mean(1)
+        baseline = d_ref[:, 1:].mean(1)
+        z = (distance - baseline.mean()) / baseline.std(ddof=1)
+        np.testing.assert_allclose(prof.z[i], z, rtol=1e-3, atol=1e-4)
+        if wrong.any():
+            truth = np.r_[np.ones(wrong.sum()), np.zeros(baseline.size)]
+            expected = roc_auc_score(truth, np.r_[distance[wrong], baseline])
+            assert prof.auroc[i] == pytest.approx(expected, abs=1e-3)
+    above = prof.z > 1.5
+    np.testing.assert_array_equal(prof.divergence_layer, np.where(above.any(0), above.argmax(0), -1))
+    assert session.auroc(k) == pytest.approx(list(prof.auroc), nan_ok=True)
+
+
+def test_default_anchors_of_an_untrained_model_with_one_predicted_class():
+    """Fewer than three classes with a correct sample (issue: IndexError in default_anchors)."""
+    from geowidgets.session import Session
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        model[2].bias.copy_(torch.tensor([0.0, 0.0, 50.0]))  # always predicts class 2
+    X = torch.randn(90, 4)
+    y = np.repeat([0, 1, 2], 30)
+    session = Session(model, X, y, k_max=10)
+    anchors = session.default_anchors()
+    assert len(set(anchors)) == 3 and all(0 <= a < 90 for a in anchors)
+    assert y[anchors[0]] == 2 and session.correct[anchors[0]]  # the one class with correct samples first
+    only_two = Session(model, X, np.full(90, 2), k_max=10)
+    assert len(set(only_two.default_anchors())) == 3
+
+
+def test_deprecated_colour_names_warn_and_still_work(session):
+    import geowidgets.session as gs
+
+    with pytest.warns(DeprecationWarning, match="color_values"):
+        spec = session.colour_values("confidence", temperature=2.0)
+    np.testing.assert_array_equal(spec.values, session.color_values("confidence", temperature=2.0).values)
+    with pytest.warns(DeprecationWarning, match="add_coloring"):
+        session.add_colouring("zeros", lambda s, layer, k, t: np.zeros(s.n))
+    with pytest.warns(DeprecationWarning, match="colorings"):
+        assert "zeros" in session.colourings
+    with pytest.warns(DeprecationWarning, match="ColorSpec"):
+        assert gs.ColourSpec is gs.ColorSpec
+    with pytest.warns(DeprecationWarning, match="COLOR_BY"):
+        assert gs.COLOUR_BY is gs.COLOR_BY
+    z = session.logits_numpy
+    with pytest.warns(DeprecationWarning, match="temperature_scores"):
+        conf = gs.temperature_colours(z, 0.5, "confidence")
+    from scipy.special import softmax
+
+    np.testing.assert_allclose(conf, softmax(z.astype(np.float64) / 0.5, axis=1).max(1), rtol=1e-5)
