@@ -388,6 +388,11 @@ class Probe:
     operations after the layer (``ReLU(inplace=True)``, ``out += identity`` in a residual block,
     ``x.mul_(2)``) therefore leave the recorded values exactly as the layer produced them.
 
+    Inputs may be tensors, arrays, mappings of keyword arguments (a tokenizer's output, passed as
+    ``model(**batch)``), Datasets or DataLoaders (see :meth:`capture`). Results are cached per
+    exact fingerprint of the weights (every parameter and buffer, see :func:`model_fingerprint`),
+    data, layer and pooling, so any change of the weights gives a fresh forward pass.
+
     Parameters
     ----------
     model : nn.Module
