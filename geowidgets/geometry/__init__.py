@@ -2,7 +2,7 @@
 
 Every function accepts a ``torch.Tensor`` or a ``numpy.ndarray``, runs on the tensor's device
 (numpy: the best available device) and returns the same kind. Nothing here imports Jupyter.
-See PROBES.md for each probe's formula, defaults and validation.
+See docs/probes.md for each probe's formula, defaults, cost, source and validation.
 
 Submodules are imported lazily on first attribute access, so ``import geowidgets`` stays fast
 (umap-learn and numba load only when an embedding is asked for).

@@ -1,4 +1,4 @@
-"""Neighbourhood label agreement, Thornton's separability index at k (PROBES.md §10)."""
+"""Neighbourhood label agreement, Thornton's separability index at k (docs/probes.md#knn-label-agreement)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["AgreementResult", "knn_label_agreement"]
 
 @dataclass(frozen=True)
 class AgreementResult:
-    """kNN label agreement (PROBES.md §10).
+    """kNN label agreement (docs/probes.md#knn-label-agreement).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Boundary points by local direction dispersion (LoDD, PROBES.md §4).
+"""Boundary points by local direction dispersion (LoDD, docs/probes.md#lodd).
 
 An interior point has neighbours in every direction; a rim point has them all to one side. LoDD
 measures how evenly the unit directions to the k nearest neighbours spread, from the covariance
@@ -51,7 +51,7 @@ def _flag(score: torch.Tensor, ratio: float) -> tuple[torch.Tensor, float]:
 
 @dataclass(frozen=True)
 class LoDDResult:
-    """LoDD scores and the boundary set (PROBES.md §4).
+    """LoDD scores and the boundary set (docs/probes.md#lodd).
 
     Attributes
     ----------

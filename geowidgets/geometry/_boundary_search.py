@@ -1,4 +1,4 @@
-"""Distance to the decision boundary: a line search and CGBA's semicircle search (PROBES.md §17).
+"""Distance to the decision boundary: a line search and CGBA's semicircle search (docs/probes.md#boundary-search).
 
 Both run on :class:`geowidgets.probe._patch.PatchedModel`, so they work in input space or inside
 any hidden layer (activation patching). Bisections are *batched*: each round evaluates

@@ -1,4 +1,4 @@
-"""Class geometry of a layer: Fisher ratio (§9), neural collapse NC1–NC4 (§12), coding rate (§15).
+"""Class geometry of a layer: Fisher ratio, neural collapse NC1–NC4, coding rate (docs/probes.md#fisher-ratio).
 
 All three compare class means with the spread around them. Everything is computed in float64 on
 the spectral device (MPS tensors use the CPU for these steps) and without forming D×D matrices

@@ -1,11 +1,11 @@
-"""kNN deviation from a reference manifold across layers (REMA, PROBES.md §2), and its exports.
+"""kNN deviation from a reference manifold across layers (REMA, docs/probes.md#knn-deviation), and its exports.
 
 REMA asks how far a query sample lies from the manifold of trusted samples at each layer, and
 at which layer it leaves it. The expensive part is two kNN tables per layer (queries → reference
 and reference → reference, leave-one-out); :class:`DeviationTables` computes them once at
 ``k_max`` so a k slider only re-averages and a threshold slider only re-compares z values — no
 new distances. This module holds the multi-layer profile and re-exports the single-layer probe
-(:mod:`geowidgets.geometry._deviation_tables`) and mean-shift deviation (§3,
+(:mod:`geowidgets.geometry._deviation_tables`) and mean-shift deviation (docs/probes.md#mean-shift-deviation,
 :mod:`geowidgets.geometry._mean_shift`).
 """
 
@@ -37,7 +37,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DeviationProfile:
-    """Deviation of each query at every layer, with its divergence layer (PROBES.md §2).
+    """Deviation of each query at every layer, with its divergence layer (docs/probes.md#divergence-layer).
 
     Attributes
     ----------

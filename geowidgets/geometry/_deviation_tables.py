@@ -1,4 +1,4 @@
-"""One layer's kNN deviation from a reference manifold (REMA, PROBES.md §2).
+"""One layer's kNN deviation from a reference manifold (REMA, docs/probes.md#knn-deviation).
 
 :class:`DeviationTables` holds both kNN tables of a layer (queries → reference, and reference →
 reference leave-one-out) at ``k_max``, so a k slider only reads cached prefix sums. The
@@ -35,7 +35,7 @@ def _check_statistic(statistic: str) -> str:
 
 @dataclass(frozen=True)
 class DeviationResult:
-    """Deviation of each query from the reference set at one layer (PROBES.md §2).
+    """Deviation of each query from the reference set at one layer (docs/probes.md#knn-deviation).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Diffusion spectral entropy and mutual information (PROBES.md §7; Liao, Liu et al.).
+"""Diffusion spectral entropy and mutual information (Liao, Liu et al.; see docs/probes.md#dse-and-dsmi).
 
 The diffusion operator of a layer's data graph is ``P = D⁻¹G`` with the Gaussian affinity
 ``G_ij = exp(−‖x_i − x_j‖² / (2σ²))``; its eigenvalues are those of the symmetric

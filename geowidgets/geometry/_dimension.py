@@ -1,4 +1,4 @@
-"""Intrinsic dimension from nearest-neighbour distances: TwoNN and Levina–Bickel MLE (PROBES.md §8).
+"""Intrinsic dimension from nearest-neighbour distances: TwoNN and Levina–Bickel MLE (docs/probes.md#twonn).
 
 Both read only a few columns of the kNN graph, so with a cached graph they cost O(N) / O(N·k).
 They follow scikit-dimension 0.5 exactly (``skdim.id.TwoNN``, ``skdim.id.MLE``); the

@@ -364,7 +364,7 @@ def heat_geodesic_distances(
     """Heat-geodesic distances (Varadhan's formula on the heat kernel of the data graph).
 
     Source: *A Heat Diffusion Perspective on Geodesic Preserving Dimensionality Reduction*
-    (PROBES.md §19). Steps:
+    (see docs/probes.md#embeddings-pca-umap-heat-geodesic). Steps:
 
     1. W_ij = exp(−(d_ij/ε_k(i))^decay) over the 3k nearest neighbours (ε_k(i): distance to the
        k-th), the point itself with weight 1, then W ← (W + Wᵀ)/2 (PHATE's alpha-decay graph,

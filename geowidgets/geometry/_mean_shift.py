@@ -1,4 +1,4 @@
-"""Reference-free deviation by blurring mean shift (MSS, PROBES.md §3).
+"""Reference-free deviation by blurring mean shift (MSS, docs/probes.md#mean-shift-deviation).
 
 Exported through :mod:`geowidgets.geometry._deviation` with the other deviation probes.
 """
@@ -19,7 +19,7 @@ __all__ = ["MeanShiftResult", "mean_shift_deviation"]
 
 @dataclass(frozen=True)
 class MeanShiftResult:
-    """Blurring mean-shift deviation (PROBES.md §3).
+    """Blurring mean-shift deviation (docs/probes.md#mean-shift-deviation).
 
     Attributes
     ----------

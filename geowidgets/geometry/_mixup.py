@@ -1,4 +1,4 @@
-"""The 1-D slice between two samples, with MixUp's target and manifold intrusion (PROBES.md §18).
+"""The 1-D slice between two samples, with MixUp's target and manifold intrusion (docs/probes.md#mixup-path).
 
 Source: *MixUp as Locally Linear Out-Of-Manifold Regularization*. Along x_λ = (1−λ)a + λb the
 model's probabilities are compared with MixUp's linear label mix; a point of the segment whose

@@ -1,4 +1,4 @@
-"""Every probe on every layer, in one tidy table (PROBES.md §20).
+"""Every probe on every layer, in one tidy table (docs/probes.md#layer-profile).
 
 :func:`layer_profile` walks the captured layers in order and, per layer, builds one kNN graph (at
 ``max(k, 20, mle_k)``) that serves every neighbourhood probe, and lets the spectral probes share

@@ -1,4 +1,4 @@
-"""Label-free separability from H0 persistence: the Euclidean minimum spanning tree (PROBES.md §11).
+"""Label-free separability from H0 persistence: the Euclidean minimum spanning tree (docs/probes.md#mst-separability).
 
 The H0 deaths of the Vietoris–Rips filtration are exactly the edge lengths of the Euclidean MST,
 so no persistent-homology package is needed. The MST is built with Prim's algorithm on the
@@ -25,7 +25,7 @@ _BLOCK_BYTES = 64 * 2**20  # distance rows filled per block
 
 @dataclass(frozen=True)
 class MSTResult:
-    """H0 / MST separability (PROBES.md §11).
+    """H0 / MST separability (docs/probes.md#mst-separability).
 
     Attributes
     ----------

@@ -1,6 +1,6 @@
 """Decision-boundary slices: a model's decisions on a 2-D plane in input or hidden-layer space.
 
-See PROBES.md §16. The plane is a :class:`Plane` (through three samples, or a sample plus two
+See docs/probes.md#decision-slices. The plane is a :class:`Plane` (through three samples, or a sample plus two
 directions from :func:`plane_directions`). For a hidden layer, the grid points are written into
 that layer's output by activation patching (:class:`geowidgets.probe._patch.PatchedModel`), so any
 architecture works; skip paths around the layer keep the carrier input's values.

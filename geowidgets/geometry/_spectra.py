@@ -1,4 +1,4 @@
-"""Spectral summaries of one layer: RankMe effective rank and von Neumann entropy (PROBES.md §5, §6).
+"""Spectral summaries of one layer: RankMe and von Neumann entropy (docs/probes.md#rankme).
 
 Both read the singular values of the activation matrix. :func:`singular_values` computes them once
 in float64 (on the tensor's device; MPS falls back to the CPU for this step) and caches them per

@@ -1,4 +1,4 @@
-"""Temperature-scaled confidence scores (PROBES.md §13): softmax(z/T), energy, entropy, margins, ECE.
+"""Temperature scores: softmax(z/T), energy, entropy, margins, ECE (docs/probes.md#temperature-scores-energy-and-ece).
 
 Everything is O(N·C) on cached logits, computed per score on first access, so a temperature
 slider recomputes in milliseconds. The

@@ -1,4 +1,4 @@
-"""Boundary tilting (PROBES.md §14; Tanay & Griffin): a linear probe vs the nearest-centroid direction.
+"""Boundary tilting (Tanay & Griffin): linear probe vs nearest-centroid direction (docs/probes.md#boundary-tilting).
 
 A regularised logistic-regression probe between two classes is compared with the direction joining
 their means. A large angle means the boundary is tilted along the data: it can classify well while

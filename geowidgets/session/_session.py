@@ -326,7 +326,7 @@ class Session:
         return layer in self._memo["tables"]
 
     def deviation(self, layer: str, k: int) -> DeviationResult:
-        """kNN deviation of every sample from the reference set at ``k`` (PROBES.md §2).
+        """kNN deviation of every sample from the reference set at ``k`` (docs/probes.md#knn-deviation).
 
         The layer's :meth:`deviation_tables` re-read at ``k`` (no percentile): ``distance`` and
         ``z`` are float32 ``[N]``, ``baseline`` the reference samples' leave-one-out values.

@@ -1,4 +1,4 @@
-"""Tests for geowidgets.geometry._agreement: kNN label agreement / Thornton@k (PROBES.md §10)."""
+"""Tests for geowidgets.geometry._agreement: kNN label agreement / Thornton@k (docs/probes.md#knn-label-agreement)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""boundary_search (PROBES.md §17): line search and CGBA semicircle against analytic distances."""
+"""boundary_search (docs/probes.md#boundary-search): line search and CGBA semicircle against analytic distances."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Fisher ratio (§9), neural collapse (§12) and coding rate (§15): analytic values, invariances, errors."""
+"""Fisher ratio, neural collapse and coding rate (docs/probes.md): analytic values, invariances, errors."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _etf(n_classes: int, radius: float, dim: int, seed: int = 0) -> np.ndarray:
     return E @ Q.T
 
 
-# ---------------------------------------------------------------- Fisher ratio (§9)
+# ---------------------------------------------------------------- docs/probes.md#fisher-ratio
 
 
 def test_fisher_analytic_values():
@@ -102,7 +102,7 @@ def test_fisher_errors():
         geo.fisher_ratio(np.repeat(np.eye(2), 3, axis=0), [0, 0, 0, 1, 1, 1])
 
 
-# ---------------------------------------------------------------- neural collapse (§12)
+# ---------------------------------------------------------------- docs/probes.md#neural-collapse
 
 
 def test_nc1_noisy_etf_matches_analytic_value():
@@ -171,7 +171,7 @@ def test_neural_collapse_errors():
         geo.neural_collapse(symmetric, [0, 0, 1, 1])
 
 
-# ---------------------------------------------------------------- coding rate (§15)
+# ---------------------------------------------------------------- docs/probes.md#coding-rate
 
 
 def test_coding_rate_identical_unit_rows():

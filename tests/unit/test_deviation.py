@@ -1,4 +1,4 @@
-"""Tests for geowidgets.geometry._deviation: knn_deviation (REMA, §2) and mean_shift_deviation (§3)."""
+"""Tests for geowidgets.geometry._deviation: knn_deviation and mean_shift_deviation (docs/probes.md)."""
 
 import numpy as np
 import pytest
@@ -175,7 +175,7 @@ def test_tensor_in_tensor_out():
     assert isinstance(res.baseline_mean, float)
 
 
-# ---------------------------------------------------------------- PROBES.md §2 validation
+# ------------------------------------------------ docs/probes.md#knn-deviation validation
 
 
 def test_v1_in_distribution_queries_have_small_z():
@@ -291,7 +291,7 @@ def test_errors():
         knn_deviation_profile({"a": queries}, {"a": reference}, k=3, threshold=float("nan"))
 
 
-# ---------------------------------------------------------------- mean shift (§3)
+# ---------------------------------------------------------------- docs/probes.md#mean-shift-deviation
 
 
 def test_ms_v1_lattice_interior_zero_border_positive():

@@ -1,4 +1,4 @@
-"""DSE / DSMI (§7): against dse-dsmi 1.1, monotonicity in intrinsic dimension, label MI, caching, errors."""
+"""DSE / DSMI (docs/probes.md): against dse-dsmi 1.1, monotonicity in intrinsic dimension, label MI, caching, errors."""
 
 from __future__ import annotations
 

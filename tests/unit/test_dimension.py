@@ -1,4 +1,4 @@
-"""Tests for geowidgets.geometry._dimension: TwoNN and MLE intrinsic dimension (PROBES.md §8)."""
+"""Tests for geowidgets.geometry._dimension: TwoNN and MLE intrinsic dimension (docs/probes.md#twonn)."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""Tests for geowidgets.geometry._boundary_points: LoDD (PROBES.md §4)."""
+"""Tests for geowidgets.geometry._boundary_points: LoDD (docs/probes.md#lodd)."""
 
 import warnings
 

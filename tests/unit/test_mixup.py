@@ -1,4 +1,4 @@
-"""mixup_path (PROBES.md §18): intrusion on collinear clusters, analytic logistic, crossings."""
+"""mixup_path (docs/probes.md#mixup-path): intrusion on collinear clusters, analytic logistic, crossings."""
 
 import numpy as np
 import pytest

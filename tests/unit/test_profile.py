@@ -1,4 +1,4 @@
-"""layer_profile (§20): rows equal direct calls, shared graph and spectra, skipped label metrics, errors."""
+"""layer_profile (docs/probes.md): rows equal direct calls, shared graph and spectra, skipped label metrics, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for geowidgets.geometry._separability: MST / H0 separability (PROBES.md §11)."""
+"""Tests for geowidgets.geometry._separability: MST / H0 separability (docs/probes.md#mst-separability)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Decision slices (PROBES.md §16): analytic boundaries, hidden-layer patching, temperature."""
+"""Decision slices (docs/probes.md#decision-slices): analytic boundaries, hidden-layer patching, temperature."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""RankMe (§5) and von Neumann entropy (§6): analytic values, bounds, invariances, errors, caching."""
+"""RankMe and von Neumann entropy (docs/probes.md#rankme): analytic values, bounds, invariances, errors, caching."""
 
 from __future__ import annotations
 

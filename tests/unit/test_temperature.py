@@ -1,4 +1,4 @@
-"""Temperature scores and ECE (§13): scipy/sklearn references, temperature limits, invariants, errors."""
+"""Temperature scores and ECE (docs/probes.md): scipy/sklearn references, temperature limits, invariants, errors."""
 
 from __future__ import annotations
 

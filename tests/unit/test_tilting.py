@@ -1,4 +1,4 @@
-"""Boundary tilting (§14): isotropic vs anisotropic classes, the analytic angle, sklearn agreement, errors."""
+"""Boundary tilting (docs/probes.md): isotropic vs anisotropic classes, analytic angle, sklearn agreement, errors."""
 
 from __future__ import annotations
 

@@ -11,7 +11,12 @@ from ipywidgets.widgets.widget import _put_buffers, _remove_buffers
 
 from geowidgets.widgets._codec import DTYPES, Array, array_trait, decode_array, encode_array, parse_shape
 
-SHAPES = {"[N]": [(0,), (1,), (7,)], "[N, 2]": [(0, 2), (5, 2)], "[G, G]": [(1, 1), (4, 4)], "[N, H, W, 3]": [(2, 3, 4, 3)]}
+SHAPES = {
+    "[N]": [(0,), (1,), (7,)],
+    "[N, 2]": [(0, 2), (5, 2)],
+    "[G, G]": [(1, 1), (4, 4)],
+    "[N, H, W, 3]": [(2, 3, 4, 3)],
+}
 
 
 def _sample(dtype: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

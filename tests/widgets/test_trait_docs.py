@@ -75,3 +75,28 @@ def test_the_front_end_reads_and_writes_only_declared_traits(file):
     for cls in classes:
         missing = sorted(used - set(cls.class_trait_names()))
         assert missing == [], f"{file} uses traits {cls.__name__} does not declare: {missing}"
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _github_slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_code_cites_only_sections_that_exist_in_the_docs():
+    anchors: dict[str, set[str]] = {}
+    for page in (ROOT / "docs").glob("*.md"):
+        headings = re.findall(r"^#{1,6} (.+)$", page.read_text(), flags=re.M)
+        anchors[f"docs/{page.name}"] = {_github_slug(h) for h in headings}
+    cited = []
+    for folder in ("geowidgets", "tests", "js"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".js", ".mjs") and "static" not in path.parts:
+                for page, anchor in re.findall(r"(docs/[\w\-]+\.md)#([\w\-]+)", path.read_text()):
+                    cited.append((path.relative_to(ROOT).as_posix(), page, anchor))
+    assert cited, "no code cites the docs"
+    broken = [c for c in cited if c[2] not in anchors.get(c[1], set())]
+    assert broken == [], f"citations of missing doc sections: {broken}"
