@@ -52,6 +52,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "_slices": ("Plane", "plane_directions", "decision_slice", "DecisionSlice"),
     "_boundary_search": ("boundary_search", "BoundaryHit"),
     "_mixup": ("mixup_path", "MixupPath"),
+    "_compare": ("cka", "cka_matrix", "mutual_knn"),
+    "_landscape": (
+        "interpolate",
+        "loss_barrier",
+        "LossBarrier",
+        "hessian_eigenvalues",
+        "hessian_trace",
+        "HessianTrace",
+    ),
 }
 _NAME_TO_MODULE = {name: mod for mod, names in _MODULES.items() for name in names}
 
