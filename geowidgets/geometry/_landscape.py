@@ -431,11 +431,23 @@ class _HVP:
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"loss_fn must return a scalar tensor (the mean over the batch), got {shape}")
-        return torch.autograd.grad(loss * (n_b / n_total), self.params, create_graph=True)
+        # allow_unused: a parameter off the loss's path (an unused head) has zero rows and columns in H
+        return torch.autograd.grad(loss * (n_b / n_total), self.params, create_graph=True, allow_unused=True)
 
-    def _product(self, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor], keep: bool) -> torch.Tensor:
-        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
-        return torch.cat([h.reshape(-1) for h in hv]).to(device="cpu", dtype=torch.float64)
+    def _product(self, grads: tuple[torch.Tensor | None, ...], vs: list[torch.Tensor], keep: bool) -> torch.Tensor:
+        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        hv: list[torch.Tensor | None] = [None] * len(self.params)
+        if live:
+            parts = torch.autograd.grad(
+                [grads[i] for i in live],
+                self.params,
+                grad_outputs=[vs[i] for i in live],
+                retain_graph=keep,
+                allow_unused=True,
+            )
+            hv = list(parts)
+        flat = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params)]
+        return torch.cat([h.reshape(-1) for h in flat]).to(device="cpu", dtype=torch.float64)
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for a flat vector ``v`` [P] (any dtype); returned flat, float64, on the CPU."""

@@ -266,6 +266,29 @@ def test_hessian_of_a_parameter_subset_and_frozen_parameters():
     assert not model[0].weight.requires_grad and model[2].weight.requires_grad  # flags restored
 
 
+class _WithUnusedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = _mlp(7)
+        self.unused = nn.Linear(3, 2).double()  # off the loss's path: zero rows and columns of H
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_hessian_with_a_parameter_off_the_loss_path():
+    X, y = _blobs(50, seed=13)
+    model = _WithUnusedHead()
+    H = _dense_hessian(model.body, F.cross_entropy, X, y)
+    ref = np.linalg.eigvalsh(H)[::-1][:3]
+    assert ref[-1] > 0  # the zero block of the unused head does not enter the top 3
+    got = geo.hessian_eigenvalues(model, F.cross_entropy, X, y, k=3, tol=1e-10)
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
+    est = geo.hessian_trace(model, F.cross_entropy, X, y, n_samples=200)
+    sd = math.sqrt(2 * ((H**2).sum() - (np.diag(H) ** 2).sum()))  # the unused block adds no variance
+    assert abs(est.trace - np.trace(H)) < 4 * sd / math.sqrt(200)
+
+
 def test_hessian_regression_loss_numpy_inputs():
     X, _ = _blobs(40, seed=11)
     t = torch.cos(X[:, :1])
