@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -17,12 +18,18 @@ from geowidgets.probe._layers import resolve_layers, select_output
 
 __all__ = ["Probe", "Activations", "pool", "model_device", "model_fingerprint", "iterate_batches", "Pooling"]
 
-Pooling = Literal["flatten", "mean", "first", "cls", "last"]
-_POOLINGS = ("flatten", "mean", "first", "cls", "last")
+Pooling = Literal["flatten", "mean", "first", "cls", "last", "tokens"]
+_POOLINGS = ("flatten", "mean", "first", "cls", "last")  # each gives one row per sample
+_CAPTURE_POOLINGS = (*_POOLINGS, "tokens")  # "tokens": one row per real token
+_MASKED_POOLINGS = ("mean", "first", "cls", "last")  # read the attention mask
 _OUTPUT = "__output__"
+_LABELS = "__labels__"
+_TOKENS = "__tokens__"
+_MASK_KEY = "attention_mask"
+_LABEL_KEYS = ("labels", "label")
 
 
-def pool(t: torch.Tensor, pooling: str = "flatten") -> torch.Tensor:
+def pool(t: torch.Tensor, pooling: str = "flatten", attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Reduce a batch of layer outputs ``[B, ...]`` to ``[B, D]``.
 
     Parameters
@@ -30,19 +37,47 @@ def pool(t: torch.Tensor, pooling: str = "flatten") -> torch.Tensor:
     t : Tensor
         Layer output with the batch first.
     pooling : {"flatten", "mean", "first", "cls", "last"}
-        - ``"flatten"``: keep everything, ``D = prod(shape[1:])``.
+        - ``"flatten"``: keep everything, ``D = prod(shape[1:])`` (padding positions included).
         - ``"mean"``: for conv maps ``[B, C, *spatial]`` (4-D or more) average the spatial
-          dims, ``D = C``; for token sequences ``[B, T, D]`` (3-D) average over tokens.
-        - ``"first"`` / ``"cls"``: the first token of ``[B, T, D]``; ``"last"``: the last token.
+          dims, ``D = C``; for token sequences ``[B, L, D]`` (3-D) average over tokens.
+        - ``"first"`` / ``"cls"``: the first token of ``[B, L, D]``; ``"last"``: the last token.
+    attention_mask : Tensor, optional
+        ``[B, L]``, 1 (or True) for real tokens and 0 for padding, as a tokenizer gives it. When
+        ``t`` is ``[B, L, D]`` with the mask's ``B`` and ``L``, the token poolings read only real
+        tokens: ``"mean"`` is the mean over the real tokens of each sample,
+        ``"first"``/``"cls"`` the first real token and ``"last"`` the last real token (the last
+        position where the mask is 1, so right and left padding both work). Any other shape
+        (a pooled ``[B, D]`` head, a conv map, a 3-D output whose second dim is not ``L``) is
+        pooled as without a mask, and so is ``"flatten"``.
+
+    Returns
+    -------
+    Tensor
+        ``[B, D]`` in the dtype of ``t``.
+
+    Raises
+    ------
+    ValueError
+        An unknown pooling, a token pooling of an output that is not ``[B, L, D]``, a mask that is
+        not 2-D or not 0/1, or a masked token pooling of a sample without any real token.
 
     Examples
     --------
     >>> import torch
     >>> pool(torch.ones(2, 3, 4, 4), "mean").shape
     torch.Size([2, 3])
+    >>> h = torch.arange(6.0).reshape(1, 3, 2)  # one sequence of 3 tokens, D = 2
+    >>> pool(h, "last", attention_mask=torch.tensor([[1, 1, 0]]))  # the 3rd token is padding
+    tensor([[2., 3.]])
+    >>> pool(h, "mean", attention_mask=torch.tensor([[0, 1, 1]]))  # left padding
+    tensor([[3., 4.]])
     """
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
+    if attention_mask is not None:
+        mask = _real_tokens(attention_mask)
+        if pooling != "flatten" and t.ndim == 3 and tuple(t.shape[:2]) == tuple(mask.shape):
+            return _masked_pool(t, mask.to(t.device), pooling)
     if t.ndim <= 2 or pooling == "flatten":
         return t.reshape(t.shape[0], -1) if t.ndim != 1 else t.reshape(-1, 1)
     if pooling == "mean":
@@ -52,6 +87,54 @@ def pool(t: torch.Tensor, pooling: str = "flatten") -> torch.Tensor:
     if t.ndim != 3:
         raise ValueError(f"pooling={pooling!r} needs a token sequence [B, T, D], got shape {tuple(t.shape)}")
     return t[:, 0] if pooling in ("first", "cls") else t[:, -1]
+
+
+def _real_tokens(attention_mask: Any, what: str = "attention_mask") -> torch.Tensor:
+    """A 0/1 (or bool) mask ``[B, L]`` as a bool tensor, True at real tokens."""
+    mask = _as_input_tensor(attention_mask, what)
+    if mask.ndim != 2:
+        raise ValueError(f"{what} must be 2-D [batch, sequence length], got shape {tuple(mask.shape)}")
+    if mask.dtype == torch.bool:
+        return mask
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(
+            f"{what} must hold 1 (or True) for real tokens and 0 for padding, as a tokenizer returns it; "
+            "it holds other values (an additive mask of 0 and -inf must be turned into 0/1 first)"
+        )
+    return mask != 0
+
+
+def _masked_pool(t: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool ``[B, L, D]`` over the real tokens of a bool ``mask [B, L]``: a new tensor ``[B, D]``."""
+    counts = mask.sum(1)
+    empty = torch.nonzero(counts == 0).flatten()
+    if empty.numel():
+        raise ValueError(
+            f"attention_mask row(s) {empty.tolist()} have no real token (all 0), so pooling={pooling!r} "
+            "has no token to read"
+        )
+    if pooling == "mean":  # where(), not a product: padding positions may hold NaN/inf
+        total = torch.where(mask.unsqueeze(-1), t, torch.zeros((), dtype=t.dtype, device=t.device)).sum(1)
+        return total / counts.unsqueeze(-1).to(total.dtype)
+    length = t.shape[1]
+    positions = torch.arange(length, device=t.device).expand_as(mask)
+    if pooling == "last":
+        index = torch.where(mask, positions, -1).amax(1)
+    else:  # "first" / "cls"
+        index = torch.where(mask, positions, length).amin(1)
+    return t[torch.arange(t.shape[0], device=t.device), index]
+
+
+def _token_rows(t: torch.Tensor, mask: torch.Tensor | None, name: str) -> torch.Tensor:
+    """Every real token of ``[B, L, D]`` as a row, ``[n_real, D]`` in (sample, position) order."""
+    if t.ndim != 3 or (mask is not None and tuple(t.shape[:2]) != tuple(mask.shape)):
+        expected = "[B, L, D]" if mask is None else f"[{mask.shape[0]}, {mask.shape[1]}, D] (the attention mask's B, L)"
+        raise ValueError(
+            f"pooling='tokens' needs every captured layer to output a token sequence {expected}; layer {name!r} "
+            f"gave shape {tuple(t.shape)}. Capture that layer in another call with pooling 'mean', 'last' or "
+            "'flatten'"
+        )
+    return t.reshape(-1, t.shape[2]) if mask is None else t[mask]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -164,8 +247,101 @@ def _to_device(x: ModelInput, device: torch.device, dtype: torch.dtype) -> Model
     return move(x) if isinstance(x, torch.Tensor) else {k: move(v) for k, v in x.items()}
 
 
+def _accepts_keyword(model: nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` takes a keyword argument ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: pass everything, as given
+        return True
+    return any(
+        p.kind == p.VAR_KEYWORD or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        for p in params
+    )
+
+
 def _call_model(model: nn.Module, x: ModelInput) -> Any:
-    return model(**x) if isinstance(x, dict) else model(x)
+    """``model(x)``, or ``model(**x)`` for a mapping batch.
+
+    A ``labels``/``label`` entry of a mapping is passed only when ``model.forward`` takes it
+    (by name or through ``**kwargs``, as Hugging Face models do); otherwise it is left out of the call.
+    """
+    if not isinstance(x, dict):
+        return model(x)
+    unused = [k for k in _LABEL_KEYS if k in x and not _accepts_keyword(model, k)]
+    return model(**{k: v for k, v in x.items() if k not in unused})
+
+
+def _batch_parts(batch: Any) -> tuple[ModelInput, Any]:
+    """Model input and labels (None if there are none) of one Dataset/DataLoader batch.
+
+    The labels are ``y`` of a tuple/list ``(x, y, ...)``, else a mapping input's ``labels`` (or
+    ``label``) entry.
+    """
+    y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) >= 2 else None
+    x = _model_input(batch)
+    if y is None and isinstance(x, dict):
+        y = next((x[k] for k in _LABEL_KEYS if k in x), None)
+    return x, y
+
+
+def _loader_n_samples(loader: DataLoader) -> int | None:
+    """Number of samples a DataLoader yields, when its sampler has a length and it batches by batch_size."""
+    if loader.batch_size is None:  # a custom batch_sampler, or no automatic batching
+        return None
+    try:
+        n = len(loader.sampler)
+    except TypeError:  # an iterable-style dataset
+        return None
+    return (n // loader.batch_size) * loader.batch_size if loader.drop_last else n
+
+
+def _batches(
+    inputs: Any, batch_size: int, attention_mask: torch.Tensor | None = None
+) -> tuple[Iterator[tuple[ModelInput, Any, Any]], int | None, int | None]:
+    """Like :func:`iterate_batches`, but each batch is ``(model input, labels or None, attention mask or None)``.
+
+    The mask is a mapping batch's ``attention_mask`` entry, else the slice of ``attention_mask``
+    (given with Tensor/array inputs only).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(inputs, DataLoader):
+        try:
+            n_batches = len(inputs)
+        except TypeError:
+            n_batches = None
+
+        def parts(batch: Any) -> tuple[ModelInput, Any, Any]:
+            x, y = _batch_parts(batch)
+            return x, y, x.get(_MASK_KEY) if isinstance(x, dict) else None
+
+        return (parts(b) for b in inputs), n_batches, _loader_n_samples(inputs)
+    if isinstance(inputs, Dataset):
+        loader = DataLoader(inputs, batch_size=batch_size, shuffle=False)
+        return _batches(loader, batch_size)
+    if isinstance(inputs, Mapping):
+        x: ModelInput = _as_kwargs(inputs, "inputs", strict=True)
+    elif isinstance(inputs, (tuple, list)):
+        raise ValueError(
+            f"inputs must be {_INPUT_KINDS}; got a {type(inputs).__name__}. For a model with several inputs pass "
+            "a mapping of keyword arguments; for (x, y) pairs pass x, or a Dataset/DataLoader of pairs"
+        )
+    else:
+        x = _as_input_tensor(inputs)
+    n = _n_samples(x, "inputs")
+    if n == 0:
+        raise ValueError("inputs are empty (0 samples along dim 0); give at least one sample")
+    if isinstance(x, dict):
+        y = next((x[k] for k in _LABEL_KEYS if k in x), None)
+        mask = x.get(_MASK_KEY)
+    else:
+        y, mask = None, attention_mask
+
+    def part(v: Any, s: int) -> Any:
+        return None if v is None else v[s : s + batch_size]
+
+    batches = ((_slice_input(x, s, s + batch_size), part(y, s), part(mask, s)) for s in range(0, n, batch_size))
+    return batches, -(-n // batch_size), n
 
 
 def iterate_batches(inputs: Any, batch_size: int) -> tuple[Iterator[ModelInput], int | None, int | None]:
@@ -190,37 +366,17 @@ def iterate_batches(inputs: Any, batch_size: int) -> tuple[Iterator[ModelInput],
     n_batches : int or None
         Number of batches if known.
     n_samples : int or None
-        Number of samples if known.
+        Number of samples if known: N of a Tensor, array or mapping, the length of a sized
+        Dataset, and for a DataLoader the length of its sampler (less the dropped last batch with
+        ``drop_last=True``); None for an iterable-style Dataset or a custom ``batch_sampler``.
 
     Raises
     ------
     ValueError
         An unsupported input kind, a mapping whose values disagree on N, or empty inputs.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(inputs, DataLoader):
-        try:
-            n_batches = len(inputs)
-        except TypeError:
-            n_batches = None
-        return (_model_input(b) for b in inputs), n_batches, None
-    if isinstance(inputs, Dataset):
-        loader = DataLoader(inputs, batch_size=batch_size, shuffle=False)
-        return iterate_batches(loader, batch_size)
-    if isinstance(inputs, Mapping):
-        x: ModelInput = _as_kwargs(inputs, "inputs", strict=True)
-    elif isinstance(inputs, (tuple, list)):
-        raise ValueError(
-            f"inputs must be {_INPUT_KINDS}; got a {type(inputs).__name__}. For a model with several inputs pass "
-            "a mapping of keyword arguments; for (x, y) pairs pass x, or a Dataset/DataLoader of pairs"
-        )
-    else:
-        x = _as_input_tensor(inputs)
-    n = _n_samples(x, "inputs")
-    if n == 0:
-        raise ValueError("inputs are empty (0 samples along dim 0); give at least one sample")
-    return (_slice_input(x, s, s + batch_size) for s in range(0, n, batch_size)), -(-n // batch_size), n
+    batches, n_batches, n = _batches(inputs, batch_size)
+    return (x for x, _, _ in batches), n_batches, n
 
 
 def _update_with_tensor(h: Any, t: torch.Tensor) -> None:
@@ -313,16 +469,35 @@ def model_fingerprint(model: nn.Module) -> str:
 class Activations(Mapping):
     """Captured activations: ``acts[layer]`` is a float32 CPU tensor ``[N, D]``.
 
+    A row is a sample, or with ``pooling="tokens"`` a real token (see :attr:`tokens`).
+
     Attributes
     ----------
     layers : list of str
         Layer names in capture order (the order they ran in the model).
     outputs : Tensor or None
-        The model's own output ``[N, ...]`` (e.g. logits), float32 on the CPU.
+        The model's own output, one row per sample ``[N, ...]`` flattened to ``[N, prod(...)]``
+        (e.g. logits), float32 on the CPU; also per sample in token mode (``[N, L * V]`` for
+        next-token logits ``[N, L, V]``: ``outputs.reshape(N, L, V)[tokens.sample, tokens.position]``
+        are the logits at each token row). None when the model's first output is not per sample, or
+        when batches of a DataLoader give outputs of different widths (sequences padded per batch).
     shapes : dict of str to tuple
-        Each layer's unpooled output shape without the batch dimension.
+        Each layer's unpooled output shape without the batch dimension (the last batch's).
     pooling : dict of str to str
         Pooling used per layer.
+    labels : Tensor or None
+        ``[N]``, the labels that came with the inputs, in sample order: ``y`` of the ``(x, y)``
+        pairs a Dataset/DataLoader yields, or the ``labels`` (else ``label``) entry of mapping inputs
+        or batches, concatenated over batches with their own dtype. None when the inputs carry none,
+        or when they are not one number per sample (e.g. token labels ``[N, L]`` of a language
+        model, or strings).
+    tokens : pandas.DataFrame or None
+        With ``pooling="tokens"``: one row per activation row (the same for every layer of the
+        capture), int64 columns ``sample`` (index of the sample in the inputs), ``position`` (index
+        along the sequence dim of the padded input, so ``acts[layer][r]`` is the layer's output at
+        ``[sample[r], position[r]]``) and ``token`` (rank among the sample's real tokens, 0 for the
+        first: equals ``position`` with right padding, ``position`` minus the number of pads with
+        left padding). None for the per-sample poolings.
 
     Examples
     --------
@@ -332,13 +507,32 @@ class Activations(Mapping):
     >>> acts = Probe(model, device="cpu").capture(torch.zeros(5, 4), progress=False)
     >>> acts.layers, tuple(acts["0"].shape)
     (['0', '1'], (5, 3))
+
+    Token mode on a padded batch: a row per real token, with its sample and position.
+
+    >>> emb = torch.nn.Sequential(torch.nn.Embedding(10, 4))
+    >>> ids, mask = torch.tensor([[5, 6, 0], [7, 0, 0]]), torch.tensor([[1, 1, 0], [1, 0, 0]])
+    >>> acts = Probe(emb, device="cpu").capture(ids, attention_mask=mask, pooling="tokens", progress=False)
+    >>> tuple(acts["0"].shape), acts.tokens["sample"].tolist(), acts.tokens["position"].tolist()
+    ((3, 4), [0, 0, 1], [0, 1, 0])
     """
 
-    def __init__(self, data: dict[str, torch.Tensor], outputs: torch.Tensor | None, shapes: dict, pooling: dict):
+    def __init__(
+        self,
+        data: dict[str, torch.Tensor],
+        outputs: torch.Tensor | None,
+        shapes: dict,
+        pooling: dict,
+        *,
+        labels: torch.Tensor | None = None,
+        tokens: Any = None,
+    ):
         self._data = data
         self.outputs = outputs
         self.shapes = shapes
         self.pooling = pooling
+        self.labels = labels
+        self.tokens = tokens
 
     @property
     def layers(self) -> list[str]:
@@ -360,7 +554,8 @@ class Activations(Mapping):
     def __repr__(self) -> str:
         n = next(iter(self._data.values())).shape[0] if self._data else 0
         dims = ", ".join(f"{k}: {tuple(v.shape[1:])}" for k, v in self._data.items())
-        return f"Activations(N={n}, {{{dims}}})"
+        rows = "N" if self.tokens is None else "tokens"
+        return f"Activations({rows}={n}, {{{dims}}})"
 
 
 @contextmanager
@@ -393,6 +588,14 @@ class Probe:
     exact fingerprint of the weights (every parameter and buffer, see :func:`model_fingerprint`),
     data, layer and pooling, so any change of the weights gives a fresh forward pass.
 
+    Sequence models: a layer output ``[B, L, D]`` pools over the real tokens of the batch's
+    attention mask (a mapping batch's ``attention_mask`` entry, or ``capture(...,
+    attention_mask=...)`` for tensor inputs): ``"mean"`` averages the real tokens, ``"last"`` takes
+    the last real token and ``"first"``/``"cls"`` the first (right or left padding). With
+    ``pooling="tokens"`` every real token becomes a row of its own, indexed by
+    :attr:`Activations.tokens`. Labels that come with the inputs (``(x, y)`` pairs of a
+    Dataset/DataLoader, or a ``labels``/``label`` entry) are returned as :attr:`Activations.labels`.
+
     Parameters
     ----------
     model : nn.Module
@@ -403,14 +606,22 @@ class Probe:
         ``"auto"`` uses the model's device if it is not the CPU, else cuda > mps > cpu.
         The model is moved there for a capture and moved back afterwards.
     pooling : str or dict of str to str
-        How outputs with more than two dims become ``[N, D]`` (see :func:`pool`); a dict sets it
-        per layer (missing layers: ``"flatten"``).
+        How outputs with more than two dims become rows: ``"flatten"``, ``"mean"``, ``"first"``,
+        ``"cls"``, ``"last"`` (one row per sample, see :func:`pool`; the token poolings respect an
+        attention mask) or ``"tokens"`` (one row per real token, for every layer of the capture; see
+        :meth:`capture`). A dict sets it per layer (missing layers: ``"flatten"``).
     select : int or str
         Element of a tuple/dict layer output to record (default the first; dict keys allowed).
     repeated : {"last", "first", "mean", "error"}
         What to record for a module that runs several times in one forward pass (a shared
         block): its last call (default), first call, the mean over calls (of the pooled outputs,
         which equals pooling the mean, every pooling being linear), or raise.
+
+    Raises
+    ------
+    ValueError
+        A model that is not an ``nn.Module``, an unknown pooling or ``repeated``, or ``"tokens"``
+        for some layers but not all.
 
     Examples
     --------
@@ -419,6 +630,20 @@ class Probe:
     >>> probe = Probe(model, layers=["1"], device="cpu")
     >>> probe.capture(torch.randn(10, 4), progress=False)["1"].shape
     torch.Size([10, 8])
+
+    A language model on a padded batch: the mean over each sample's real tokens, then one row per
+    real token.
+
+    >>> from geowidgets._arithmetic import AdditionTransformer
+    >>> lm = AdditionTransformer(max_len=6, d_model=8, n_heads=2, n_layers=2, d_ff=16)
+    >>> batch = {"input_ids": torch.tensor([[1, 10, 2, 11], [3, 10, 4, 12]]),
+    ...          "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    >>> probe = Probe(lm, layers=["blocks.0", "blocks.1"], device="cpu", pooling="mean")
+    >>> probe.capture(batch, progress=False)["blocks.1"].shape
+    torch.Size([2, 8])
+    >>> acts = probe.capture(batch, pooling="tokens", progress=False)
+    >>> acts["blocks.1"].shape, len(acts.tokens)  # 4 + 3 real tokens
+    (torch.Size([7, 8]), 7)
     """
 
     def __init__(
@@ -439,18 +664,33 @@ class Probe:
             self.device = model_device(model)
         else:
             self.device = resolve_device(device)
-        poolings = pooling if isinstance(pooling, dict) else {name: pooling for name in self.layers}
-        for name, p in poolings.items():
-            if p not in _POOLINGS:
-                raise ValueError(f"pooling for layer {name!r} must be one of {_POOLINGS}, got {p!r}")
-        self.pooling = {name: poolings.get(name, "flatten") for name in self.layers}
+        self.pooling = self._poolings(pooling)
         if repeated not in ("last", "first", "mean", "error"):
             raise ValueError(f"repeated must be 'last', 'first', 'mean' or 'error', got {repeated!r}")
         self.select = select
         self.repeated = repeated
-        # key -> (activations [N, D] or model outputs, unpooled per-sample shape)
-        self._cache: dict[tuple, tuple[torch.Tensor | None, tuple]] = {}
+        # key -> (activations [N, D], model outputs, labels or token index; unpooled per-sample shape)
+        self._cache: dict[tuple, tuple[Any, tuple]] = {}
         self._cached_model: str | None = None
+
+    def _poolings(self, pooling: str | dict[str, str]) -> dict[str, str]:
+        """Pooling per probed layer, checked: known names, and ``"tokens"`` for all layers or none."""
+        if not isinstance(pooling, (str, dict)):
+            raise ValueError(f"pooling must be a str or a dict of layer name to str, got {type(pooling).__name__}")
+        poolings = pooling if isinstance(pooling, dict) else {name: pooling for name in self.layers}
+        for name, p in poolings.items():
+            if p not in _CAPTURE_POOLINGS:
+                raise ValueError(f"pooling for layer {name!r} must be one of {_CAPTURE_POOLINGS}, got {p!r}")
+        result = {name: poolings.get(name, "flatten") for name in self.layers}
+        tokens = [name for name, p in result.items() if p == "tokens"]
+        if tokens and len(tokens) != len(result):
+            others = [name for name in result if name not in tokens]
+            raise ValueError(
+                "pooling='tokens' gives one row per token and the other poolings one row per sample, so one "
+                f"capture cannot mix them; layers {tokens} have 'tokens' and {others} do not. Capture them "
+                "in separate calls (capture(..., pooling=...))"
+            )
+        return result
 
     def _model_key(self) -> tuple:
         """Cache key of the model's current state: the weights' fingerprint and the capture settings."""
@@ -460,7 +700,15 @@ class Probe:
         """Forget all cached activations."""
         self._cache.clear()
 
-    def capture(self, inputs: Any, batch_size: int = 256, progress: bool = True) -> Activations:
+    def capture(
+        self,
+        inputs: Any,
+        batch_size: int = 256,
+        progress: bool = True,
+        *,
+        pooling: str | dict[str, str] | None = None,
+        attention_mask: torch.Tensor | np.ndarray | None = None,
+    ) -> Activations:
         """Run the model over ``inputs`` and return the probed layers' activations.
 
         Each layer's output is copied (or pooled into a new tensor) inside its forward hook, so
@@ -477,6 +725,32 @@ class Probe:
         changing what it yields). State outside parameters and buffers (plain tensor attributes,
         the code) is not part of the key: call :meth:`clear_cache` after changing it.
 
+        **Attention masks.** A batch's mask is its ``attention_mask`` entry (mapping inputs and
+        mapping batches) or the matching rows of the ``attention_mask`` argument (Tensor/array
+        inputs; it is used for pooling only, the model is still called as ``model(x)``). It holds 1
+        (or True) for real tokens and 0 for padding. A layer output ``[B, L, D]`` with the mask's
+        ``L`` then pools over real tokens only: ``"mean"`` is the mean of each sample's real tokens,
+        ``"last"`` its last real token (the last position where the mask is 1: right and left
+        padding), ``"first"``/``"cls"`` its first real token. Outputs of another shape (a pooled
+        head ``[B, D]``, a conv map, a 3-D output whose second dim is not ``L``) and ``"flatten"``
+        are pooled as without a mask. Without a mask the token poolings read every position.
+
+        **Token mode** (``pooling="tokens"``): every real token (mask 1; every token without a
+        mask) of every captured layer becomes a row, so ``acts[layer]`` is ``[n_tokens, D]`` with
+        ``n_tokens = attention_mask.sum()``, rows ordered by sample then position, and
+        :attr:`Activations.tokens` gives each row's ``sample``, ``position`` and ``token`` (the same
+        for all layers of the capture). Every captured layer must output ``[B, L, D]`` with the
+        mask's ``L`` (without a mask: one ``L`` shared by the layers); anything else is refused.
+        Memory: ``n_tokens * D * 4`` bytes per layer, e.g. 10 000 sequences of 512 tokens at
+        ``D = 4096`` take 84 GB per layer on the CPU, so capture few layers, or fewer or shorter
+        sequences, in token mode.
+
+        **Labels.** Labels that come with the inputs, ``y`` of ``(x, y)`` pairs of a
+        Dataset/DataLoader, or a ``labels`` (else ``label``) entry of a mapping, are returned as
+        :attr:`Activations.labels`. A ``labels``/``label`` entry is passed to the model only when
+        its ``forward`` takes it (by name or ``**kwargs``, like Hugging Face models, which then
+        also return a loss).
+
         Parameters
         ----------
         inputs : Tensor, ndarray, mapping, Dataset or DataLoader
@@ -489,41 +763,104 @@ class Probe:
               is called as ``model(**batch)``; all values must have the same N.
             - Dataset / DataLoader: each item/batch is a tensor (``model(x)``), a mapping
               (``model(**batch)``, non-tensor values passed as they are), or a tuple/list
-              ``(x, y, ...)`` whose first element is the model input (a tensor or mapping).
+              ``(x, y, ...)`` whose first element is the model input (a tensor or mapping) and whose
+              second is the labels.
 
             Every tensor of a batch is moved to the capture device.
         batch_size : int
             Samples per forward pass (ignored for a DataLoader).
         progress : bool
             Show a tqdm progress bar when there is more than one batch.
+        pooling : str or dict of str to str, optional
+            Pooling for this call instead of the probe's (same values as for :class:`Probe`,
+            including ``"tokens"``).
+        attention_mask : Tensor or ndarray, optional
+            ``[N, L]`` 0/1 mask for Tensor/array ``inputs`` ``[N, L, ...]``. Mappings, Datasets and
+            DataLoaders carry theirs as an ``attention_mask`` entry instead.
 
         Returns
         -------
         Activations
+            With ``labels`` (or None) and, in token mode, ``tokens``.
 
         Raises
         ------
         ValueError
             An input kind other than the above (the message lists what is allowed), a mapping whose
-            values disagree on N, empty input, a layer that never ran, or NaN/inf in an activation.
+            values disagree on N, empty input, a layer that never ran, or NaN/inf in an activation;
+            an ``attention_mask`` argument with inputs other than a Tensor/array, of another N, not
+            2-D or not 0/1; a masked ``"mean"``/``"first"``/``"last"`` of a sample without any real
+            token; in token mode, a captured layer that is not ``[B, L, D]`` with the mask's ``L``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        >>> pairs = TensorDataset(torch.randn(10, 3), torch.arange(10) % 2)  # (x, y) pairs
+        >>> acts = Probe(model, layers=["1"], device="cpu").capture(DataLoader(pairs, batch_size=4), progress=False)
+        >>> acts["1"].shape, acts.labels.tolist()
+        (torch.Size([10, 4]), [0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
         """
-        data_key = _data_key(inputs)
+        poolings = self.pooling if pooling is None else self._poolings(pooling)
+        token_mode = any(p == "tokens" for p in poolings.values())
+        if attention_mask is not None:
+            if not isinstance(inputs, (torch.Tensor, np.ndarray)):
+                raise ValueError(
+                    "attention_mask= goes with Tensor/array inputs; a mapping, Dataset or DataLoader carries its "
+                    f"own mask as an {_MASK_KEY!r} entry (got inputs of type {type(inputs).__name__})"
+                )
+            mask = _as_input_tensor(attention_mask, "attention_mask")
+            if mask.ndim != 2 or inputs.ndim < 2 or mask.shape[0] != inputs.shape[0]:
+                raise ValueError(
+                    f"attention_mask must be [N, L] with the inputs' N = {inputs.shape[0]}, got shape "
+                    f"{tuple(mask.shape)}"
+                )
+            attention_mask = mask
+        data_key = (_data_key(inputs), None if attention_mask is None else _data_key(attention_mask))
         model_key = self._model_key()
         if model_key != self._cached_model:  # the old weights' activations can no longer be asked for
             self._cache.clear()
             self._cached_model = model_key
-        key = lambda layer: (model_key, data_key, layer, self.pooling.get(layer))  # noqa: E731
+        key = lambda layer: (model_key, data_key, layer, poolings.get(layer))  # noqa: E731
+        extras = [_OUTPUT, _LABELS] + ([_TOKENS] if token_mode else [])
         missing = [name for name in self.layers if key(name) not in self._cache]
-        if missing or key(_OUTPUT) not in self._cache:
-            captured, outputs = self._run(inputs, missing, batch_size, progress)
+        if any(key(extra) not in self._cache for extra in extras):
+            missing = list(self.layers)  # the token index comes from the same pass as the rows
+        if missing:
+            run = self._run(inputs, missing, batch_size, progress, poolings, attention_mask)
+            captured, outputs, labels, tokens = run
             for name, entry in captured.items():
                 self._cache[key(name)] = entry
             self._cache[key(_OUTPUT)] = (outputs, ())
+            self._cache[key(_LABELS)] = (labels, ())
+            if token_mode:
+                self._cache[key(_TOKENS)] = (tokens, ())
         data = {name: self._cache[key(name)][0] for name in self.layers}
         shapes = {name: self._cache[key(name)][1] for name in self.layers}
-        return Activations(data, self._cache[key(_OUTPUT)][0], shapes, dict(self.pooling))
+        token_frame = None
+        if token_mode:
+            import pandas as pd
 
-    def _run(self, inputs: Any, layers: list[str], batch_size: int, progress: bool):
+            token_frame = pd.DataFrame({k: v.copy() for k, v in self._cache[key(_TOKENS)][0].items()})
+        return Activations(
+            data,
+            self._cache[key(_OUTPUT)][0],
+            shapes,
+            dict(poolings),
+            labels=self._cache[key(_LABELS)][0],
+            tokens=token_frame,
+        )
+
+    def _run(
+        self,
+        inputs: Any,
+        layers: list[str],
+        batch_size: int,
+        progress: bool,
+        poolings: dict[str, str],
+        attention_mask: torch.Tensor | None,
+    ):
         from tqdm.auto import tqdm
 
         modules = dict(self.model.named_modules())
@@ -531,10 +868,13 @@ class Probe:
         shapes: dict[str, tuple] = {}
         # per layer, during one forward pass: [calls, recorded [B, D] float32 (a sum for "mean"), shape]
         calls: dict[str, list] = {}
+        current: dict[str, torch.Tensor | None] = {"mask": None}  # the batch's bool mask, on the device
         handles = []
+        token_mode = any(poolings[name] == "tokens" for name in layers)
+        masked = any(poolings[name] in _MASKED_POOLINGS for name in layers)
 
         def make_hook(name: str):
-            pooling = self.pooling[name]
+            pooling = poolings[name]
 
             def hook(_m, _inp, out):
                 t = select_output(out, self.select)
@@ -548,7 +888,10 @@ class Probe:
                     if self.repeated == "first":
                         return
                 # Record now, as a tensor of its own: later in-place operations must not reach it.
-                pooled = pool(t.detach(), pooling).float()
+                if pooling == "tokens":
+                    pooled = _token_rows(t.detach(), current["mask"], name).float()
+                else:
+                    pooled = pool(t.detach(), pooling, current["mask"]).float()
                 if _shares_memory(pooled, t):
                     pooled = pooled.clone()
                 shape = tuple(t.shape[1:])
@@ -566,18 +909,26 @@ class Probe:
 
             return hook
 
-        batches, n_batches, _ = iterate_batches(inputs, batch_size)
+        batches, n_batches, _ = _batches(inputs, batch_size, attention_mask)
         dtype = _model_float_dtype(self.model)
         outputs: list[torch.Tensor] | None = []
+        labels: list[torch.Tensor] | None = []
+        token_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_seen = 0
         try:
             for name in layers:
                 handles.append(modules[name].register_forward_hook(make_hook(name)))
             with _eval_on(self.model, self.device), torch.inference_mode():
                 bar = tqdm(batches, total=n_batches, desc="capture", disable=not progress or (n_batches or 2) < 2)
-                for batch in bar:
+                for batch, y, mask in bar:
                     n = _n_samples(batch, "a batch")
+                    if mask is not None and (masked or token_mode):  # else the mask is the model's business
+                        mask = _batch_mask(mask, n, n_seen, check_empty=masked)
+                    else:
+                        mask = None
+                    labels = _append_labels(labels, y, n)
                     batch = _to_device(batch, self.device, dtype)
+                    current["mask"] = None if mask is None else mask.to(self.device)
                     calls.clear()
                     out = _call_model(self.model, batch)
                     out_t = select_output(out, 0)
@@ -603,9 +954,12 @@ class Probe:
                             t = t / count
                         shapes[name] = shape
                         pieces[name].append(t.cpu())
+                    if token_mode:
+                        token_parts.append(_token_index(mask, {name: shapes[name] for name in layers}, n, n_seen))
                     n_seen += n
                     del out, batch
                     calls.clear()
+                    current["mask"] = None
         finally:
             for h in handles:
                 h.remove()
@@ -618,7 +972,65 @@ class Probe:
                 bad = int((~torch.isfinite(t)).sum())
                 raise ValueError(f"layer {name!r} produced {bad} NaN/inf activation value(s)")
             result[name] = (t, shapes[name])
-        return result, (torch.cat(outputs) if outputs else None)
+        tokens = None
+        if token_mode:
+            tokens = {}
+            for i, column in enumerate(("sample", "position", "token")):
+                arr = torch.cat([part[i] for part in token_parts]).numpy()
+                arr.flags.writeable = False
+                tokens[column] = arr
+        return result, _cat_rows(outputs), _cat_rows(labels), tokens
+
+
+def _batch_mask(mask: Any, n: int, offset: int, *, check_empty: bool) -> torch.Tensor:
+    """One batch's attention mask as a bool CPU tensor ``[n, L]``, checked."""
+    mask = _real_tokens(mask, "the attention mask").cpu()
+    if mask.shape[0] != n:
+        raise ValueError(f"a batch holds {n} samples but its attention mask {mask.shape[0]} rows")
+    if check_empty:
+        empty = torch.nonzero(~mask.any(1)).flatten()
+        if empty.numel():
+            raise ValueError(
+                f"sample(s) {(empty + offset).tolist()} have no real token (attention mask all 0), so the "
+                "'mean'/'first'/'last' poolings have no token to read"
+            )
+    return mask
+
+
+def _append_labels(labels: list[torch.Tensor] | None, y: Any, n: int) -> list[torch.Tensor] | None:
+    """Add one batch's labels ``[n]``; None (for the whole capture) when they are not one number per sample."""
+    if labels is None or y is None:
+        return None
+    if isinstance(y, np.ndarray) and y.dtype.kind in "biuf":
+        y = torch.from_numpy(np.ascontiguousarray(y))
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.shape[0] != n or y.is_complex():
+        return None
+    labels.append(y.detach().cpu().clone())
+    return labels
+
+
+def _cat_rows(parts: list[torch.Tensor] | None) -> torch.Tensor | None:
+    """Concatenate per-batch rows; None for none, or when the batches disagree on the row's shape or dtype."""
+    if not parts or len({(tuple(p.shape[1:]), p.dtype) for p in parts}) != 1:
+        return None
+    return torch.cat(parts)
+
+
+def _token_index(
+    mask: torch.Tensor | None, shapes: dict[str, tuple], n: int, offset: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample index, position and rank among real tokens of each token row of one batch (int64)."""
+    if mask is None:  # every token: the layers must agree on L
+        lengths = {name: shape[0] for name, shape in shapes.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(
+                "pooling='tokens' without an attention mask needs all captured layers to share one sequence "
+                f"length L, so that their rows are the same tokens; got L per layer {lengths}"
+            )
+        mask = torch.ones(n, next(iter(lengths.values())), dtype=torch.bool)
+    sample, position = torch.nonzero(mask, as_tuple=True)  # row-major: the order of t[mask]
+    token = (mask.long().cumsum(1) - 1)[mask]
+    return sample + offset, position, token
 
 
 def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
