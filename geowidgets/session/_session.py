@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
-from geowidgets.probe import Probe
+from geowidgets.probe import Probe, iterate_batches
 from geowidgets.session._colorings import (
     COLOR_BY,
     ColorSpec,
@@ -172,13 +173,16 @@ class Session:
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _n_inputs(inputs: torch.Tensor | np.ndarray | Sequence) -> int:
-        if isinstance(inputs, (torch.Tensor, np.ndarray)):
-            return int(inputs.shape[0])
-        try:
-            return len(inputs)
-        except TypeError:
-            raise ValueError("inputs must be a Tensor, ndarray or sized Dataset with one row per sample") from None
+    def _n_inputs(inputs: Any) -> int:
+        """Number of samples, counted as the probe batches them (a mapping's N, not its number of keys)."""
+        _, _, n = iterate_batches(inputs, 1)  # checks the input kind; nothing runs yet
+        if n is None:
+            raise ValueError(
+                "a session needs to know its number of samples up front; these inputs (an iterable-style Dataset "
+                "or a DataLoader with a custom batch_sampler) do not tell it: pass a Tensor, a mapping of "
+                "Tensors, a sized Dataset or a DataLoader over one"
+            )
+        return n
 
     @staticmethod
     def _image_like(inputs: Any) -> Any:
@@ -577,6 +581,18 @@ class Session:
     def slice_space(self, layer: str) -> torch.Tensor:
         """The points a slice at ``layer`` lives among: the inputs (flattened) or the layer's activations."""
         if layer == INPUT_LAYER:
+            if isinstance(self.inputs, Mapping):
+                raise ValueError(
+                    "an input-space slice needs the inputs as one Tensor/array [N, ...]; this session's inputs are "
+                    "a mapping of keyword arguments (model(**batch)), which has no single input space to lay a "
+                    "plane in. Slices run the model on one tensor input, so look at this model through its "
+                    f"hidden layers {self.layers} in the embedding, deviation and profile views"
+                )
+            if isinstance(self.inputs, (Dataset, DataLoader)):
+                raise ValueError(
+                    "an input-space slice needs the inputs as one Tensor/array [N, ...]; this session's inputs are "
+                    "a Dataset/DataLoader: give the session the stacked inputs as a Tensor to slice the input space"
+                )
             x = self.inputs if isinstance(self.inputs, torch.Tensor) else torch.as_tensor(np.asarray(self.inputs))
             return x.detach().float().reshape(self.n, -1).cpu()
         return self.features(layer)

@@ -1,0 +1,66 @@
+"""A Session over inputs other than one tensor: mappings of keyword arguments, Datasets, DataLoaders."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from geowidgets.session import INPUT_LAYER, Session
+
+
+class _TwoInputs(nn.Module):
+    """``forward(x, z)``: called with keyword arguments from a mapping."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(3, 5)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x, z):
+        return self.out(torch.tanh(self.hidden(x - z)))
+
+
+def _data(n=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g), torch.arange(n) % 3
+
+
+def test_mapping_inputs_count_samples_not_keys():
+    torch.manual_seed(0)
+    model = _TwoInputs().eval()
+    x, z, y = _data()
+    session = Session(model, {"x": x, "z": z.numpy()}, y, layers=["hidden"], k_max=5)
+    assert session.n == len(x) != 2
+    with torch.no_grad():
+        torch.testing.assert_close(session.features("hidden"), model.hidden(x - z))
+        np.testing.assert_array_equal(session.predictions, model(x, z).argmax(1).numpy())
+    with pytest.raises(ValueError, match="mapping of keyword arguments.*hidden layers \\['hidden'\\]"):
+        session.slice_space(INPUT_LAYER)
+    with pytest.raises(ValueError, match="same number of samples"):
+        Session(model, {"x": x, "z": z[:10]}, layers=["hidden"])
+
+
+def test_dataset_and_loader_inputs_count_their_samples():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).eval()
+    x, _, y = _data(seed=1)
+    pairs = TensorDataset(x, y)
+    for inputs, n in (
+        (pairs, 17),
+        (DataLoader(pairs, batch_size=5), 17),
+        (DataLoader(pairs, batch_size=5, drop_last=True), 15),
+    ):
+        session = Session(model, inputs, layers=["1"], k_max=5)
+        assert session.n == n
+        with torch.no_grad():
+            torch.testing.assert_close(session.features("1"), torch.tanh(model[0](x[:n])))
+        with pytest.raises(ValueError, match="Dataset/DataLoader: give the session the stacked inputs"):
+            session.slice_space(INPUT_LAYER)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(x)
+
+    with pytest.raises(ValueError, match="needs to know its number of samples"):
+        Session(model, DataLoader(Stream(), batch_size=4), layers=["1"])
