@@ -1,9 +1,10 @@
 """geowidgets: see what a network's layers do, live in JupyterLab.
 
 The compute lives in :mod:`geowidgets.probe` (capture) and :mod:`geowidgets.geometry` (probes);
-the views (:class:`Explorer`, :class:`EmbeddingView`, :class:`SliceView`, :class:`DeviationMap`,
-:class:`LayerProfile`) are imported on first use, so ``import geowidgets`` stays light outside
-Jupyter.
+:class:`Session` captures a model's layers once and memoises what geometry derives from them; the
+views (:class:`Explorer`, :class:`EmbeddingView`, :class:`SliceView`, :class:`DeviationMap`,
+:class:`LayerProfile`) show geometry results (static) or a session (live), and are imported on
+first use, so ``import geowidgets`` stays light outside Jupyter.
 
 Examples
 --------
@@ -25,6 +26,7 @@ from geowidgets.probe import Activations, LayerInfo, Probe, list_layers
 __version__ = "0.1.0"
 
 _WIDGETS = ("Explorer", "EmbeddingView", "SliceView", "DeviationMap", "LayerProfile")
+_LAZY = {"Session": "geowidgets.session"}
 
 __all__ = [
     "Activations",
@@ -33,11 +35,18 @@ __all__ = [
     "datasets",
     "geometry",
     "list_layers",
+    "Session",
     *_WIDGETS,
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     if name in _WIDGETS:
         from geowidgets import widgets
 

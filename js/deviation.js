@@ -82,7 +82,7 @@ function render({ model, el }) {
     ctx.fillRect(0, 0, width, height);
     ctx.fillStyle = '#222';
     ctx.font = '11px sans-serif';
-    const current = model.get('current_layer');
+    const current = model.get('layer');
     layers.forEach((name, l) => {
       ctx.save();
       ctx.translate(l * colW + colW / 2, top - 4);
@@ -232,7 +232,7 @@ function render({ model, el }) {
   const onLinked = () => paint();
   model.on('change:revision', onRevision);
   model.on('change:selection', onLinked);
-  model.on('change:current_layer', onLinked);
+  model.on('change:layer', onLinked);
   model.on('change:hovered', onLinked);
   syncControls();
   paint();
@@ -240,7 +240,7 @@ function render({ model, el }) {
     rootCleanup();
     model.off('change:revision', onRevision);
     model.off('change:selection', onLinked);
-    model.off('change:current_layer', onLinked);
+    model.off('change:layer', onLinked);
     model.off('change:hovered', onLinked);
   };
 }

@@ -30,8 +30,8 @@ function renderer(size) {
 function legend(model) {
   const box = document.createElement('div');
   box.className = 'gw-legend';
-  const kind = model.get('colour_kind');
-  const title = line(model.get('colour_label'), 'gw-legend-title');
+  const kind = model.get('color_kind');
+  const title = line(model.get('color_label'), 'gw-legend-title');
   if (kind === 'categorical') {
     const items = categoryLegendItems(model.get('categories'));
     box.append(title, ...items);
@@ -98,7 +98,7 @@ function render({ model, el }) {
     const revision = model.get('revision');
     const since = arrived;
     const values = decodeArray(model.get('values'), 'float32').data;
-    const kind = model.get('colour_kind');
+    const kind = model.get('color_kind');
     const [vmin, vmax] = model.get('value_range');
     const colours = values.length === n
       ? encodeColours(values, kind, vmin, vmax, model.get('categories').length)
@@ -203,11 +203,11 @@ function render({ model, el }) {
     const rows = [line(`#${i}`, 'gw-tip-index')];
     if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
     if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
-    if (values.length === n && !['label', 'prediction'].includes(model.get('colour_label'))) {
-      const kind = model.get('colour_kind');
+    if (values.length === n && !['label', 'prediction'].includes(model.get('color_label'))) {
+      const kind = model.get('color_kind');
       const cats = model.get('categories');
       const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
-      rows.push(line(`${model.get('colour_label')}: ${v}`));
+      rows.push(line(`${model.get('color_label')}: ${v}`));
     }
     const images = decodeArray(model.get('images'), 'uint8');
     if (images.shape.length >= 3 && i < images.shape[0]) {

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -73,13 +73,13 @@ class _Rep:
         start = rows.start or 0
         i = torch.arange(d2.shape[0], device=d2.device)
         d2[i, i + start] = 0.0
-        return d2.mul_(-self.gamma).exp_()
+        return d2.mul_(-cast(float, self.gamma)).exp_()  # rbf: gamma is set
 
 
-def _check_kernel(kernel: str) -> str:
+def _check_kernel(kernel: str) -> Kernel:
     if kernel not in _KERNELS:
         raise ValueError(f"kernel must be one of {_KERNELS}, got {kernel!r}")
-    return kernel
+    return cast(Kernel, kernel)
 
 
 def _as_rows(X: Any, name: str) -> torch.Tensor:
@@ -315,7 +315,7 @@ def cka_matrix(
     kernel = _check_kernel(kernel)
     frac = check_positive(sigma_fraction, "sigma_fraction")
     same = acts_b is None
-    acts_b = acts_a if same else acts_b
+    acts_b = acts_a if acts_b is None else acts_b
     for what, acts in (("acts_a", acts_a), ("acts_b", acts_b)):
         if not isinstance(acts, Mapping) and not hasattr(acts, "items"):
             raise ValueError(f"{what} must be a mapping of layer name -> activations [N, D], got {type(acts).__name__}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -27,10 +27,10 @@ _STATISTICS = ("mean", "kth")
 _MAD_TO_STD = 1.4826
 
 
-def _check_statistic(statistic: str) -> str:
+def _check_statistic(statistic: str) -> Statistic:
     if statistic not in _STATISTICS:
         raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
-    return statistic
+    return cast(Statistic, statistic)
 
 
 @dataclass(frozen=True)

@@ -239,11 +239,10 @@ def embed(
         Y = _umap_layout(
             Xt, int(n_neighbors), knn, init_arr, n_epochs, n_components, min_dist, metric, learning_rate, random_state
         )
-    Y = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32))
+    out = torch.from_numpy(np.ascontiguousarray(Y, dtype=np.float32))
     if reference is not None:
-        Y = align_layout(Y, reference)
-        Y = torch.as_tensor(Y)
-    return to_kind(Y.to(kind.device) if not kind.is_numpy else Y, kind)
+        out = torch.as_tensor(align_layout(out, reference))
+    return to_kind(out.to(kind.device) if not kind.is_numpy else out, kind)
 
 
 def align_layout(Y: Any, reference: Any, *, scale: bool = True, reflection: bool = True) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -114,7 +114,7 @@ def _runner(metric: str, X: Any, codes: Any, k: int, graph: Any, p: dict[str, An
     if metric == "twonn":
         return twonn(X, knn=graph, **p), n, {}
     if metric == "mle":
-        return mle_intrinsic_dimension(X, knn=graph, **p), n, {}
+        return cast(float, mle_intrinsic_dimension(X, knn=graph, **p)), n, {}  # pointwise=False: one float
     if metric == "dse":
         used = n if p["max_n"] is None else min(n, p["max_n"])
         return dse(X, **p), used, {}
@@ -132,10 +132,10 @@ def _runner(metric: str, X: Any, codes: Any, k: int, graph: Any, p: dict[str, An
     if metric == "nc1":
         return neural_collapse(X, codes).nc1, n, {}
     if metric == "coding_rate":
-        res = coding_rate(X, codes, **p)
-        if res.delta_R is None:
-            return res.R, n, {"value": "R"}
-        return res.delta_R, n, {"value": "delta_R", "R": res.R, "Rc": res.Rc}
+        rate = coding_rate(X, codes, **p)
+        if rate.delta_R is None:
+            return rate.R, n, {"value": "R"}
+        return rate.delta_R, n, {"value": "delta_R", "R": rate.R, "Rc": rate.Rc}
     raise AssertionError(metric)  # pragma: no cover - guarded by _check_metrics
 
 

@@ -191,7 +191,7 @@ def _check_extent(extent: Any) -> tuple[float, float, float, float]:
         raise ValueError(f"extent must be 4 finite numbers (a_min, a_max, b_min, b_max), got {extent!r}")
     if not (values[0] < values[1] and values[2] < values[3]):
         raise ValueError(f"extent needs a_min < a_max and b_min < b_max, got {values}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _default_extent(coords: torch.Tensor, margin: float) -> tuple[float, float, float, float]:

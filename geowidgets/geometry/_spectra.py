@@ -61,7 +61,7 @@ class TensorCache:
                 return entry[1]
         value = compute()  # outside the lock: long computations do not block other lookups
         tensor_id = id(tensor)
-        ref = weakref.ref(tensor, lambda _ref, tid=tensor_id: self._forget(tid))
+        ref = weakref.ref(tensor, lambda _ref: self._forget(tensor_id))
         with self._lock:
             self._entries[ident] = (ref, value)
             while len(self._entries) > self.maxsize:

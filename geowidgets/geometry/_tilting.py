@@ -201,7 +201,7 @@ def boundary_tilting_angle(
         optimizer.zero_grad()
         loss = objective()
         loss.backward()
-        if not fit_intercept:
+        if not fit_intercept and params.grad is not None:  # backward() has set it
             params.grad[d] = 0.0
         return loss
 

@@ -6,7 +6,7 @@ import hashlib
 import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -204,7 +204,7 @@ def _n_samples(x: ModelInput, what: str) -> int:
         raise ValueError(
             f"{what} is a mapping whose tensors must all hold the same number of samples along dim 0; got {detail}"
         )
-    return next(iter(sizes.values()))
+    return cast(int, next(iter(sizes.values())))  # checked above: one common int
 
 
 def _model_input(batch: Any) -> ModelInput:
@@ -289,7 +289,7 @@ def _loader_n_samples(loader: DataLoader) -> int | None:
     if loader.batch_size is None:  # a custom batch_sampler, or no automatic batching
         return None
     try:
-        n = len(loader.sampler)
+        n = len(loader.sampler)  # type: ignore[arg-type]  # a sampler without __len__ raises TypeError
     except TypeError:  # an iterable-style dataset
         return None
     return (n // loader.batch_size) * loader.batch_size if loader.drop_last else n
@@ -395,7 +395,7 @@ def _update_with_tensor(h: Any, t: torch.Tensor) -> None:
     t = t.resolve_conj().resolve_neg().contiguous().reshape(-1)
     if t.device.type != "cpu":
         t = t.cpu()
-    h.update(memoryview(t.view(torch.uint8).numpy()))
+    h.update(t.view(torch.uint8).numpy().data)
 
 
 class _Identity:
@@ -671,7 +671,7 @@ class Probe:
         self.repeated = repeated
         # key -> (activations [N, D], model outputs, labels or token index; unpooled per-sample shape)
         self._cache: dict[tuple, tuple[Any, tuple]] = {}
-        self._cached_model: str | None = None
+        self._cached_model: tuple | None = None
 
     def _poolings(self, pooling: str | dict[str, str]) -> dict[str, str]:
         """Pooling per probed layer, checked: known names, and ``"tokens"`` for all layers or none."""

@@ -81,12 +81,12 @@ def check_color_kind(kind: str) -> str:
 def _values(values: Any, n: int | None, name: str) -> np.ndarray:
     v = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
     if n is not None and v.shape != (n,):
-        raise ValueError(f"{name} must give one value per sample ({n},), got shape {v.shape}")
+        raise ValueError(f"the values of {name!r} must have shape ({n},) (one value per sample), got shape {v.shape}")
     if v.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per sample), got shape {v.shape}")
+        raise ValueError(f"the values of {name!r} must be 1-D (one value per sample), got shape {v.shape}")
     v = v.astype(np.float32)
     if not np.isfinite(v).all():
-        raise ValueError(f"{name} contains NaN/inf values; give finite values")
+        raise ValueError(f"the values of {name!r} contain NaN/inf; give finite values")
     return v
 
 

@@ -1,13 +1,19 @@
-"""Interactive views (anywidget + ipywidgets + bokeh) over a :class:`~geowidgets.session.Session`.
+"""Interactive views (anywidget + ipywidgets + bokeh) of geometry results, live over a :class:`~geowidgets.Session`.
 
-* :class:`EmbeddingView` — WebGL scatter (regl-scatterplot, bundled) of a layer's layout; also
-  usable without a session through ``set_points`` / ``set_colours``.
-* :class:`SliceView` — decision slice through three samples, temperature rescales in place.
-* :class:`DeviationMap` — samples x layers kNN-deviation z heatmap with divergence layers.
-* :class:`LayerProfile` — bokeh per-layer metric charts through jupyter_bokeh (BokehJS inline).
+Each view takes either a geometry result (static: it shows it, and refuses the controls it cannot
+serve without a session) or a session (live: its controls recompute through the session's caches):
+
+* :class:`EmbeddingView` — WebGL scatter (regl-scatterplot, bundled) of a layout ``[N, 2]`` or a
+  session layer's layout.
+* :class:`SliceView` — a ``geo.decision_slice`` or a session's slice through three samples;
+  temperature rescales in place.
+* :class:`DeviationMap` — samples x layers kNN-deviation z heatmap with divergence layers, of a
+  ``geo.knn_deviation_profile`` or a session.
+* :class:`LayerProfile` — bokeh per-layer metric charts of ``geo.layer_profile`` or a session.
 * :class:`Explorer` — the four views linked, with layer / k / temperature / colour controls.
 
-Traits are the state: a Python assignment is the same as moving a control. Arrays travel as
+Traits are the state: a Python assignment is the same as moving a control; unknown constructor
+keywords raise ``TypeError``. Arrays travel as
 binary buffers (float32 / int32 / uint8 ``Bytes`` traits). Every view has ``revision``,
 ``status`` ("idle" | "busy" | "error") and ``message``; its root element carries
 ``data-gw-view`` and, after each draw, ``data-gw-drawn="<revision>"``. Work that is not cheap

@@ -21,19 +21,42 @@ thread (through its asyncio loop), so comm messages and observers stay on one th
 from __future__ import annotations
 
 import asyncio
+import functools
 import pathlib
 import queue
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-__all__ = ["STATIC", "Lane", "ViewBase", "StatusBar"]
+__all__ = ["STATIC", "Lane", "ViewBase", "StatusBar", "check_keywords"]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
+
+
+def check_keywords(owner: str, given: Any, allowed: Any) -> None:
+    """Raise ``TypeError`` naming the unknown keywords in ``given`` and listing the ``allowed`` ones.
+
+    ipywidgets accept any trait name as a keyword and silently ignore misspellings; the views and
+    the Explorer call this first so that ``colourby=`` or ``pointsize=`` fail loudly.
+
+    Examples
+    --------
+    >>> check_keywords("EmbeddingView", {"pointsize": 9}, ["point_size", "size"])
+    Traceback (most recent call last):
+    ...
+    TypeError: EmbeddingView() got an unexpected keyword argument 'pointsize'; allowed: point_size, size
+    """
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
+        names = ", ".join(repr(u) for u in unknown)
+        raise TypeError(f"{owner}() got {what} {names}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -54,13 +77,13 @@ class Lane:
 
     Parameters
     ----------
-    owner : ViewBase
+    owner : ViewBase or LayerProfile
         The view whose ``status``/``message``/``revision`` this lane drives.
     name : str
         Name for the worker thread and messages.
     """
 
-    def __init__(self, owner: ViewBase, name: str):
+    def __init__(self, owner: _Worker, name: str):
         self.owner = owner
         self.name = name
         self._lock = threading.Lock()
@@ -106,11 +129,12 @@ class Lane:
                 self._pending = (generation, compute, apply)
                 self._busy = True
                 self._idle.clear()
-                start = self._thread is None
-                if start:
+                new_thread: threading.Thread | None = None
+                if self._thread is None:
                     # Not a daemon: interpreter exit waits for the running job, instead of tearing torch down
                     # under it ("terminate called without an active exception", exit code 134).
-                    self._thread = threading.Thread(target=self._work, name=f"geowidgets-{self.name}", daemon=False)
+                    new_thread = threading.Thread(target=self._work, name=f"geowidgets-{self.name}", daemon=False)
+                    self._thread = new_thread
         if run_now:
             try:
                 result = compute()
@@ -120,8 +144,8 @@ class Lane:
             self._apply(generation, apply, result)
             return
         self.owner._refresh_status(message)
-        if start:
-            self._thread.start()
+        if new_thread is not None:
+            new_thread.start()
 
     def cancel(self) -> None:
         """Drop the waiting request and make a running one stale (its result is never applied)."""
@@ -143,10 +167,10 @@ class Lane:
                 result = compute()
             except Exception as exc:  # noqa: BLE001 - shown in the widget
                 if generation == self._generation:
-                    self.owner._deliver(lambda exc=exc: self._fail(exc))
+                    self.owner._deliver(functools.partial(self._fail, exc))
                 continue
             if generation == self._generation:
-                self.owner._deliver(lambda g=generation, a=apply, r=result: self._apply(g, a, r))
+                self.owner._deliver(functools.partial(self._apply, generation, apply, result))
         # Refresh the status before signalling idle, so wait() never returns while "busy" shows.
         self.owner._deliver(lambda: self.owner._refresh_status())
         with self._lock:
@@ -177,7 +201,18 @@ class Lane:
 
 
 class _Worker:
-    """Mixin: lanes plus delivery of results to the thread that owns the traits."""
+    """Mixin: lanes plus delivery of results to the thread that owns the traits.
+
+    The class it is mixed into provides ``revision``, ``status`` and ``message`` traits and
+    ``hold_sync`` (an ipywidgets widget).
+    """
+
+    if TYPE_CHECKING:
+        revision: int
+        status: str
+        message: str
+
+        def hold_sync(self) -> AbstractContextManager[Any]: ...
 
     def _init_worker(self) -> None:
         self._lanes: dict[str, Lane] = {}
@@ -275,10 +310,38 @@ class ViewBase(_Worker, anywidget.AnyWidget):
     ).tag(sync=True)
     _css = STATIC / "widgets.css"
 
+    #: Deprecated keyword spellings a view still accepts for one release: old -> new.
+    _renamed_keywords: dict[str, str] = {}
+
     def __init__(self, **kwargs: Any):
+        for old, new in self._renamed_keywords.items():
+            if old in kwargs:
+                warnings.warn(
+                    f"{type(self).__name__}({old}=...) is deprecated and will be removed in the next release; "
+                    f"use {new}=",
+                    DeprecationWarning,
+                    stacklevel=3,
+                )
+                kwargs.setdefault(new, kwargs.pop(old))
+        check_keywords(type(self).__name__, kwargs, self.keyword_traits())
         self.last_traceback = ""
         self._init_worker()
         super().__init__(**kwargs)
+
+    @classmethod
+    def keyword_traits(cls) -> list[str]:
+        """The traits a constructor accepts as keywords: the view's own settable traits, plus ``layout``."""
+        own = set()
+        for klass in cls.__mro__:
+            if isinstance(klass, type) and issubclass(klass, ViewBase):
+                own |= {name for name, value in vars(klass).items() if isinstance(value, traitlets.TraitType)}
+        traits = cls.class_traits()
+        skip = {"revision", "status", "message"}
+        return sorted(
+            name
+            for name in own | {"layout"}
+            if name in traits and not name.startswith("_") and name not in skip and not traits[name].read_only
+        )
 
     @traitlets.validate("status")
     def _check_status(self, proposal: dict) -> str:

@@ -162,7 +162,7 @@ def encode_array(value: np.ndarray | None, widget: Any = None) -> dict[str, Any]
     if value is None:
         return None
     arr = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
-    data = memoryview(arr.reshape(-1).view(np.uint8))  # flat bytes, no copy (also for empty arrays)
+    data = arr.reshape(-1).view(np.uint8).data  # a flat byte memoryview, no copy (also for empty arrays)
     return {"dtype": arr.dtype.name, "shape": [int(s) for s in arr.shape], "buffer": data}
 
 

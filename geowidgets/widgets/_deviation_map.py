@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import traitlets
+from numpy.typing import ArrayLike
 
 from geowidgets.session import Session
+from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
+
+if TYPE_CHECKING:
+    from geowidgets.geometry import DeviationProfile
 
 __all__ = ["DeviationMap", "sort_rows"]
 
@@ -69,20 +74,29 @@ class DeviationMap(ViewBase):
 
     Parameters
     ----------
-    session : Session
+    source : Session or DeviationProfile
+        A session (live: k moves re-read its cached tables) or a
+        :class:`~geowidgets.geometry.DeviationProfile` from ``geo.knn_deviation_profile``
+        (static: its k is fixed; threshold, sort and selection still apply).
+    labels : array-like of int [N], optional
+        Static view: the samples' classes, for ``sort_by="label"``.
     k : int
     threshold : float
     sort_by : {"divergence", "max_z", "label", "index"}
+    layer : str
+        The layer outlined (the Explorer's current layer). Unknown keywords raise ``TypeError``;
+        ``current_layer`` is a deprecated alias of ``layer``.
 
     Examples
     --------
-    >>> from geowidgets.datasets import toy_demo
-    >>> from geowidgets.session import Session
-    >>> demo = toy_demo("moons", n=200)
-    >>> view = DeviationMap(Session(demo.model, demo.inputs, demo.labels, k_max=20), k=5)
-    >>> _ = view.wait()
-    >>> view.n_rows
-    200
+    >>> import numpy as np
+    >>> from geowidgets import geometry as geo
+    >>> rng = np.random.default_rng(0)
+    >>> R = {"a": rng.normal(size=(200, 3)), "b": rng.normal(size=(200, 3))}
+    >>> Q = {"a": rng.normal(size=(20, 3)), "b": rng.normal(size=(20, 3)) + 6}
+    >>> view = DeviationMap(geo.knn_deviation_profile(Q, R, k=5))
+    >>> view.n_rows, view.layer_names, view.k
+    (20, ['a', 'b'], 5)
     """
 
     _esm = STATIC / "deviation.js"
@@ -105,9 +119,7 @@ class DeviationMap(ViewBase):
         default_value=[],
         help="AUROC (L floats in [0, 1], NaN if undefined) of kNN deviation for misclassified vs correct samples.",
     ).tag(sync=True)
-    current_layer = traitlets.Unicode("", help="Layer outlined in the heatmap (str): one of layer_names.").tag(
-        sync=True
-    )
+    layer = traitlets.Unicode("", help="Layer outlined in the heatmap (str): one of layer_names.").tag(sync=True)
     threshold = traitlets.Float(
         2.0, help="z above which a sample has diverged (float, finite); a change only re-orders rows."
     ).tag(sync=True)
@@ -130,21 +142,71 @@ class DeviationMap(ViewBase):
         """Number of samples shown (rows of ``z``; 0 before the first result)."""
         return 0 if self.row_index is None else int(self.row_index.shape[0])
 
-    def __init__(self, session: Session, **kwargs: Any):
-        if not isinstance(session, Session):
-            raise ValueError(f"DeviationMap needs a geowidgets Session, got {type(session).__name__}")
-        self.session = session
-        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
-        self._matrix_key: tuple | None = None
-        kwargs.setdefault("current_layer", session.layers[-1])
+    _renamed_keywords = {"current_layer": "layer"}
+
+    def __init__(self, source: Session | DeviationProfile, *, labels: ArrayLike | None = None, **kwargs: Any):
+        from geowidgets.geometry import DeviationProfile
+
+        self.session: Session | None = source if isinstance(source, Session) else None
+        self._static: DeviationProfile | None = None
+        self._profile: DeviationProfile | None = None
+        if self.session is not None:
+            if labels is not None:
+                raise TypeError("labels come from the session; pass them to Session")
+            layers = list(self.session.layers)
+            self._labels = self.session.labels
+            self._n = self.session.n
+        elif isinstance(source, DeviationProfile):
+            self._static = _numpy_profile(source)
+            layers = [str(name) for name in source.layers]
+            self._n = int(self._static.z.shape[1])
+            self._labels = None if labels is None else np.asarray(labels)
+            if self._labels is not None and self._labels.shape != (self._n,):
+                raise ValueError(
+                    f"labels must have shape ({self._n},), one per profile sample, got {self._labels.shape}"
+                )
+            kwargs.setdefault("threshold", float(source.threshold))
+        else:
+            raise ValueError(
+                f"DeviationMap needs a geowidgets Session or a geo.DeviationProfile, got {type(source).__name__}"
+            )
+        self._layers = layers
+        if "current_layer" not in kwargs:
+            kwargs.setdefault("layer", layers[-1])
         super().__init__(**kwargs)
-        self.layer_names = list(session.layers)
-        self.observe(self._on_k, names=["k"])
+        self.layer_names = layers
         self.observe(self._on_rows, names=["threshold", "sort_by", "selection"])
+        if self._static is not None:
+            self.set_trait("k", int(self._static.k))
+            self._apply_profile(self._static)
+            return
+        self.observe(self._on_k, names=["k"])
         self._on_k()
+
+    def __repr__(self) -> str:
+        mode = "live" if self.session is not None else "static"
+        return f"DeviationMap(N={self._n}, layers={len(self._layers)}, k={self.k}, threshold={self.threshold}, {mode})"
+
+    @property
+    def current_layer(self) -> str:
+        """Deprecated alias of ``layer``."""
+        warn_renamed("current_layer", "layer")
+        return self.layer
+
+    @current_layer.setter
+    def current_layer(self, value: str) -> None:
+        warn_renamed("current_layer", "layer")
+        self.layer = value
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
+        if self.session is None:
+            if proposal["value"] == self._static.k:
+                return proposal["value"]
+            raise ValueError(
+                f"this DeviationMap shows a fixed geo.DeviationProfile (k={self._static.k}), so k cannot change; "
+                "pass a geowidgets Session to make it live"
+            )
         return self.session.check_k(proposal["value"])
 
     @traitlets.validate("threshold")
@@ -158,53 +220,69 @@ class DeviationMap(ViewBase):
     def _check_sort(self, proposal: dict) -> str:
         if proposal["value"] not in SORTS:
             raise ValueError(f"sort_by must be one of {SORTS}, got {proposal['value']!r}")
-        if proposal["value"] == "label" and self.session.labels is None:
-            raise ValueError("sort_by='label' needs labels; this session has none")
+        if proposal["value"] == "label" and self._labels is None:
+            raise ValueError("sort_by='label' needs labels; this view has none")
         return proposal["value"]
 
-    @traitlets.validate("current_layer")
-    def _check_current(self, proposal: dict) -> str:
-        return self.session.check_layer(proposal["value"])
+    @traitlets.validate("layer")
+    def _check_layer(self, proposal: dict) -> str:
+        if self.session is not None:
+            return self.session.check_layer(proposal["value"])
+        if proposal["value"] not in self._layers:
+            raise KeyError(f"unknown layer {proposal['value']!r}; this profile has layers {self._layers}")
+        return proposal["value"]
 
     def _on_k(self, change: dict | None = None) -> None:
         s, k = self.session, self.k
-        # Re-averaging is O(N·k) per layer: inline (no thread) only while that stays well under ~100 ms.
+        # Re-reading the tables is O(N) per layer: inline (no thread) only while that stays well under ~100 ms.
         small = s.n * len(s.layers) <= INLINE_CELLS
         cheap = small and s.captured and all(s.has_tables(layer) for layer in s.layers)
+        self.lane("matrix").submit(
+            lambda: s.deviation_profile(k),
+            self._apply_profile,
+            inline=cheap,
+            message="computing kNN deviations at every layer…",
+        )
 
-        def compute():
-            z, _ = s.deviation_matrix(k)
-            return z, s.auroc(k)
-
-        def apply(result):
-            z, auroc = result
-            self._matrix = z
-            self.auroc = [float(a) for a in auroc]
-            self._apply_rows()
-
-        self.lane("matrix").submit(compute, apply, inline=cheap, message="computing kNN deviations at every layer…")
+    def _apply_profile(self, profile: DeviationProfile) -> None:
+        self._profile = profile
+        self.auroc = [float(a) for a in profile.auroc]
+        self._apply_rows()
 
     def _on_rows(self, change: dict | None = None) -> None:
-        if self._matrix is None or self.lane("matrix").busy:
+        if self._profile is None or self.lane("matrix").busy:
             return  # the matrix being computed applies the current rows when it lands
         self.lane("rows").submit(lambda: None, lambda _: self._apply_rows(), inline=True)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Sample indices in display order (the selection if any, else every sample), and divergence layers."""
-        if self._matrix is None:
+        if self._profile is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
-        z = self._matrix
-        above = z > self.threshold
-        divergence = np.where(above.any(0), above.argmax(0), -1).astype(np.int32)
-        sel = np.array([i for i in self.selection if 0 <= i < self.session.n], dtype=np.int64)
-        rows = np.unique(sel) if sel.size else np.arange(self.session.n)
-        return sort_rows(z, divergence, rows, self.sort_by, self.session.labels), divergence
+        profile = self._profile.with_threshold(self.threshold)
+        z, divergence = profile.z, np.asarray(profile.divergence_layer).astype(np.int32)
+        sel = np.array([i for i in self.selection if 0 <= i < self._n], dtype=np.int64)
+        rows = np.unique(sel) if sel.size else np.arange(self._n)
+        return sort_rows(z, divergence, rows, self.sort_by, self._labels), divergence
 
     def _apply_rows(self) -> None:
         order, divergence = self.rows()
-        z = self._matrix
+        z = self._profile.z
         self.set_trait("z", np.ascontiguousarray(z[:, order].T, dtype=np.float32))
         self.set_trait("row_index", order.astype(np.int32))
         self.set_trait("divergence", divergence[order].astype(np.int32))
         shown = f"{order.size} selected samples" if self.selection else f"all {order.size} samples"
-        self.title = f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}"
+        fixed = " · static profile: k is fixed" if self.session is None else ""
+        self.title = f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}{fixed}"
+
+
+def _numpy_profile(profile: DeviationProfile) -> DeviationProfile:
+    """The profile with its arrays as numpy (a profile of tensors is moved to the CPU once)."""
+    import dataclasses
+
+    def numpy(x: Any) -> Any:
+        if x is None or isinstance(x, np.ndarray):
+            return x
+        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+    names = ("distance", "z", "percentile", "baseline_mean", "baseline_std", "divergence_layer", "auroc")
+    return dataclasses.replace(profile, **{name: numpy(getattr(profile, name)) for name in names})

@@ -1,4 +1,4 @@
-"""EmbeddingView: a WebGL scatter of one layer's 2-D layout, coloured by any per-point value."""
+"""EmbeddingView: a WebGL scatter of one layer's 2-D layout, colored by any per-point value."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 import traitlets
+from numpy.typing import ArrayLike
 
-from geowidgets.session import COLOUR_BY, ColourSpec, Session
+from geowidgets.session import ColorSpec, Session
+from geowidgets.session._colorings import value_coloring, warn_renamed
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
 
@@ -60,9 +62,11 @@ def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
 class EmbeddingView(ViewBase):
     """WebGL scatter (regl-scatterplot) of a layer's embedding, for up to ~10^6 points.
 
-    Use it with a :class:`~geowidgets.session.Session` (it then computes layouts and colours for
-    ``layer``, ``k``, ``temperature`` and ``colour_by``), or alone by calling
-    :meth:`set_points` and :meth:`set_colours` with your own arrays.
+    Give it a :class:`~geowidgets.Session` and it is live: it computes layouts and colors for
+    ``layer``, ``k``, ``temperature`` and ``color_by``. Give it a layout ``[N, 2]`` (any 2-D
+    embedding, e.g. ``geo.embed(X)``) and it is static: it shows those points, colored by
+    ``labels`` (or ``predictions``, or :meth:`set_colors`), and refuses the controls it cannot
+    serve without a session (layer, k, temperature, method) instead of recomputing anything.
 
     Positions are sent once, normalised to ``[-1, 1]`` (aspect kept), as a float32 buffer; a k or
     temperature move sends only the new values; a layer change animates the points to the new
@@ -71,13 +75,18 @@ class EmbeddingView(ViewBase):
 
     Parameters
     ----------
-    session : Session, optional
-        Where layouts and values come from.
-    layer : str, optional
-        Layer to show (default: the session's last layer).
-    k, temperature, colour_by, method : see the traits.
-    size : int
-        Canvas width and height in pixels.
+    source : Session or array-like [N, 2], optional
+        A session (live) or point positions (static); None: an empty view for
+        :meth:`set_points`.
+    labels : array-like of int [N], optional
+        Static view: class codes of the points (named by ``class_names``).
+    predictions : array-like of int [N], optional
+        Static view: predicted classes (shown in tooltips, ``color_by="prediction"``).
+    class_names : list of str, optional
+        Static view: names of the class codes.
+    layer, k, temperature, color_by, method, point_size, size, ... : see the traits.
+        Unknown keywords raise ``TypeError`` listing the allowed ones; ``colour_by`` is a
+        deprecated alias of ``color_by``.
 
     Attributes
     ----------
@@ -89,10 +98,10 @@ class EmbeddingView(ViewBase):
     Examples
     --------
     >>> import numpy as np
-    >>> view = EmbeddingView()
-    >>> view.set_points(np.random.default_rng(0).normal(size=(100, 2)))
-    >>> view.n_points
-    100
+    >>> xy = np.random.default_rng(0).normal(size=(100, 2))
+    >>> view = EmbeddingView(xy, labels=np.arange(100) % 3)
+    >>> view.n_points, view.color_by
+    (100, 'label')
     """
 
     _esm = STATIC / "embedding.js"
@@ -106,12 +115,12 @@ class EmbeddingView(ViewBase):
         "float32",
         "[N]",
         "Colour value of each point, float32 [N]: class codes of a categorical colouring, else the probe's value "
-        "(in the units of colour_label).",
+        "(in the units of color_label).",
     )
-    colour_kind = traitlets.Unicode(
+    color_kind = traitlets.Unicode(
         "categorical", help="Colour scale (str): 'categorical', 'continuous' or 'diverging' (centred at 0)."
     ).tag(sync=True)
-    colour_label = traitlets.Unicode(
+    color_label = traitlets.Unicode(
         "", help="Name of the colouring (str) shown in the legend and tooltip, e.g. 'label' or 'knn_deviation'."
     ).tag(sync=True)
     value_range = traitlets.List(
@@ -152,8 +161,8 @@ class EmbeddingView(ViewBase):
     temperature = traitlets.Float(
         1.0, help="Softmax temperature (float > 0) of the confidence-based colourings; 1 is the model as trained."
     ).tag(sync=True)
-    colour_by = traitlets.Unicode(
-        "label", help="Colouring (str): one of session.colourings (see geowidgets.session.COLOUR_BY)."
+    color_by = traitlets.Unicode(
+        "label", help="Coloring (str): one of session.colorings (see geowidgets.session.COLOR_BY)."
     ).tag(sync=True)
     method = traitlets.Unicode(
         "umap", help="Layout method (str): 'pca' (shown first) or 'umap' (refines the PCA on a worker thread)."
@@ -164,14 +173,30 @@ class EmbeddingView(ViewBase):
         """Number of points shown (rows of ``positions``; 0 before the first layout)."""
         return 0 if self.positions is None else int(self.positions.shape[0])
 
-    def __init__(self, session: Session | None = None, **kwargs: Any):
+    _renamed_keywords = {"colour_by": "color_by"}
+
+    def __init__(
+        self,
+        source: Session | ArrayLike | None = None,
+        labels: ArrayLike | None = None,
+        *,
+        predictions: ArrayLike | None = None,
+        class_names: list[str] | None = None,
+        **kwargs: Any,
+    ):
+        session = source if isinstance(source, Session) else None
+        if session is not None and (labels is not None or predictions is not None or class_names is not None):
+            raise TypeError("labels, predictions and class_names come from the session; pass them to Session")
         self.session = session
         self._raw_layout: np.ndarray | None = None
         self._layout_key: tuple | None = None
         if session is not None:
             kwargs.setdefault("layer", session.layers[-1])
-            if session.labels is None and kwargs.get("colour_by", "label") == "label":
-                kwargs["colour_by"] = "prediction"
+            if session.labels is None and kwargs.get("color_by", kwargs.get("colour_by", "label")) == "label":
+                kwargs.pop("colour_by", None)
+                kwargs["color_by"] = "prediction"
+        elif labels is None and predictions is not None:
+            kwargs.setdefault("color_by", "prediction")
         super().__init__(**kwargs)
         if session is not None:
             if self.method == "umap":
@@ -179,43 +204,103 @@ class EmbeddingView(ViewBase):
 
                 geo.warm_up_umap()  # compile umap's numba kernels in the background, once per process
             self.observe(self._on_layer, names=["layer", "method"])
-            self.observe(self._on_values, names=["k", "temperature", "colour_by"])
+            self.observe(self._on_values, names=["k", "temperature", "color_by"])
             self._on_layer()
+            return
+        if source is not None:
+            self.set_points(source, labels=labels, predictions=predictions, class_names=class_names)
+            if not self.title:
+                self.title = "static layout (no session): layer, k, temperature and method are fixed"
+            self._color_static()
+        self.observe(self._color_static, names=["color_by"])
+
+    def __repr__(self) -> str:
+        mode = f"layer={self.layer!r}, live" if self.session is not None else "static"
+        return f"EmbeddingView(N={self.n_points}, color_by={self.color_by!r}, {mode})"
+
+    # Deprecated spellings (traits and methods renamed to color), kept for one release.
+    @property
+    def colour_by(self) -> str:
+        """Deprecated alias of ``color_by``."""
+        warn_renamed("colour_by", "color_by")
+        return self.color_by
+
+    @colour_by.setter
+    def colour_by(self, value: str) -> None:
+        warn_renamed("colour_by", "color_by")
+        self.color_by = value
+
+    @property
+    def colour_kind(self) -> str:
+        """Deprecated alias of ``color_kind``."""
+        warn_renamed("colour_kind", "color_kind")
+        return self.color_kind
+
+    @property
+    def colour_label(self) -> str:
+        """Deprecated alias of ``color_label``."""
+        warn_renamed("colour_label", "color_label")
+        return self.color_label
+
+    def set_colours(self, values: ArrayLike, kind: str = "continuous", **kwargs: Any) -> None:
+        """Deprecated alias of :meth:`set_colors`."""
+        warn_renamed("set_colours", "set_colors")
+        self.set_colors(values, kind, **kwargs)
 
     # ------------------------------------------------------------------ validation
+    def _needs_session(self, name: str) -> None:
+        if self.session is None:
+            raise ValueError(
+                f"this EmbeddingView is static (built from a layout, no session), so {name} cannot change; "
+                "pass a geowidgets Session to make it live"
+            )
+
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
-        if self.session is not None:
-            self.session.check_layer(proposal["value"])
-        return proposal["value"]
+        self._needs_session("layer")
+        return self.session.check_layer(proposal["value"])
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
-        if self.session is not None:
-            return self.session.check_k(proposal["value"])
-        if proposal["value"] < 1:
-            raise ValueError(f"k must be >= 1, got {proposal['value']}")
-        return proposal["value"]
+        self._needs_session("k")
+        return self.session.check_k(proposal["value"])
 
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal: dict) -> float:
+        self._needs_session("temperature")
         return Session.check_temperature(proposal["value"])
 
-    @traitlets.validate("colour_by")
-    def _check_colour_by(self, proposal: dict) -> str:
-        allowed = self.session.colourings if self.session is not None else list(COLOUR_BY)
+    @traitlets.validate("color_by")
+    def _check_color_by(self, proposal: dict) -> str:
+        if self.session is not None:
+            allowed = self.session.colorings
+        else:  # static: the class codes it was given
+            allowed = [
+                name
+                for name, trait in (("label", "labels"), ("prediction", "predictions"))
+                if getattr(self, trait, None) is not None
+            ]
+            allowed = allowed or ["label"]
         if proposal["value"] not in allowed:
-            raise ValueError(f"colour_by must be one of {allowed}, got {proposal['value']!r}")
+            raise ValueError(f"color_by must be one of {allowed}, got {proposal['value']!r}")
         return proposal["value"]
 
     @traitlets.validate("method")
     def _check_method(self, proposal: dict) -> str:
+        self._needs_session("method")
         if proposal["value"] not in ("pca", "umap"):
             raise ValueError(f"method must be 'pca' or 'umap', got {proposal['value']!r}")
         return proposal["value"]
 
     # ------------------------------------------------------------------ direct use
-    def set_points(self, xy: Any, *, labels: Any = None, predictions: Any = None, class_names: Any = None) -> None:
+    def set_points(
+        self,
+        xy: ArrayLike,
+        *,
+        labels: ArrayLike | None = None,
+        predictions: ArrayLike | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
         """Show new point positions ``[N, 2]`` (normalised here); same N animates from the old ones.
 
         Examples
@@ -238,9 +323,9 @@ class EmbeddingView(ViewBase):
                 self.set_trait("values", None)
             self.revision += 1
 
-    def set_colours(
+    def set_colors(
         self,
-        values: Any,
+        values: ArrayLike,
         kind: str = "continuous",
         *,
         vmin: float | None = None,
@@ -248,26 +333,23 @@ class EmbeddingView(ViewBase):
         categories: list[str] | None = None,
         label: str = "value",
     ) -> None:
-        """Colour the points by ``values`` ``[N]`` (only the values travel; positions stay).
+        """Color the points by ``values`` ``[N]`` (only the values travel; positions stay).
 
         ``kind`` is ``"categorical"`` (integer codes, named by ``categories``), ``"continuous"``
         or ``"diverging"`` (centred at 0).
         """
-        if kind not in ("categorical", "continuous", "diverging"):
-            raise ValueError(f"kind must be 'categorical', 'continuous' or 'diverging', got {kind!r}")
-        v = self._check_len(values, self.n_points, "values").astype(np.float32)
-        if not np.isfinite(v).all():
-            raise ValueError("values contain NaN/inf; give finite values")
-        if kind == "categorical":
-            cats = categories if categories is not None else [str(i) for i in range(int(v.max(initial=0)) + 1)]
-            spec = ColourSpec(v, kind, 0.0, float(len(cats) - 1), list(cats), label)
-        else:
-            lo = float(v.min(initial=0.0)) if vmin is None else float(vmin)
-            hi = float(v.max(initial=1.0)) if vmax is None else float(vmax)
-            spec = ColourSpec(v, kind, lo, hi, [], label)
+        spec = value_coloring(values, kind, vmin=vmin, vmax=vmax, categories=categories, name=label, n=self.n_points)
         with self.hold_sync():
-            self._set_colour_spec(spec)
+            self._set_color_spec(spec)
             self.revision += 1
+
+    def _color_static(self, change: dict | None = None) -> None:
+        """Static view: color by the class codes it was given (labels or predictions)."""
+        codes = self.labels if self.color_by == "label" else self.predictions
+        if codes is None or self.n_points == 0:
+            return
+        names = list(self.class_names) or None
+        self.set_colors(codes, "categorical", categories=names, label=self.color_by)
 
     @staticmethod
     def _check_len(values: Any, n: int, name: str) -> np.ndarray:
@@ -280,12 +362,12 @@ class EmbeddingView(ViewBase):
         norm = normalise_positions(xy)
         self.set_trait("positions", norm)
 
-    def _set_colour_spec(self, spec: ColourSpec) -> None:
+    def _set_color_spec(self, spec: ColorSpec) -> None:
         self.set_trait("values", np.asarray(spec.values, dtype=np.float32))
-        self.colour_kind = spec.kind
+        self.color_kind = spec.kind
         self.value_range = [float(spec.vmin), float(spec.vmax)]
         self.categories = list(spec.categories)
-        self.colour_label = spec.name
+        self.color_label = spec.name
 
     # ------------------------------------------------------------------ session-driven
     def _static_traits(self) -> dict[str, Any]:
@@ -348,11 +430,11 @@ class EmbeddingView(ViewBase):
         )
 
     def _on_values(self, change: dict | None = None) -> None:
-        s, layer, k, t, by = self.session, self.layer, self.k, self.temperature, self.colour_by
-        cheap = s.colour_is_cheap(by, layer)
+        s, layer, k, t, by = self.session, self.layer, self.k, self.temperature, self.color_by
+        cheap = s.color_is_cheap(by, layer)
         self.lane("values").submit(
-            lambda: s.colour_values(by, layer=layer, k=k, temperature=t),
-            self._set_colour_spec,
+            lambda: s.color_values(by, layer=layer, k=k, temperature=t),
+            self._set_color_spec,
             inline=cheap,
             message=f"computing {by} for {layer}…",
         )

@@ -7,9 +7,12 @@ from typing import Any
 
 import ipywidgets
 import traitlets
+from numpy.typing import ArrayLike
+from torch import nn
 
-from geowidgets.session import COLOUR_BY, Session
-from geowidgets.widgets._base import StatusBar
+from geowidgets.session import COLOR_BY, Session
+from geowidgets.session._colorings import warn_renamed
+from geowidgets.widgets._base import StatusBar, check_keywords
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
 from geowidgets.widgets._layer_profile import LayerProfile
@@ -17,37 +20,61 @@ from geowidgets.widgets._slice import SliceView
 
 __all__ = ["Explorer"]
 
+# Keywords of Explorer(...) that set up the views (the rest of its signature builds the session).
+_VIEW_OPTIONS = ("k", "temperature", "color_by", "method", "size", "colour_by")
+
 
 class Explorer(ipywidgets.VBox):
     """The composed dashboard: embedding, decision slice, deviation map and layer profile, linked.
 
     Controls: a layer dropdown and a scrubber (slider over the layer index), a k slider, a
-    temperature slider (log scale), and a colour-by menu. Setting ``ex.layer``, ``ex.k``,
-    ``ex.temperature`` or ``ex.colour_by`` from Python is the same as moving the control. A
-    selection (click or shift+lasso in the embedding, a click in the deviation map) or a hover in
-    one view highlights the same samples in all of them; ``ex.selection`` returns the indices.
+    temperature slider (log scale), and a color-by menu. Setting ``ex.layer``, ``ex.k``,
+    ``ex.temperature`` or ``ex.color_by`` from Python is the same as moving the control. One
+    control, one meaning: ``k`` drives every k-dependent number shown (the embedding's kNN
+    colorings, the deviation map, the profile's kNN agreement and deviation AUROC), and
+    ``layer`` is the current layer of every view. A selection (click or shift+lasso in the
+    embedding, a click in the deviation map) or a hover in one view highlights the same samples
+    in all of them; ``ex.selection`` returns the indices.
 
     Parameters
     ----------
     model : nn.Module
-        A classifier returning logits.
-    inputs : Tensor or ndarray
+        A classifier returning logits. To reuse a :class:`~geowidgets.Session`, use
+        :meth:`from_session`.
+    inputs : Tensor, ndarray or sized Dataset
         Samples ``[N, ...]``.
-    labels : array-like of int, optional
-        True classes ``[N]``.
+    labels : array-like, optional
+        True classes ``[N]`` (class indices, or names listed in ``class_names``).
     layers : list of str, optional
         Layers to explore (default every leaf module).
+    reference : array-like of bool, optional
+        Trusted samples for kNN deviation (default all, correctly classified ones).
+    k_max : int
+        Largest k of the slider (graphs and deviation tables are built once at it).
+    device : str
+        Device for capture ("auto", "cpu", "cuda"...).
+    metric : {"euclidean", "cosine"}
+        Distance for neighbours and deviations.
+    class_names : list of str, optional
+        Names of the model's output columns.
+    images : array-like, optional
+        ``[N, H, W]`` hover thumbnails (default the inputs if they look like images).
     k : int
-        Initial neighbour count (the slider goes up to ``k_max``).
+        Initial neighbour count.
     temperature : float
         Initial softmax temperature (slider 0.05 to 20, log scale).
-    colour_by : str
-        Initial colouring (see :data:`geowidgets.session.COLOUR_BY`).
+    color_by : str
+        Initial coloring (see :data:`geowidgets.session.COLOR_BY`); ``colour_by`` is a
+        deprecated alias.
     method : {"umap", "pca"}
         Embedding method (PCA is always shown first).
-    session_kwargs : dict, optional
-        Passed to :class:`~geowidgets.session.Session` (``reference``, ``k_max``,
-        ``class_names``, ``images``, ``device``...).
+    size : int
+        Size of each view in CSS pixels.
+
+    Raises
+    ------
+    TypeError
+        A session as the first argument (use :meth:`from_session`) or an unknown keyword.
 
     Attributes
     ----------
@@ -58,11 +85,11 @@ class Explorer(ipywidgets.VBox):
     --------
     >>> from geowidgets.datasets import toy_demo
     >>> demo = toy_demo("moons", n=300)
-    >>> ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers, method="pca")
+    >>> ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers, k_max=20, method="pca")
     >>> ex.k = 7
     >>> _ = ex.wait()
-    >>> ex.embedding.k
-    7
+    >>> ex.embedding.k, ex.profile.k
+    (7, 7)
     """
 
     layer = traitlets.Unicode("", help="Layer shown by every view (str): one of session.layers.")
@@ -70,7 +97,7 @@ class Explorer(ipywidgets.VBox):
     temperature = traitlets.Float(
         1.0, help="Softmax temperature (float > 0) of the confidence-based colourings and the slice."
     )
-    colour_by = traitlets.Unicode("label", help="Colouring of the embedding (str): one of the colour-by menu options.")
+    color_by = traitlets.Unicode("label", help="Coloring of the embedding (str): one of the color-by menu options.")
     selection = traitlets.List(
         traitlets.Int(), default_value=[], help="Indices (list of int) of the samples selected in any view."
     )
@@ -81,32 +108,93 @@ class Explorer(ipywidgets.VBox):
 
     def __init__(
         self,
-        model: Any,
+        model: nn.Module,
         inputs: Any,
-        labels: Any = None,
+        labels: ArrayLike | None = None,
+        *,
         layers: list[str] | None = None,
+        reference: ArrayLike | None = None,
+        k_max: int = 50,
+        device: str = "auto",
+        metric: str = "euclidean",
+        class_names: list[str] | None = None,
+        images: ArrayLike | None = None,
+        **view_options: Any,
+    ):
+        if isinstance(model, Session):
+            raise TypeError(
+                "Explorer's first argument is a model; to explore a Session use Explorer.from_session(session)"
+            )
+        check_keywords("Explorer", view_options, _VIEW_OPTIONS)
+        session = Session(
+            model,
+            inputs,
+            labels,
+            layers,
+            reference=reference,
+            k_max=k_max,
+            class_names=class_names,
+            images=images,
+            device=device,
+            metric=metric,
+        )
+        self._build(session, **view_options)
+
+    @classmethod
+    def from_session(
+        cls,
+        session: Session,
         *,
         k: int = 10,
         temperature: float = 1.0,
-        colour_by: str | None = None,
+        color_by: str | None = None,
         method: str = "umap",
         size: int = 420,
-        session_kwargs: dict | None = None,
-    ):
-        session = (
-            model if isinstance(model, Session) else Session(model, inputs, labels, layers, **(session_kwargs or {}))
-        )
+        **deprecated: Any,
+    ) -> Explorer:
+        """The Explorer over an existing :class:`~geowidgets.Session` (its caches are shared).
+
+        Examples
+        --------
+        >>> import geowidgets as gw
+        >>> demo = gw.datasets.toy_demo("moons", n=300)
+        >>> session = gw.Session(demo.model, demo.inputs, demo.labels, k_max=20)
+        >>> ex = gw.Explorer.from_session(session, method="pca")
+        >>> ex.session is session
+        True
+        """
+        if not isinstance(session, Session):
+            raise TypeError(f"Explorer.from_session needs a geowidgets Session, got {type(session).__name__}")
+        check_keywords("Explorer.from_session", deprecated, ["colour_by"])
+        self = cls.__new__(cls)
+        self._build(session, k=k, temperature=temperature, color_by=color_by, method=method, size=size, **deprecated)
+        return self
+
+    def _build(
+        self,
+        session: Session,
+        *,
+        k: int = 10,
+        temperature: float = 1.0,
+        color_by: str | None = None,
+        method: str = "umap",
+        size: int = 420,
+        colour_by: str | None = None,
+    ) -> None:
+        if colour_by is not None:
+            warn_renamed("Explorer(colour_by=...)", "color_by=")
+            color_by = colour_by if color_by is None else color_by
         self.session = session
         layer = session.layers[-1]
         k = session.check_k(k)
         temperature = session.check_temperature(temperature)
-        colour_by = colour_by or ("label" if session.labels is not None else "prediction")
+        color_by = color_by or ("label" if session.labels is not None else "prediction")
         self.embedding = EmbeddingView(
-            session, layer=layer, k=k, temperature=temperature, colour_by=colour_by, method=method, size=size
+            session, layer=layer, k=k, temperature=temperature, color_by=color_by, method=method, size=size
         )
         self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
-        self.deviation_map = DeviationMap(session, k=k, current_layer=layer, size=size)
-        self.profile = LayerProfile(session, k=k, current_layer=layer, ncols=2)
+        self.deviation_map = DeviationMap(session, k=k, layer=layer, size=size)
+        self.profile = LayerProfile(session, k=k, layer=layer, ncols=2)
         self._views = [self.embedding, self.slice, self.deviation_map, self.profile]
         self._dirty = True
 
@@ -118,19 +206,19 @@ class Explorer(ipywidgets.VBox):
         self.temperature_slider = ipywidgets.FloatLogSlider(
             value=temperature, base=10, min=-1.3, max=1.3, step=0.01, description="temperature"
         )
-        options = [c for c in COLOUR_BY if session.labels is not None or c not in ("label", "correct", "knn_agreement")]
-        self.colour_dropdown = ipywidgets.Dropdown(options=options, value=colour_by, description="colour by")
+        options = [c for c in COLOR_BY if session.labels is not None or c not in ("label", "correct", "knn_agreement")]
+        self.color_dropdown = ipywidgets.Dropdown(options=options, value=color_by, description="color by")
         for control, cls in [
             (self.layer_dropdown, "gw-layer-dropdown"),
             (self.layer_scrubber, "gw-layer-scrubber"),
             (self.k_slider, "gw-k-slider"),
             (self.temperature_slider, "gw-temperature-slider"),
-            (self.colour_dropdown, "gw-colour-by"),
+            (self.color_dropdown, "gw-color-by"),
         ]:
             control.add_class(cls)
         self.status_bar = StatusBar(view="explorer", root_class="gw-explorer")
         controls = ipywidgets.HBox([self.layer_dropdown, self.layer_scrubber, self.k_slider])
-        controls2 = ipywidgets.HBox([self.temperature_slider, self.colour_dropdown])
+        controls2 = ipywidgets.HBox([self.temperature_slider, self.color_dropdown])
         row1 = ipywidgets.HBox([self.embedding, self.slice])
         row2 = ipywidgets.HBox([self.deviation_map, self.profile])
         super().__init__(children=[controls, controls2, self.status_bar, row1, row2])
@@ -138,7 +226,7 @@ class Explorer(ipywidgets.VBox):
         self.set_trait("layer", layer)
         self.set_trait("k", k)
         self.set_trait("temperature", temperature)
-        self.set_trait("colour_by", colour_by)
+        self.set_trait("color_by", color_by)
 
         # Controls <-> explorer traits (a Python write moves the control, a control move writes the trait).
         traitlets.link((self.layer_dropdown, "value"), (self, "layer"))
@@ -146,17 +234,17 @@ class Explorer(ipywidgets.VBox):
         # Not a plain link: the log slider rounds to its step and range, and a Python write such as
         # ex.temperature = 0.5 must stay exactly 0.5 (never silently snapped or clipped).
         self.temperature_slider.observe(self._on_temperature_slider, names=["value"])
-        traitlets.link((self.colour_dropdown, "value"), (self, "colour_by"))
+        traitlets.link((self.color_dropdown, "value"), (self, "color_by"))
         self.layer_scrubber.observe(self._on_scrubber, names=["value"])
         # Linked views: selection and hover travel through the explorer to every view.
         for view in (self.embedding, self.slice, self.deviation_map):
             traitlets.link((view, "selection"), (self, "selection"))
             traitlets.link((view, "hovered"), (self, "hovered"))
-        traitlets.link((self.profile, "current_layer"), (self, "layer"))
+        traitlets.link((self.profile, "layer"), (self, "layer"))
         self.observe(self._on_layer, names=["layer"])
         self.observe(self._on_k, names=["k"])
         self.observe(self._on_temperature, names=["temperature"])
-        self.observe(self._on_colour, names=["colour_by"])
+        self.observe(self._on_color, names=["color_by"])
         for view in self._views:
             view.observe(self._on_view_state, names=["status", "revision", "message"])
         self._on_view_state()
@@ -181,12 +269,10 @@ class Explorer(ipywidgets.VBox):
     def _check_temperature(self, proposal: dict) -> float:
         return Session.check_temperature(proposal["value"])
 
-    @traitlets.validate("colour_by")
-    def _check_colour_by(self, proposal: dict) -> str:
-        if proposal["value"] not in self.colour_dropdown.options:
-            raise ValueError(
-                f"colour_by must be one of {list(self.colour_dropdown.options)}, got {proposal['value']!r}"
-            )
+    @traitlets.validate("color_by")
+    def _check_color_by(self, proposal: dict) -> str:
+        if proposal["value"] not in self.color_dropdown.options:
+            raise ValueError(f"color_by must be one of {list(self.color_dropdown.options)}, got {proposal['value']!r}")
         return proposal["value"]
 
     # ------------------------------------------------------------------ propagation
@@ -198,8 +284,8 @@ class Explorer(ipywidgets.VBox):
         self.layer_scrubber.value = self.session.layers.index(self.layer)
         self.embedding.layer = self.layer
         self.slice.layer = self.layer
-        self.deviation_map.current_layer = self.layer
-        self.profile.current_layer = self.layer
+        self.deviation_map.layer = self.layer
+        self.profile.layer = self.layer
         self._on_view_state()
 
     def _on_k(self, change: dict) -> None:
@@ -216,22 +302,52 @@ class Explorer(ipywidgets.VBox):
         self.slice.temperature = self.temperature
         self._on_view_state()
 
-    def _on_colour(self, change: dict) -> None:
+    def _on_color(self, change: dict) -> None:
         self._dirty = True
-        self.embedding.colour_by = self.colour_by
+        self.embedding.color_by = self.color_by
         self._on_view_state()
 
-    def add_colouring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
-        """Add any per-sample probe to the colour-by menu (see :meth:`Session.add_colouring`).
+    def add_coloring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
+        """Add any per-sample probe to the color-by menu (see :meth:`Session.add_coloring`).
 
         Examples
         --------
         >>> from geowidgets import geometry as geo
-        >>> ex.add_colouring("lodd", lambda s, layer, k, t: geo.lodd(s.features(layer), k=k).score)  # doctest: +SKIP
+        >>> ex.add_coloring("lodd", lambda s, layer, k, t: geo.lodd(s.features(layer), k=k).score)  # doctest: +SKIP
         """
-        self.session.add_colouring(name, fn, kind, **kwargs)
-        if name not in self.colour_dropdown.options:
-            self.colour_dropdown.options = [*self.colour_dropdown.options, name]
+        self.session.add_coloring(name, fn, kind, **kwargs)
+        if name not in self.color_dropdown.options:
+            self.color_dropdown.options = [*self.color_dropdown.options, name]
+
+    # Deprecated spellings, kept for one release.
+    def add_colouring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
+        """Deprecated alias of :meth:`add_coloring`."""
+        warn_renamed("Explorer.add_colouring", "Explorer.add_coloring")
+        self.add_coloring(name, fn, kind, **kwargs)
+
+    @property
+    def colour_by(self) -> str:
+        """Deprecated alias of ``color_by``."""
+        warn_renamed("colour_by", "color_by")
+        return self.color_by
+
+    @colour_by.setter
+    def colour_by(self, value: str) -> None:
+        warn_renamed("colour_by", "color_by")
+        self.color_by = value
+
+    @property
+    def colour_dropdown(self) -> ipywidgets.Dropdown:
+        """Deprecated alias of ``color_dropdown``."""
+        warn_renamed("colour_dropdown", "color_dropdown")
+        return self.color_dropdown
+
+    def __repr__(self) -> str:
+        s = self.session
+        return (
+            f"Explorer(N={s.n}, layers={len(s.layers)}, layer={self.layer!r}, k={self.k}, "
+            f"temperature={self.temperature:.3g}, color_by={self.color_by!r}, status={self.status!r})"
+        )
 
     def _on_view_state(self, change: dict | None = None) -> None:
         statuses = [view.status for view in self._views]

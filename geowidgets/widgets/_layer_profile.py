@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 import traitlets
@@ -11,11 +11,18 @@ from jupyter_bokeh import BokehModel
 
 from geowidgets.plotting import profile_figure, profile_values
 from geowidgets.session import Session
-from geowidgets.widgets._base import StatusBar, _Worker
+from geowidgets.session._colorings import warn_renamed
+from geowidgets.widgets._base import StatusBar, _Worker, check_keywords
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["LayerProfile", "load_bokehjs_inline"]
 
 DEFAULT_METRICS = ("rankme", "twonn", "knn_agreement", "fisher", "mst")
+# Profile metrics whose neighbour count is geo.layer_profile's ``k`` (the k slider); the others
+# use their own fixed parameters and are computed once.
+K_DEPENDENT_METRICS = ("knn_agreement",)
 _bokehjs_loaded_at: int | None = None
 
 
@@ -67,24 +74,29 @@ class _ClosableBokehModel(BokehModel):
 class LayerProfile(_Worker, ipywidgets.VBox):
     """Per-layer metric charts (bokeh, via jupyter_bokeh), updated in place.
 
-    One small line chart per metric of ``geo.layer_profile`` (computed on a worker thread, once
-    per session), plus the kNN-deviation AUROC per layer, which follows ``k``. Hover shows the
-    value; a dashed line marks ``current_layer``; tapping a point sets ``current_layer`` (the
-    Explorer links it to its layer). Data changes are sent by assigning the charts' data sources,
-    so the charts update without being re-created. BokehJS comes from the installed bokeh
-    package (inline), never from a CDN.
+    One small line chart per metric of ``geo.layer_profile`` plus, with a session, the
+    kNN-deviation AUROC per layer. Hover shows the value; a dashed line marks ``layer``; tapping
+    a point sets ``layer`` (the Explorer links it to its layer). Data changes are sent by
+    assigning the charts' data sources, so the charts update without being re-created. BokehJS
+    comes from the installed bokeh package (inline), never from a CDN.
+
+    With a session the view is live: the k-independent metrics are computed once (worker
+    thread), and every k-dependent series (kNN agreement, deviation AUROC) follows ``k``. With
+    the DataFrame of ``geo.layer_profile`` it is static: it charts that table, and ``k`` is the
+    table's.
 
     Parameters
     ----------
-    session : Session
-    metrics : tuple of str
-        Metrics of ``geo.layer_profile`` to chart.
-    profile_k : int
-        Neighbour count for the k-based metrics of the profile (fixed; they are computed once).
-    k : int
-        Neighbour count of the deviation AUROC series (follows the Explorer's k slider).
+    source : Session or pandas.DataFrame
+        A session (live) or ``geo.layer_profile``'s tidy table (static).
+    metrics : tuple of str, optional
+        Metrics to chart (default: ``DEFAULT_METRICS`` with a session, every metric of the table).
+    k : int, optional
+        Neighbour count of the k-dependent series (default 10; static: the table's).
+    layer : str, optional
+        The layer marked (default the last). ``current_layer`` is a deprecated alias.
     ncols : int
-        Charts per row.
+        Charts per row. Unknown keywords raise ``TypeError``.
 
     Examples
     --------
@@ -100,63 +112,127 @@ class LayerProfile(_Worker, ipywidgets.VBox):
     revision = traitlets.Int(0, help="Result counter (int): bumped each time chart data have been set.")
     status = traitlets.Unicode("idle", help='Work state (str): "idle", "busy" or "error" (see message).')
     message = traitlets.Unicode("", help="Progress text while busy, the error text after a failure, else empty (str).")
-    current_layer = traitlets.Unicode(
+    layer = traitlets.Unicode(
         "", help="Layer marked by the dashed line (str): one of session.layers; tapping a point sets it."
     )
-    k = traitlets.Int(10, help="Neighbour count (int, 1..session.k_max) of the deviation AUROC series.")
+    k = traitlets.Int(
+        10, help="Neighbour count (int, 1..session.k_max) of the k-dependent series: kNN agreement, deviation AUROC."
+    )
 
     def __init__(
         self,
-        session: Session,
+        source: Session | pd.DataFrame,
         *,
-        metrics: tuple[str, ...] = DEFAULT_METRICS,
-        profile_k: int = 10,
-        k: int = 10,
-        current_layer: str | None = None,
+        metrics: tuple[str, ...] | None = None,
+        k: int | None = None,
+        layer: str | None = None,
         ncols: int = 3,
         **kwargs: Any,
     ):
-        if not isinstance(session, Session):
-            raise ValueError(f"LayerProfile needs a geowidgets Session, got {type(session).__name__}")
-        self.session = session
-        self.metrics = tuple(metrics)
-        self.profile_k = session.check_k(profile_k)
+        if "current_layer" in kwargs:
+            warn_renamed("LayerProfile(current_layer=...)", "layer=")
+            layer = kwargs.pop("current_layer") if layer is None else layer
+        check_keywords("LayerProfile", kwargs, ["layout"])
         self.last_traceback = ""
         self._init_worker()
+        if isinstance(source, Session):
+            self.session: Session | None = source
+            self._table = None
+            layers = list(source.layers)
+            self.metrics = tuple(DEFAULT_METRICS if metrics is None else metrics)
+            names = [*self.metrics, "deviation_auroc"]
+            k = source.check_k(10 if k is None else k)
+        elif hasattr(source, "columns") and {"layer", "metric", "value"} <= set(source.columns):
+            self.session = None
+            self._table = source
+            order = source.sort_values("layer_index") if "layer_index" in source.columns else source
+            layers = [str(name) for name in dict.fromkeys(order["layer"])]
+            found = list(dict.fromkeys(source["metric"]))
+            self.metrics = tuple(found if metrics is None else metrics)
+            missing = [m for m in self.metrics if m not in found]
+            if missing:
+                raise ValueError(f"metrics {missing} are not in the table; it has {found}")
+            names = list(self.metrics)
+            ks = source.loc[source["metric"].isin(K_DEPENDENT_METRICS), "k"].dropna() if "k" in source.columns else []
+            table_k = int(ks.iloc[0]) if len(ks) else None
+            if k is not None and k != table_k:
+                raise ValueError(f"a static LayerProfile shows the table's k ({table_k}); k cannot be {k}")
+            k = table_k if table_k is not None else 10
+        else:
+            raise ValueError(
+                "LayerProfile needs a geowidgets Session or the DataFrame of geo.layer_profile, "
+                f"got {type(source).__name__}"
+            )
+        self._layers = layers
+        self._static_k = None if self.session is not None else k
         load_bokehjs_inline()
-        layers = list(session.layers)
-        names = [*self.metrics, "deviation_auroc"]
         self.values: dict[str, list[float]] = {m: [math.nan] * len(layers) for m in names}
-        self.figure = profile_figure(self.values, layers, current_layer=current_layer or layers[-1], ncols=ncols)
+        self.figure = profile_figure(self.values, layers, current_layer=layer or layers[-1], ncols=ncols)
         self.bokeh = _ClosableBokehModel(self.figure.layout)
         self.status_bar = StatusBar(view="profile", root_class="gw-profile", needs_bokeh=True)
         super().__init__(children=[self.status_bar, self.bokeh], **kwargs)
         self.add_class("gw-profile")
-        self.set_trait("k", session.check_k(k))
-        self.set_trait("current_layer", current_layer or layers[-1])
-        for source in self.figure.sources.values():
-            source.selected.on_change("indices", self._on_tap)
+        self.set_trait("k", k)
+        self.set_trait("layer", layer or layers[-1])
+        for source_ in self.figure.sources.values():
+            source_.selected.on_change("indices", self._on_tap)
         self.observe(self._mirror, names=["status", "message", "revision"])
-        self.observe(self._on_current, names=["current_layer"])
-        self.observe(self._on_k, names=["k"])
+        self.observe(self._on_current, names=["layer"])
         self._mirror()
+        if self.session is None:
+            values = profile_values(self._table, layers)
+            self.lane("profile").submit(lambda: values, self._apply_values, inline=True)
+            return
+        self.observe(self._on_k, names=["k"])
         self._on_profile()
         self._on_k()
 
-    @traitlets.validate("current_layer")
+    def __repr__(self) -> str:
+        mode = "live" if self.session is not None else "static"
+        return f"LayerProfile(layers={len(self._layers)}, metrics={list(self.metrics)}, k={self.k}, {mode})"
+
+    @property
+    def current_layer(self) -> str:
+        """Deprecated alias of ``layer``."""
+        warn_renamed("current_layer", "layer")
+        return self.layer
+
+    @current_layer.setter
+    def current_layer(self, value: str) -> None:
+        warn_renamed("current_layer", "layer")
+        self.layer = value
+
+    @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
-        return self.session.check_layer(proposal["value"])
+        if self.session is not None:
+            return self.session.check_layer(proposal["value"])
+        if proposal["value"] not in self._layers:
+            raise KeyError(f"unknown layer {proposal['value']!r}; this profile has layers {self._layers}")
+        return proposal["value"]
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
+        if self.session is None:
+            if proposal["value"] != self._static_k:
+                raise ValueError(
+                    "this LayerProfile shows a fixed geo.layer_profile table, so k cannot change; "
+                    "pass a geowidgets Session to make it live"
+                )
+            return proposal["value"]
         return self.session.check_k(proposal["value"])
+
+    def _apply_values(self, values: dict[str, list[float]]) -> None:
+        for metric, series in values.items():
+            if metric in self.values:
+                self._set_metric(metric, series)
 
     def _mirror(self, change: dict | None = None) -> None:
         with self.status_bar.hold_sync():
             self.status_bar.status = self.status
             self.status_bar.message = self.message
             self.status_bar.revision = self.revision
-            self.status_bar.summary = f"per-layer metrics · current layer {self.current_layer}"
+            fixed = " · static table" if self.session is None else ""
+            self.status_bar.summary = f"per-layer metrics (k={self.k}) · current layer {self.layer}{fixed}"
 
     def _set_metric(self, metric: str, values: list[float]) -> None:
         first = all(math.isnan(v) for v in self.values[metric])
@@ -183,34 +259,38 @@ class LayerProfile(_Worker, ipywidgets.VBox):
             self.bokeh._trait_values["render_bundle"] = BokehModel._model_to_traits(self.figure.layout)
 
     def _on_profile(self) -> None:
-        s, metrics, k = self.session, self.metrics, self.profile_k
-
-        def compute():
-            return profile_values(s.profile(metrics, k=k), s.layers)
-
-        def apply(values: dict[str, list[float]]) -> None:
-            for metric in self.metrics:
-                self._set_metric(metric, values.get(metric, [math.nan] * len(s.layers)))
-
-        self.lane("profile").submit(compute, apply, message="computing per-layer metrics…")
+        """The metrics that do not depend on k: computed once."""
+        s, k = self.session, self.k
+        metrics = tuple(m for m in self.metrics if m not in K_DEPENDENT_METRICS)
+        if not metrics:
+            return
+        self.lane("profile").submit(
+            lambda: profile_values(s.profile(metrics, k=k), s.layers),
+            self._apply_values,
+            message="computing per-layer metrics…",
+        )
 
     def _on_k(self, change: dict | None = None) -> None:
+        """Every series that depends on k (kNN agreement, deviation AUROC) follows the k slider."""
         s, k = self.session, self.k
+        metrics = tuple(m for m in self.metrics if m in K_DEPENDENT_METRICS)
         cheap = s.captured and all(s.has_tables(layer) for layer in s.layers)
-        self.lane("auroc").submit(
-            lambda: s.auroc(k),
-            lambda values: self._set_metric("deviation_auroc", values),
-            inline=cheap,
-            message="computing deviation AUROC per layer…",
-        )
+        if metrics:
+            cheap = cheap and all(s.has_graph(layer) for layer in s.layers)
+
+        def compute() -> dict[str, list[float]]:
+            values = profile_values(s.profile(metrics, k=k), s.layers) if metrics else {}
+            return {**values, "deviation_auroc": s.auroc(k)}
+
+        self.lane("k").submit(compute, self._apply_values, inline=cheap, message="computing the k-dependent metrics…")
 
     def _on_current(self, change: dict) -> None:
         def apply(_: Any) -> None:
-            self.figure.mark_layer(self.current_layer)
+            self.figure.mark_layer(self.layer)
             self._sync_bundle(full=False)
 
         self.lane("marker").submit(lambda: None, apply, inline=True)
 
     def _on_tap(self, attr: str, old: list[int], new: list[int]) -> None:
         if new:
-            self.current_layer = self.session.layers[int(new[0])]
+            self.layer = self._layers[int(new[0])]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import traitlets
+from numpy.typing import ArrayLike
 
-from geowidgets.session import INPUT_LAYER, Session, temperature_colours
+from geowidgets.session import INPUT_LAYER, Session
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
+
+if TYPE_CHECKING:
+    from geowidgets.geometry import DecisionSlice
 
 __all__ = ["SliceView"]
 
@@ -27,7 +30,14 @@ class SliceView(ViewBase):
 
     Parameters
     ----------
-    session : Session
+    source : Session or DecisionSlice
+        A session (live: layer, anchors and resolution changes slice again) or a
+        :class:`~geowidgets.geometry.DecisionSlice` from ``geo.decision_slice`` (static: the
+        plane is fixed; a temperature move still rescales its logits, clicks pick nothing).
+    labels : array-like of int [M], optional
+        Static view: classes of the slice's ``data`` points (drawn grey without them).
+    class_names : list of str, optional
+        Static view: names of the classes (default ``"0"``, ``"1"``...).
     layer : str, optional
         A session layer or ``"input"`` (default: the session's first layer).
     anchors : list of 3 int, optional
@@ -36,7 +46,7 @@ class SliceView(ViewBase):
         Grid size G (the image is G x G).
     temperature : float
     max_points : int
-        Data points drawn (those nearest the plane).
+        Data points drawn (those nearest the plane). Unknown keywords raise ``TypeError``.
 
     Examples
     --------
@@ -110,30 +120,92 @@ class SliceView(ViewBase):
     ).tag(sync=True)
     max_points = traitlets.Int(5000, help="Most samples drawn on the plane (int): those nearest to it.").tag(sync=True)
 
-    def __init__(self, session: Session, **kwargs: Any):
-        if not isinstance(session, Session):
-            raise ValueError(f"SliceView needs a geowidgets Session, got {type(session).__name__}")
-        self.session = session
-        self._slice = None
+    def __init__(
+        self,
+        source: Session | DecisionSlice,
+        *,
+        labels: ArrayLike | None = None,
+        class_names: list[str] | None = None,
+        **kwargs: Any,
+    ):
+        from geowidgets.geometry import DecisionSlice
+
+        self._static: DecisionSlice | None = None
+        self._slice: DecisionSlice | None = None
         self._coords: np.ndarray | None = None
-        self._logits: tuple | None = None
         self._next_anchor = 0
-        kwargs.setdefault("layer", session.layers[0])
-        kwargs.setdefault("anchors", list(session.default_anchors()))
+        if isinstance(source, Session):
+            if labels is not None or class_names is not None:
+                raise TypeError("labels and class_names come from the session; pass them to Session")
+            self.session: Session | None = source
+            kwargs.setdefault("layer", source.layers[0])
+            kwargs.setdefault("anchors", list(source.default_anchors()))
+            super().__init__(**kwargs)
+            self.class_names = source.class_names
+            self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points"])
+            self.observe(self._on_temperature, names=["temperature"])
+            self.observe(self._on_click, names=["clicked"])
+            self._on_plane()
+            return
+        if not isinstance(source, DecisionSlice):
+            raise ValueError(
+                f"SliceView needs a geowidgets Session or a geo.DecisionSlice, got {type(source).__name__}"
+            )
+        self.session = None
+        self._static = source
+        kwargs.setdefault("temperature", float(source.temperature))
         super().__init__(**kwargs)
-        self.class_names = session.class_names
-        self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points"])
+        self.set_trait("layer", source.layer or INPUT_LAYER)
+        self.set_trait("resolution", source.resolution)
+        n_classes = int(source.logits.shape[-1])
+        self.class_names = (
+            [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(n_classes)]
+        )
+        if source.data_coords is None:
+            coords, dist, point_labels = np.zeros((0, 2), np.float32), np.zeros(0), np.zeros(0, np.int32)
+        else:
+            coords = np.asarray(source.data_coords, dtype=np.float32)
+            dist = np.asarray(source.data_distance, dtype=np.float64)
+            point_labels = np.full(coords.shape[0], -1) if labels is None else np.asarray(labels)
+            if point_labels.shape != (coords.shape[0],):
+                raise ValueError(
+                    f"labels must have shape ({coords.shape[0]},) (one per data point), got {point_labels.shape}"
+                )
+        anchors = np.asarray(source.anchor_coords, dtype=np.float32)
+        self._show(source, coords, dist, point_labels, anchors if anchors.shape == (3, 2) else None, n_classes)
+        self.title = (
+            "decision slice"
+            + (f" in layer {source.layer}" if source.layer else " in input space")
+            + (" · static (no session): the plane is fixed")
+        )
         self.observe(self._on_temperature, names=["temperature"])
-        self.observe(self._on_click, names=["clicked"])
-        self._on_plane()
+
+    def __repr__(self) -> str:
+        mode = "live" if self.session is not None else "static"
+        return (
+            f"SliceView(layer={self.layer!r}, resolution={self.resolution}, temperature={self.temperature:.3g}, {mode})"
+        )
+
+    def _needs_session(self, name: str, value: Any, current: Any) -> None:
+        if self.session is None and value != current:
+            raise ValueError(
+                f"this SliceView shows a fixed geo.DecisionSlice, so {name} cannot change; "
+                "pass a geowidgets Session to make it live"
+            )
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
+        if self.session is None:
+            self._needs_session("layer", proposal["value"], self._static.layer or INPUT_LAYER)
+            return proposal["value"]
         return self.session.check_layer(proposal["value"], allow_input=True)
 
     @traitlets.validate("anchors")
     def _check_anchors(self, proposal: dict) -> list[int]:
         a = [int(i) for i in proposal["value"]]
+        if self.session is None:
+            self._needs_session("anchors", a, [])
+            return a
         if len(a) != 3 or len(set(a)) != 3 or not all(0 <= i < self.session.n for i in a):
             raise ValueError(f"anchors must be 3 distinct sample indices in [0, {self.session.n}), got {a}")
         return a
@@ -144,6 +216,9 @@ class SliceView(ViewBase):
 
     @traitlets.validate("resolution")
     def _check_resolution(self, proposal: dict) -> int:
+        if self.session is None:
+            self._needs_session("resolution", proposal["value"], self._static.resolution)
+            return proposal["value"]
         if not 8 <= proposal["value"] <= 1024:
             raise ValueError(f"resolution must be in [8, 1024], got {proposal['value']}")
         return proposal["value"]
@@ -161,34 +236,45 @@ class SliceView(ViewBase):
 
         self.lane("slice").submit(compute, self._apply_plane, message=f"slicing the decisions at {layer}…")
 
-    def _confidence_bytes(self, sl: Any, temperature: float) -> np.ndarray:
-        """Confidence at ``temperature`` as uint8 (0..255), from the slice's held logits (no forward pass)."""
-        if self._logits is None or self._logits[0] is not sl:
-            z = sl.logits.detach().cpu().numpy() if isinstance(sl.logits, torch.Tensor) else np.asarray(sl.logits)
-            self._logits = (sl, np.ascontiguousarray(z.reshape(-1, z.shape[-1]), dtype=np.float32))
-        conf = temperature_colours(self._logits[1], temperature, "confidence")
-        return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8).reshape(sl.classes.shape)
+    @staticmethod
+    def _confidence_image(sl: DecisionSlice, temperature: float) -> np.ndarray:
+        """The slice's confidence at ``temperature`` as uint8 ``[G, G]`` (0..255), from its held logits."""
+        conf = np.asarray(sl.with_temperature(temperature).confidence)
+        return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8)
 
     def _apply_plane(self, result: tuple) -> None:
         sl, coords, dist, max_points = result
         s = self.session
-        classes = sl.classes.detach().cpu().numpy() if isinstance(sl.classes, torch.Tensor) else np.asarray(sl.classes)
-        order = np.argsort(dist, kind="stable")[:max_points]
+        labels = s.labels if s.labels is not None else s.predictions
+        self._show(sl, coords, dist, labels, coords[list(self.anchors)], int(s.logits.shape[1]), max_points)
+        where = "input space" if self.layer == INPUT_LAYER else f"layer {self.layer}"
+        self.title = f"decision slice in {where} through #{self.anchors[0]}, #{self.anchors[1]}, #{self.anchors[2]}"
+
+    def _show(
+        self,
+        sl: DecisionSlice,
+        coords: np.ndarray,
+        dist: np.ndarray,
+        labels: np.ndarray,
+        anchor_xy: np.ndarray | None,
+        n_classes: int,
+        max_points: int | None = None,
+    ) -> None:
+        """Set the image and point traits from a slice and its data's plane coordinates."""
+        order = np.argsort(dist, kind="stable")[: self.max_points if max_points is None else max_points]
         scale = float(np.median(dist[order])) if order.size else 1.0
         alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
-        labels = s.labels if s.labels is not None else s.predictions
         self._slice, self._coords = sl, coords
-        self.set_trait("classes", classes.astype(np.uint8))
-        self.set_trait("confidence", self._confidence_bytes(sl, self.temperature))  # the temperature now
+        self.set_trait("classes", np.asarray(sl.classes).astype(np.uint8))
+        self.set_trait("confidence", self._confidence_image(sl, self.temperature))  # the temperature now
         self.extent = [float(v) for v in sl.extent]
-        self.n_classes = int(s.logits.shape[1])
+        self.n_classes = n_classes
         self.set_trait("points", coords[order].astype(np.float32))
         self.set_trait("point_labels", np.asarray(labels)[order].astype(np.int32))
         self.set_trait("point_alpha", np.rint(alpha * 255).astype(np.uint8))
         self.set_trait("point_index", order.astype(np.int32))
-        self.set_trait("anchor_xy", coords[list(self.anchors)].astype(np.float32))
-        where = "input space" if self.layer == INPUT_LAYER else f"layer {self.layer}"
-        self.title = f"decision slice in {where} through #{self.anchors[0]}, #{self.anchors[1]}, #{self.anchors[2]}"
+        if anchor_xy is not None:
+            self.set_trait("anchor_xy", np.asarray(anchor_xy, dtype=np.float32))
 
     def _on_temperature(self, change: dict | None = None) -> None:
         sl, t = self._slice, self.temperature
@@ -198,7 +284,7 @@ class SliceView(ViewBase):
         def apply(conf: np.ndarray) -> None:
             self.set_trait("confidence", conf)
 
-        self.lane("temperature").submit(lambda: self._confidence_bytes(sl, t), apply, inline=True)
+        self.lane("temperature").submit(lambda: self._confidence_image(sl, t), apply, inline=True)
 
     def _on_click(self, change: dict) -> None:
         clicked = self.clicked

@@ -36,18 +36,18 @@ def test_standalone_points_and_colours_are_binary():
     assert view.positions.dtype == np.float32 and view.positions.shape == (1000, 2)
     assert view.revision == 1
     positions = view.positions
-    view.set_colours(np.linspace(-3, 3, 1000), "diverging", vmin=-5, vmax=5, label="z")
+    view.set_colors(np.linspace(-3, 3, 1000), "diverging", vmin=-5, vmax=5, label="z")
     assert view.positions is positions  # colours never resend positions
     assert np.frombuffer(view.values, dtype="<f4")[-1] == pytest.approx(3.0)
-    assert view.revision == 2 and view.colour_kind == "diverging" and view.value_range == [-5.0, 5.0]
+    assert view.revision == 2 and view.color_kind == "diverging" and view.value_range == [-5.0, 5.0]
     with pytest.raises(ValueError, match=r"shape \(1000,\)"):
-        view.set_colours(np.zeros(10))
+        view.set_colors(np.zeros(10))
     with pytest.raises(ValueError, match="kind must be"):
-        view.set_colours(np.zeros(1000), "rainbow")
+        view.set_colors(np.zeros(1000), "rainbow")
 
 
 def test_session_view_k_and_temperature_moves_only_send_values(session):
-    view = EmbeddingView(session, layer=session.layers[1], method="pca", colour_by="deviation", k=5)
+    view = EmbeddingView(session, layer=session.layers[1], method="pca", color_by="deviation", k=5)
     assert view.wait(30), view.message
     assert view.status == "idle", view.message
     assert view.n_points == session.n
@@ -56,7 +56,7 @@ def test_session_view_k_and_temperature_moves_only_send_values(session):
     assert view.revision == rev + 1
     assert view.positions is positions
     np.testing.assert_allclose(np.frombuffer(view.values, "<f4"), session.deviation(session.layers[1], 9).z)
-    view.colour_by = "confidence"
+    view.color_by = "confidence"
     view.temperature = 0.25
     assert view.positions is positions
     expected = softmax(session.logits.double().numpy() / 0.25, axis=1).max(1)
@@ -101,8 +101,8 @@ def test_bad_traits_raise(session):
     view = EmbeddingView(session, method="pca")
     with pytest.raises(KeyError, match="unknown layer"):
         view.layer = "nope"
-    with pytest.raises(ValueError, match="colour_by must be one of"):
-        view.colour_by = "rainbow"
+    with pytest.raises(ValueError, match="color_by must be one of"):
+        view.color_by = "rainbow"
     with pytest.raises(ValueError, match="temperature must be"):
         view.temperature = -1.0
     with pytest.raises(ValueError, match="method must be"):

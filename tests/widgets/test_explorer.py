@@ -12,7 +12,7 @@ from geowidgets.widgets import DeviationMap, EmbeddingView, Explorer, LayerProfi
 
 @pytest.fixture()
 def explorer(session):
-    ex = Explorer(session, None, method="pca", k=5)
+    ex = Explorer.from_session(session, method="pca", k=5)
     assert ex.wait(120), ex.message
     yield ex
     ex.wait(120)  # no work left running into the next test
@@ -28,7 +28,7 @@ def test_imports_and_views(explorer):
     classes = {c for w in (explorer.layer_dropdown, explorer.layer_scrubber, explorer.k_slider) for c in w._dom_classes}
     assert {"gw-layer-dropdown", "gw-layer-scrubber", "gw-k-slider"} <= classes
     assert "gw-temperature-slider" in explorer.temperature_slider._dom_classes
-    assert "gw-colour-by" in explorer.colour_dropdown._dom_classes
+    assert "gw-color-by" in explorer.color_dropdown._dom_classes
     assert "gw-explorer" in explorer._dom_classes
 
 
@@ -52,10 +52,10 @@ def test_layer_change_from_python_dropdown_and_scrubber(explorer, session):
     explorer.layer = session.layers[0]
     assert explorer.layer_dropdown.value == session.layers[0] and explorer.layer_scrubber.value == 0
     assert explorer.wait(60)
-    assert explorer.embedding.layer == explorer.slice.layer == explorer.deviation_map.current_layer == session.layers[0]
+    assert explorer.embedding.layer == explorer.slice.layer == explorer.deviation_map.layer == session.layers[0]
     explorer.layer_scrubber.value = 2
     assert explorer.layer == session.layers[2] and explorer.embedding.layer == session.layers[2]
-    explorer.profile.current_layer = session.layers[1]  # a tap on the profile
+    explorer.profile.layer = session.layers[1]  # a tap on the profile
     assert explorer.layer == session.layers[1]
 
 
@@ -78,8 +78,8 @@ def test_bad_writes_raise_and_keep_state(explorer):
         explorer.k = 10_000
     with pytest.raises(ValueError, match="temperature must be"):
         explorer.temperature = 0.0
-    with pytest.raises(ValueError, match="colour_by must be one of"):
-        explorer.colour_by = "rainbow"
+    with pytest.raises(ValueError, match="color_by must be one of"):
+        explorer.color_by = "rainbow"
     assert explorer.layer == layer
 
 
@@ -87,20 +87,18 @@ def test_errors_surface_in_the_explorer(explorer, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("synthetic failure")
 
-    monkeypatch.setattr(explorer.session, "colour_values", broken)
-    explorer.colour_by = "prediction"
+    monkeypatch.setattr(explorer.session, "color_values", broken)
+    explorer.color_by = "prediction"
     assert explorer.embedding.status == "error"
     assert explorer.status == "error" and "synthetic failure" in explorer.message
     assert "synthetic failure" in explorer.status_bar.message
     monkeypatch.undo()
-    explorer.colour_by = "label"
+    explorer.color_by = "label"
     assert explorer.status == "idle"
 
 
 def test_explorer_from_model(demo):
-    ex = Explorer(
-        demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], method="pca", session_kwargs={"k_max": 15}
-    )
+    ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], method="pca", k_max=15)
     assert ex.wait(120), ex.message
     assert ex.session.layers == demo.layers[:2] and ex.k_slider.max == 15
     assert np.frombuffer(ex.embedding.positions, "<f4").size == 2 * len(demo.labels)
@@ -112,17 +110,17 @@ def test_any_probe_as_a_colouring(explorer, session):
     def lodd(s, layer, k, temperature):
         return geo.lodd(s.features(layer), k=max(k, 3), knn=s.knn_graph(layer)).score
 
-    explorer.add_colouring("lodd", lodd)
-    assert "lodd" in explorer.colour_dropdown.options
-    explorer.colour_by = "lodd"
+    explorer.add_coloring("lodd", lodd)
+    assert "lodd" in explorer.color_dropdown.options
+    explorer.color_by = "lodd"
     assert explorer.wait(60), explorer.message
     layer = explorer.layer
     expected = np.asarray(geo.lodd(session.features(layer), k=max(explorer.k, 3)).score)
     np.testing.assert_allclose(np.frombuffer(explorer.embedding.values, "<f4"), expected, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="built-in"):
-        explorer.add_colouring("label", lodd)
-    explorer.add_colouring("bad", lambda s, layer, k, t: np.zeros(3))
-    explorer.colour_by = "bad"
+        explorer.add_coloring("label", lodd)
+    explorer.add_coloring("bad", lambda s, layer, k, t: np.zeros(3))
+    explorer.color_by = "bad"
     assert explorer.wait(60) is True
     assert explorer.embedding.status == "error" and "one value per sample" in explorer.embedding.message
 
@@ -130,9 +128,7 @@ def test_any_probe_as_a_colouring(explorer, session):
 def test_python_temperature_write_is_kept_exactly_while_slider_moves_still_apply(demo):
     from geowidgets.widgets import Explorer
 
-    ex = Explorer(
-        demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], method="pca", session_kwargs={"k_max": 10}
-    )
+    ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], method="pca", k_max=10)
     ex.temperature = 0.5
     # The log slider shows the nearest step; its echo must not rewrite the exact value.
     ex.temperature_slider.value = 10 ** round(math.log10(0.5), 2)

@@ -32,15 +32,15 @@ def test_values_match_layer_profile_and_update_in_place(session):
 
 
 def test_marker_and_tap(session):
-    view = LayerProfile(session, metrics=("rankme",), current_layer=session.layers[0])
+    view = LayerProfile(session, metrics=("rankme",), layer=session.layers[0])
     assert view.wait(300)
     assert all(span.location == 0 for span in view.figure.markers)
-    view.current_layer = session.layers[2]
+    view.layer = session.layers[2]
     assert all(span.location == 2 for span in view.figure.markers)
     view.figure.sources["rankme"].selected.indices = [1]
-    assert view.current_layer == session.layers[1]
+    assert view.layer == session.layers[1]
     with pytest.raises(KeyError, match="unknown layer"):
-        view.current_layer = "nope"
+        view.layer = "nope"
     assert view.status_bar.view == "profile" and "gw-profile" in view._dom_classes
 
 
