@@ -60,6 +60,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "hessian_eigenvalues",
         "hessian_trace",
         "HessianTrace",
+        "hessian_spectral_density",
+        "HessianDensity",
+        "loss_surface",
+        "LossSurface",
     ),
 }
 _NAME_TO_MODULE = {name: mod for mod, names in _MODULES.items() for name in names}

@@ -11,6 +11,12 @@
   Bottou 2018, "Empirical Analysis of the Hessian of Over-Parametrized Neural Networks".
 * :func:`hessian_trace`: Hutchinson's estimator ``tr H ≈ (1/m) Σ vᵀHv`` with Rademacher ``v``
   (Hutchinson 1990; as in PyHessian, Yao et al. 2020).
+* :func:`hessian_spectral_density`: the Hessian's eigenvalue density by stochastic Lanczos
+  quadrature (Ubaru, Chen & Saad 2017; Ghorbani, Krishnan & Xiao 2019): a bulk near zero and a
+  few outliers, about one per class.
+* :func:`loss_surface`: the loss on the plane ``θ + α·d1 + β·d2`` spanned by the top two Hessian
+  eigenvectors or by filter-normalised random directions (Li, Xu, Taylor, Studer & Goldstein
+  2018, "Visualizing the Loss Landscape of Neural Nets").
 
 The Hessian is that of the mean loss over all given samples (batches are weighted by their size;
 ``loss_fn`` must average over its batch), in evaluation mode (dropout off, BatchNorm uses its
@@ -42,7 +48,18 @@ from geowidgets.probe._capture import (
 )
 from geowidgets.probe._layers import select_output
 
-__all__ = ["interpolate", "loss_barrier", "LossBarrier", "hessian_eigenvalues", "hessian_trace", "HessianTrace"]
+__all__ = [
+    "interpolate",
+    "loss_barrier",
+    "LossBarrier",
+    "hessian_eigenvalues",
+    "hessian_trace",
+    "HessianTrace",
+    "hessian_spectral_density",
+    "HessianDensity",
+    "loss_surface",
+    "LossSurface",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -685,3 +702,539 @@ def hessian_trace(
             samples[j] = float(v @ hvp(v))
     se = float(samples.std(ddof=1) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
     return HessianTrace(trace=float(samples.mean()), std_error=se, samples=samples)
+
+
+# ---- spectral density (stochastic Lanczos quadrature) ----------------------------------------------------------------
+def _lanczos(
+    matvec: Callable[[torch.Tensor], torch.Tensor], q0: np.ndarray, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` Lanczos iterations with full reorthogonalisation from the unit vector ``q0``.
+
+    Returns the tridiagonal's diagonal ``alpha`` [m] and off-diagonal ``beta`` [m − 1] (float64); m
+    is smaller than ``steps`` when the Krylov space becomes invariant (``beta`` ≈ 0: the quadrature
+    is then exact). Every new vector is orthogonalised twice against all previous ones (classical
+    Gram-Schmidt, "twice is enough"), as the plain three-term recurrence loses orthogonality
+    once a Ritz value converges and then repeats it as a ghost (Paige 1976; Golub & Van Loan,
+    *Matrix Computations*, §10.3).
+    """
+    n = q0.shape[0]
+    basis = np.empty((steps, n))
+    basis[0] = q0
+    alpha, beta = [], []
+    for j in range(steps):
+        w = matvec(torch.from_numpy(basis[j])).numpy()
+        a = float(basis[j] @ w)
+        alpha.append(a)
+        if j == steps - 1:
+            break
+        for _ in range(2):
+            w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+        b = float(np.linalg.norm(w))
+        scale = max(abs(x) for x in (*alpha, *beta, 0.0))
+        if not b > 1e-10 * scale:  # invariant subspace (also catches H = 0 and NaN)
+            break
+        beta.append(b)
+        basis[j + 1] = w / b
+    return np.asarray(alpha), np.asarray(beta)
+
+
+@dataclass(frozen=True)
+class HessianDensity:
+    """Eigenvalue density of the loss Hessian by stochastic Lanczos quadrature.
+
+    The spectral measure ``μ = (1/P) Σ_i δ(λ − λ_i)`` is approximated by the discrete distribution
+    on ``nodes`` with probabilities ``weights``, and ``density`` is that distribution smoothed with
+    a Gaussian of standard deviation ``sigma``.
+
+    Attributes
+    ----------
+    grid : ndarray [G] float64
+        Eigenvalue axis (loss units per squared parameter unit), increasing.
+    density : ndarray [G] float64
+        ``φ(t) = Σ_k w_k · N(t; θ_k, σ²)``; integrates to about 1 over the grid (exactly 1 over
+        the real line).
+    nodes : ndarray [K] float64
+        Ritz values θ (eigenvalues of each vector's Lanczos tridiagonal), all vectors pooled.
+    weights : ndarray [K] float64
+        Their quadrature weights τ² (first components of the tridiagonal's eigenvectors,
+        squared), divided by the number of vectors: non-negative, summing to 1.
+    sigma : float
+        Gaussian width used for ``density``.
+    n_params : int
+        P, the number of differentiated parameters (the Hessian is P × P).
+    n_vectors : int
+        Number of random starting vectors averaged.
+    lanczos_steps : ndarray [n_vectors] int
+        Lanczos steps actually run for each vector (fewer than asked when the Krylov space
+        became invariant, and at most P).
+    """
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    sigma: float
+    n_params: int
+    n_vectors: int
+    lanczos_steps: np.ndarray
+
+    def moment(self, order: int) -> float:
+        """``Σ_k w_k θ_k^order``, an estimate of ``tr(H^order) / P`` (exact in expectation for order <= 2m − 1)."""
+        return float(self.weights @ self.nodes**order)
+
+    def count_above(self, threshold: float) -> float:
+        """Estimated number of eigenvalues above ``threshold``: ``P · Σ_{θ_k > threshold} w_k``."""
+        return float(self.n_params * self.weights[self.nodes > threshold].sum())
+
+    def top_ritz_values(self, k: int = 10) -> np.ndarray:
+        """The k largest Ritz values, descending: the median over vectors of each vector's j-th largest node.
+
+        The extreme Ritz values of each Lanczos run converge first, to the isolated top
+        eigenvalues (the outliers), so each vector's top values estimate the top of the spectrum.
+        """
+        per_vector = np.split(self.nodes, np.cumsum(self.lanczos_steps)[:-1])
+        k = int(min(k, self.lanczos_steps.min()))
+        return np.median(np.stack([np.sort(v)[::-1][:k] for v in per_vector]), axis=0)
+
+    def count_outliers(self, eigenvalues: Any = None, *, max_outliers: int | None = None) -> int:
+        """The number of top eigenvalues separated from the rest by the largest relative gap.
+
+        Sorts the eigenvalues in descending order ``λ_1 >= λ_2 >= ...`` and returns the j with the
+        largest ratio ``λ_j / λ_{j+1}`` over the positive values, a jump to ``λ_{j+1} <= 0``
+        counting as infinite (the eigengap heuristic). The Hessian of a trained classifier has
+        about one such outlier per class above a bulk near zero (Sagun et al. 2018; Papyan 2019,
+        "Measurements of Three-Level Hierarchical Structure in the Outliers in the Spectrum of
+        Deepnet Hessians"; Ghorbani et al. 2019).
+
+        Parameters
+        ----------
+        eigenvalues : array-like [k], optional
+            Top eigenvalues, e.g. from :func:`hessian_eigenvalues` (k of a few times the number of
+            classes); default :meth:`top_ritz_values` ``(10)``.
+        max_outliers : int, optional
+            Consider cuts only up to this many outliers (default k − 1).
+
+        Returns
+        -------
+        int
+            Between 1 and k − 1. There is always a largest gap: judge its size from the values.
+
+        Raises
+        ------
+        ValueError
+            Fewer than two eigenvalues, or a non-positive largest eigenvalue.
+        """
+        vals = self.top_ritz_values() if eigenvalues is None else eigenvalues
+        return _count_outliers(vals, max_outliers)
+
+
+def _count_outliers(eigenvalues: Any, max_outliers: int | None = None) -> int:
+    vals = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())[::-1]
+    if vals.size < 2 or not vals[0] > 0:
+        raise ValueError(f"need at least two eigenvalues with a positive largest one, got {vals.tolist()}")
+    cuts = vals.size - 1 if max_outliers is None else max(1, min(int(max_outliers), vals.size - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(vals[1 : cuts + 1] > 0, vals[:cuts] / vals[1 : cuts + 1], np.inf)
+    ratios[vals[:cuts] <= 0] = 0.0  # gaps below the positive part are not outlier cuts
+    return int(np.argmax(ratios)) + 1
+
+
+def _smooth(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:
+    out = np.zeros_like(grid)
+    norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
+    for start in range(0, nodes.size, 256):  # [G, 256] blocks bound the memory
+        z = (grid[:, None] - nodes[None, start : start + 256]) / sigma
+        out += (np.exp(-0.5 * z * z) * norm) @ weights[start : start + 256]
+    return out
+
+
+def hessian_spectral_density(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Any,
+    labels: Any,
+    *,
+    n_vectors: int = 10,
+    lanczos_steps: int = 80,
+    grid: int | Any = 1000,
+    sigma: float | None = None,
+    seed: int = 0,
+    batch_size: int = 1024,
+    params: Sequence[str] | None = None,
+) -> HessianDensity:
+    """Eigenvalue density of the loss Hessian by stochastic Lanczos quadrature (SLQ).
+
+    For each of ``n_vectors`` random unit vectors ``v`` (standard Gaussian from
+    ``numpy.random.default_rng(seed)``, one draw of P per vector, normalised: uniform on the
+    sphere), m Lanczos steps with full reorthogonalisation on Hessian-vector products build the
+    tridiagonal ``T_m``; with its eigenpairs ``T_m = U diag(θ) Uᵀ``, the Gauss quadrature
+    ``vᵀ f(H) v ≈ Σ_i τ_i² f(θ_i)``, ``τ_i = U_{1i}``, is exact for polynomials of degree up to
+    2m − 1, and ``E[vᵀ f(H) v] = tr f(H) / P``. Averaging over vectors and taking f a Gaussian
+    gives the smoothed density ``φ(t) = (1/n_v) Σ_l Σ_i τ_{l,i}² N(t; θ_{l,i}, σ²)`` (Ubaru, Chen
+    & Saad 2017, "Fast Estimation of tr(f(A)) via Stochastic Lanczos Quadrature"; Ghorbani,
+    Krishnan & Xiao 2019, "An Investigation into Neural Net Optimization via Hessian Eigenvalue
+    Density"). The bulk of a trained network's density sits near zero with a few outliers.
+
+    Cost: ``n_vectors · lanczos_steps`` Hessian-vector products (each about two backward passes
+    over the data, on the model's device) and ``lanczos_steps · P`` float64 numbers of CPU
+    memory for the Lanczos basis.
+
+    Parameters
+    ----------
+    model, loss_fn, inputs, labels, batch_size, params
+        As in :func:`hessian_eigenvalues` (eval mode; mode and gradient flags restored).
+    n_vectors : int
+        Number of random starting vectors n_v >= 1. The moments' standard error falls as
+        ``1/√(n_v·P)``; the weight on each outlier is noisier (about ``1/P`` per vector).
+    lanczos_steps : int
+        Lanczos steps m >= 1 per vector (capped at P). Resolves about m distinct features;
+        Ghorbani et al. use 90.
+    grid : int or array-like [G]
+        Number of evenly spaced points over ``[min θ − 5σ, max θ + 5σ]``, or the points
+        themselves (increasing).
+    sigma : float, optional
+        Gaussian width in eigenvalue units; default 0.5% of the Ritz values' range
+        ``max θ − min θ`` (1 when that range is 0).
+    seed : int
+        Seed of the starting vectors (results are reproducible).
+
+    Returns
+    -------
+    HessianDensity
+        ``grid``, ``density``, the raw ``nodes`` / ``weights`` and helpers (``moment``,
+        ``count_above``, ``count_outliers``).
+
+    Raises
+    ------
+    ValueError
+        Non-positive ``n_vectors``, ``lanczos_steps``, ``sigma`` or grid size, a grid that is not
+        increasing, unknown parameter names, a label count that differs from the inputs, or a
+        non-scalar loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(100, 4), torch.randint(0, 3, (100,))
+    >>> d = hessian_spectral_density(model, torch.nn.functional.cross_entropy, x, y, n_vectors=2, lanczos_steps=20)
+    >>> round(float(d.weights.sum()), 6), d.density.shape
+    (1.0, (1000,))
+    """
+    for name, value in (("n_vectors", n_vectors), ("lanczos_steps", lanczos_steps)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if sigma is not None and not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+    if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
+        if grid < 2:
+            raise ValueError(f"grid must hold at least 2 points, got {grid!r}")
+        points = None
+    else:
+        points = np.asarray(grid, dtype=np.float64).ravel()
+        if points.size < 2 or not np.all(np.diff(points) > 0):
+            raise ValueError("grid must be an integer >= 2 or an increasing array of at least 2 points")
+    batch_size = _check_batch_size(batch_size)
+    chosen = _select_params(model, params)
+    n_params = sum(p.numel() for _, p in chosen)
+    steps = int(min(lanczos_steps, n_params))
+    rng = np.random.default_rng(seed)
+    all_nodes, all_weights, used = [], [], []
+    with _hessian_context(model, chosen):
+        hvp = _HVP(model, loss_fn, inputs, labels, chosen, batch_size)
+        for _ in range(int(n_vectors)):
+            v = rng.standard_normal(n_params)
+            alpha, beta = _lanczos(hvp, v / np.linalg.norm(v), steps)
+            theta, U = _tridiagonal_eigh(alpha, beta)
+            all_nodes.append(theta)
+            all_weights.append(U[0] ** 2 / n_vectors)
+            used.append(alpha.size)
+    nodes, weights = np.concatenate(all_nodes), np.concatenate(all_weights)
+    lo, hi = float(nodes.min()), float(nodes.max())
+    if sigma is None:
+        sigma = 0.005 * (hi - lo) if hi > lo else 1.0
+    if points is None:
+        points = np.linspace(lo - 5.0 * sigma, hi + 5.0 * sigma, int(grid))
+    return HessianDensity(
+        grid=points,
+        density=_smooth(nodes, weights, points, float(sigma)),
+        nodes=nodes,
+        weights=weights,
+        sigma=float(sigma),
+        n_params=n_params,
+        n_vectors=int(n_vectors),
+        lanczos_steps=np.asarray(used, dtype=np.int64),
+    )
+
+
+def _tridiagonal_eigh(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.linalg import eigh_tridiagonal
+
+    if alpha.size == 1:
+        return alpha.copy(), np.ones((1, 1))
+    return eigh_tridiagonal(alpha, beta)
+
+
+# ---- loss surface ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossSurface:
+    """The loss on a plane through the current weights, ``θ(α, β) = θ + α·d1 + β·d2``.
+
+    Attributes
+    ----------
+    alphas, betas : ndarray [G] float64
+        Coordinates along ``d1`` and ``d2``, increasing; (0, 0) is the current weights.
+    loss : ndarray [G, G] float64
+        ``loss[i, j]`` is the mean loss at ``(alphas[i], betas[j])`` ("ij" indexing: rows follow
+        α; transpose for an image whose rows are β).
+    accuracy : ndarray [G, G] float64 or None
+        Share of samples whose argmax output equals the label (None unless the output is
+        ``[B, C]`` and the labels integer class indices ``[B]``).
+    d1, d2 : ndarray [P] float64
+        The two directions, flat over ``param_names`` in order (each tensor ``reshape(-1)``),
+        after normalisation.
+    param_names : tuple of str
+        The perturbed parameters, in ``named_parameters()`` order.
+    directions : str
+        "hessian", "random" or "given".
+    eigenvalues : ndarray [2] float64 or None
+        The Hessian eigenvalues of ``d1`` and ``d2`` (``directions="hessian"`` only).
+    center_loss : float
+        The loss at the current weights.
+    center_accuracy : float or None
+        The accuracy there.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray | None
+    d1: np.ndarray
+    d2: np.ndarray
+    param_names: tuple[str, ...]
+    directions: str
+    eigenvalues: np.ndarray | None
+    center_loss: float
+    center_accuracy: float | None
+
+    @property
+    def center_index(self) -> tuple[int, int] | None:
+        """``(i, j)`` with ``alphas[i] == betas[j] == 0`` (the current weights), or None if 0 is off the grid."""
+        i, j = np.flatnonzero(self.alphas == 0.0), np.flatnonzero(self.betas == 0.0)
+        return (int(i[0]), int(j[0])) if i.size and j.size else None
+
+
+def _normalize_direction(
+    d: list[torch.Tensor], weights: list[torch.Tensor], how: Literal["filter", "layer"] | None
+) -> list[torch.Tensor]:
+    """Li et al. 2018's normalisation of a direction, per parameter tensor (float64 tensors).
+
+    "filter": each slice ``d[i]`` along dim 0 (a convolution's output filter, a linear layer's
+    row) is rescaled to the norm of the matching weight slice; "layer": each tensor to its
+    weight tensor's norm. Either way 1-D parameters (biases, BatchNorm/LayerNorm scales and
+    shifts) are set to zero, the paper's default (``--xignore biasbn``). A zero slice stays zero.
+    """
+    if how is None:
+        return d
+    out = []
+    for di, wi in zip(d, weights):
+        if di.ndim <= 1:
+            out.append(torch.zeros_like(di))
+            continue
+        dims = tuple(range(1, di.ndim)) if how == "filter" else tuple(range(di.ndim))
+        dn = torch.linalg.vector_norm(di, dim=dims, keepdim=True)
+        wn = torch.linalg.vector_norm(wi, dim=dims, keepdim=True)
+        out.append(torch.where(dn > 0, di * (wn / torch.where(dn > 0, dn, 1.0)), 0.0))
+    return out
+
+
+def _given_direction(d: Any, chosen: list[tuple[str, nn.Parameter]], which: str) -> list[torch.Tensor]:
+    shapes = [p.shape for _, p in chosen]
+    n_params = sum(p.numel() for _, p in chosen)
+    if isinstance(d, dict):
+        names = [n for n, _ in chosen]
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ValueError(f"{which} names {unknown}, which are not among the perturbed parameters {names[:20]}")
+        out = []
+        for n, p in chosen:
+            if n not in d:
+                out.append(torch.zeros(p.shape, dtype=torch.float64))
+                continue
+            t = torch.as_tensor(d[n]).detach().to(device="cpu", dtype=torch.float64)
+            if t.shape != p.shape:
+                raise ValueError(f"{which}[{n!r}] has shape {tuple(t.shape)}, the parameter {tuple(p.shape)}")
+            out.append(t)
+        return out
+    t = torch.as_tensor(d).detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+    if t.numel() != n_params:
+        raise ValueError(f"{which} must hold P = {n_params} numbers (the perturbed parameters, flat), got {t.numel()}")
+    return [c.view(s) for c, s in zip(torch.split(t, [math.prod(s) for s in shapes]), shapes)]
+
+
+def _grid_axis(span: Any, resolution: int) -> np.ndarray:
+    if isinstance(span, numbers.Real) and not isinstance(span, bool):
+        if not (math.isfinite(span) and span > 0):
+            raise ValueError(f"span must be a positive number or a (low, high) pair, got {span!r}")
+        lo, hi = -float(span), float(span)
+    else:
+        try:
+            lo, hi = (float(s) for s in span)
+        except (TypeError, ValueError):
+            raise ValueError(f"span must be a positive number or a (low, high) pair, got {span!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"span must be a positive number or a (low, high) pair with low < high, got {span!r}")
+    axis = np.linspace(lo, hi, resolution)
+    axis[np.isclose(axis, 0.0, rtol=0.0, atol=1e-12 * (hi - lo))] = 0.0  # the centre exactly on the grid
+    return axis
+
+
+def loss_surface(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Any,
+    labels: Any,
+    *,
+    directions: Literal["hessian", "random"] | tuple[Any, Any] = "hessian",
+    span: float | tuple[float, float] = 1.0,
+    resolution: int = 21,
+    seed: int = 0,
+    normalize: Literal["filter", "layer"] | None = "filter",
+    batch_size: int = 1024,
+    params: Sequence[str] | None = None,
+) -> LossSurface:
+    """The loss (and accuracy) on a plane through the current weights: ``L(θ + α·d1 + β·d2)``.
+
+    Each of the ``resolution²`` grid points sets the parameters to ``θ + α·d1 + β·d2`` and
+    evaluates the mean loss over every sample (eval mode, no gradients). Afterwards the model's
+    parameters hold their original values bit for bit, and its train/eval mode is restored.
+
+    Parameters
+    ----------
+    model, loss_fn, inputs, labels, batch_size, params
+        As in :func:`hessian_eigenvalues`; ``params`` names the perturbed parameters (default
+        every parameter that requires gradients). Buffers (BatchNorm running statistics) are
+        never perturbed.
+    directions : "hessian", "random" or (d1, d2)
+        "hessian": the unit eigenvectors of the two largest Hessian eigenvalues
+        (:func:`hessian_eigenvalues` with ``k=2``), the sharpest plane (not normalised further).
+        "random": two independent standard Gaussian directions, normalised per ``normalize``
+        (Li, Xu, Taylor, Studer & Goldstein 2018, "Visualizing the Loss Landscape of Neural
+        Nets"). A pair: each a flat array-like [P] over the perturbed parameters in
+        ``named_parameters()`` order, or a mapping parameter name -> tensor (missing names are
+        zero), normalised per ``normalize`` (pass ``normalize=None`` to use them as given, e.g.
+        the difference to another model's weights).
+    span : float or (low, high)
+        The grid covers ``[-span, span]`` (or ``[low, high]``) along both directions. With
+        filter normalisation 1 is a step as long as the weights themselves, filter by filter.
+    resolution : int
+        Grid points G >= 2 per axis; an odd G with a symmetric span puts (0, 0) on the grid.
+    seed : int
+        Seed of the random directions.
+    normalize : {"filter", "layer", None}
+        "filter": each filter (slice along dim 0: a convolution's output channel, a linear
+        layer's row) of the direction is rescaled to the norm of the matching weight filter,
+        ``d_i ← d_i · ‖θ_i‖ / ‖d_i‖`` (Li et al. 2018, their default); "layer": each tensor as a
+        whole. Both set 1-D parameters (biases, normalisation layers' scales and shifts) to zero,
+        as the paper's default does. Ignored for "hessian".
+
+    Returns
+    -------
+    LossSurface
+        ``alphas``, ``betas``, ``loss`` [G, G] (``loss[i, j]`` at ``alphas[i], betas[j]``),
+        ``accuracy``, the directions ``d1``, ``d2`` and the loss at the centre.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``directions`` or ``normalize``, directions of the wrong size or shape, a
+        direction that is zero after normalisation, ``resolution < 2``, a bad ``span``, unknown
+        parameter names, a label count that differs from the inputs, or a non-scalar loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    >>> x, y = torch.randn(100, 4), torch.randint(0, 3, (100,))
+    >>> s = loss_surface(model, torch.nn.functional.cross_entropy, x, y, directions="random", resolution=5)
+    >>> s.loss.shape, s.center_index, bool(s.loss[2, 2] == s.center_loss)
+    ((5, 5), (2, 2), True)
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    if normalize not in ("filter", "layer", None):
+        raise ValueError(f"normalize must be 'filter', 'layer' or None, got {normalize!r}")
+    axis = _grid_axis(span, int(resolution))
+    batch_size = _check_batch_size(batch_size)
+    chosen = _select_params(model, params)
+    names = tuple(n for n, _ in chosen)
+    shapes = [p.shape for _, p in chosen]
+    weights = [p.detach().to(device="cpu", dtype=torch.float64) for _, p in chosen]
+    eigenvalues = None
+    if isinstance(directions, str) and directions == "hessian":
+        kind = "hessian"
+        eigenvalues, vecs = hessian_eigenvalues(
+            model,
+            loss_fn,
+            inputs,
+            labels,
+            k=2,
+            seed=seed,
+            batch_size=batch_size,
+            params=list(names),
+            return_eigenvectors=True,
+        )
+        pair = [_given_direction(vecs[:, j], chosen, f"d{j + 1}") for j in range(2)]
+    elif isinstance(directions, str) and directions == "random":
+        kind = "random"
+        g = torch.Generator().manual_seed(int(seed))
+        pair = [[torch.randn(s, generator=g, dtype=torch.float64) for s in shapes] for _ in range(2)]
+        pair = [_normalize_direction(d, weights, normalize) for d in pair]
+    elif isinstance(directions, (tuple, list)) and len(directions) == 2 and not isinstance(directions, str):
+        kind = "given"
+        pair = [_given_direction(d, chosen, f"d{j + 1}") for j, d in enumerate(directions)]
+        pair = [_normalize_direction(d, weights, normalize) for d in pair]
+    else:
+        raise ValueError(f"directions must be 'hessian', 'random' or a pair (d1, d2), got {directions!r}")
+    flat = [torch.cat([t.reshape(-1) for t in d]).numpy() for d in pair]
+    for j, f in enumerate(flat):
+        if not np.any(f):
+            raise ValueError(
+                f"d{j + 1} is zero after {normalize!r} normalisation (it holds only 1-D parameters such as biases?)"
+            )
+    params_t = [p for _, p in chosen]
+    originals = [p.detach().clone() for p in params_t]
+    steps = [[t.to(device=p.device, dtype=p.dtype) for t, p in zip(d, params_t)] for d in pair]
+    loss = np.empty((axis.size, axis.size))
+    acc = np.empty((axis.size, axis.size))
+    has_acc = True
+    try:
+        center_loss, center_acc = _evaluate(model, inputs, labels, loss_fn, batch_size)
+        for i, a in enumerate(axis):
+            for j, b in enumerate(axis):
+                with torch.no_grad():
+                    for p, p0, s1, s2 in zip(params_t, originals, *steps):
+                        p.copy_(p0 + float(a) * s1 + float(b) * s2)
+                loss[i, j], acc_ij = _evaluate(model, inputs, labels, loss_fn, batch_size)
+                has_acc = has_acc and acc_ij is not None
+                acc[i, j] = acc_ij if acc_ij is not None else np.nan
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params_t, originals):
+                p.copy_(p0)
+    return LossSurface(
+        alphas=axis,
+        betas=axis.copy(),
+        loss=loss,
+        accuracy=acc if has_acc else None,
+        d1=flat[0],
+        d2=flat[1],
+        param_names=names,
+        directions=kind,
+        eigenvalues=eigenvalues,
+        center_loss=center_loss,
+        center_accuracy=center_acc,
+    )

@@ -1,16 +1,19 @@
-"""interpolate / loss_barrier / hessian_eigenvalues / hessian_trace against independent references.
+"""interpolate / loss_barrier / hessian_* / loss_surface against independent references.
 
 References: state-dict arithmetic, ``torch.func.functional_call`` on hand-interpolated weights,
 ``torch.optim.swa_utils.update_bn``, and the dense Hessian of a tiny MLP
-(``torch.autograd.functional.hessian`` + ``numpy.linalg.eigh``).
+(``torch.autograd.functional.hessian`` + ``numpy.linalg.eigh``): its moments, Gauss-quadrature
+identities and ``scipy.stats.wasserstein_distance`` for the spectral density.
 """
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.stats import norm, wasserstein_distance
 from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
@@ -330,3 +333,326 @@ def test_hessian_errors():
         geo.hessian_eigenvalues(model, F.cross_entropy, X, y, which="BE")
     with pytest.raises(ValueError, match="n_samples"):
         geo.hessian_trace(model, F.cross_entropy, X, y, n_samples=0)
+
+
+# ---- spectral density (SLQ) ----------------------------------------------------------------------------------------
+def _per_vector(r):
+    bounds = np.cumsum(r.lanczos_steps)[:-1]
+    return np.split(r.nodes, bounds), np.split(r.weights * r.n_vectors, bounds)
+
+
+def test_slq_is_gauss_quadrature_of_each_starting_vector():
+    X, y = _blobs(60, seed=14)
+    model = _mlp(8, hidden=12)
+    H = _dense_hessian(model, F.cross_entropy, X, y)
+    P, m = H.shape[0], 8
+    r = geo.hessian_spectral_density(model, F.cross_entropy, X, y, n_vectors=3, lanczos_steps=m, seed=5)
+    assert r.n_params == P and r.n_vectors == 3 and list(r.lanczos_steps) == [m] * 3
+    rng = np.random.default_rng(5)  # the documented starting vectors
+    for nodes, weights in zip(*_per_vector(r)):
+        q = rng.standard_normal(P)
+        q /= np.linalg.norm(q)
+        assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+        Hq = q.copy()
+        for power in range(1, 2 * m):  # m-point Gauss quadrature is exact up to degree 2m - 1
+            Hq = H @ Hq
+            exact = q @ Hq
+            assert weights @ nodes**power == pytest.approx(exact, rel=1e-6, abs=1e-9 * np.abs(H).max() ** power)
+    ev = np.linalg.eigvalsh(H)
+    assert r.nodes.max() <= ev.max() * (1 + 1e-9) and r.nodes.min() >= ev.min() - 1e-9 * abs(ev).max()
+
+
+def test_slq_density_moments_and_wasserstein_match_dense_spectrum():
+    X, y = _blobs(80, seed=15)
+    model = _train(_mlp(9, hidden=12), X, y, steps=200)
+    H = _dense_hessian(model, F.cross_entropy, X, y)
+    ev = np.linalg.eigvalsh(H)
+    P, n_v = len(ev), 20
+    r = geo.hessian_spectral_density(model, F.cross_entropy, X, y, n_vectors=n_v, lanczos_steps=30, seed=1)
+    # for v uniform on the unit sphere, Var[v'Av] = 2 Var_i(a_i) / (P + 2) over A's eigenvalues a_i
+    for power in (1, 2):
+        exact = (ev**power).mean()  # tr(H^k) / P
+        se = math.sqrt(2 * (ev**power).var() / (P + 2) / n_v)
+        assert abs(r.moment(power) - exact) < 4 * se
+    assert r.moment(0) == pytest.approx(1.0, abs=1e-12)
+    w1 = wasserstein_distance(r.nodes, ev, u_weights=r.weights)
+    trivial = wasserstein_distance([ev.mean()], ev)  # everything at the true mean
+    assert w1 < 0.02 * (ev.max() - ev.min()) and w1 < 0.3 * trivial
+    # the smoothed density is the nodes' Gaussian mixture and is close to the dense spectrum smoothed alike
+    ref = norm.pdf(r.grid[:, None], r.nodes, r.sigma) @ r.weights
+    np.testing.assert_allclose(r.density, ref, rtol=1e-10, atol=1e-12 * ref.max())
+    assert np.trapezoid(r.density, r.grid) == pytest.approx(1.0, abs=1e-4)
+    wide = geo.hessian_spectral_density(
+        model, F.cross_entropy, X, y, n_vectors=n_v, lanczos_steps=30, seed=1, sigma=0.05 * np.ptp(ev)
+    )
+    dense = norm.pdf(wide.grid[:, None], ev, wide.sigma).mean(1)
+    l1 = np.trapezoid(np.abs(wide.density - dense), wide.grid)
+    assert l1 < 0.2 and np.trapezoid(dense, wide.grid) == pytest.approx(1.0, abs=1e-3)
+    # Lanczos finds the isolated top eigenvalues first
+    np.testing.assert_allclose(r.top_ritz_values(2), ev[::-1][:2], rtol=1e-4)
+
+
+def test_slq_grid_sigma_and_small_models():
+    X, y = _blobs(40, seed=16)
+    model = _mlp(10, hidden=2)  # P = 17: Lanczos stops at P (or earlier, once the Krylov space is invariant)
+    model.train()
+    H = _dense_hessian(model, F.cross_entropy, X, y)
+    model.train()
+    P = H.shape[0]
+    grid = np.linspace(-1.0, 2.0, 301)
+    r = geo.hessian_spectral_density(model, F.cross_entropy, X, y, n_vectors=2, lanczos_steps=100, grid=grid, sigma=0.1)
+    assert model.training
+    np.testing.assert_array_equal(r.grid, grid)
+    assert r.sigma == 0.1 and r.density.shape == (301,) and np.all(r.lanczos_steps <= P)
+    # with the whole Krylov space the quadrature is exact for every polynomial: the moments of H itself
+    q = np.random.default_rng(0).standard_normal(P)
+    q /= np.linalg.norm(q)
+    nodes, weights = _per_vector(r)[0][0], _per_vector(r)[1][0]
+    assert weights @ nodes**6 == pytest.approx(q @ np.linalg.matrix_power(H, 6) @ q, rel=1e-6)
+    assert r.count_above(-1e9) == pytest.approx(P)
+    ev = np.linalg.eigvalsh(H)
+    r_default = geo.hessian_spectral_density(model, F.cross_entropy, X, y, n_vectors=2, lanczos_steps=5)
+    assert r_default.sigma == pytest.approx(0.005 * np.ptp(r_default.nodes))
+    assert r_default.grid[0] == pytest.approx(r_default.nodes.min() - 5 * r_default.sigma)
+    assert r_default.grid.size == 1000 and ev.min() - 1e-9 <= r_default.nodes.min()
+
+
+def test_count_outliers_is_the_largest_relative_gap():
+    r = geo.hessian_spectral_density(_mlp(0), F.cross_entropy, *_blobs(30), n_vectors=1, lanczos_steps=4)
+    assert r.count_outliers([10.0, 8.0, 7.0, 1.0, 0.5, 0.4]) == 3
+    assert r.count_outliers([0.4, 10.0, 0.5, 1.0]) == 1  # order does not matter
+    assert r.count_outliers([5.0, 4.0, -0.1, -3.0]) == 2  # a jump to a non-positive value is the cut
+    assert r.count_outliers([10.0, 8.0, 7.0, 1.0, 0.5, 0.001], max_outliers=4) == 3
+    with pytest.raises(ValueError, match="positive"):
+        r.count_outliers([-1.0, -2.0])
+    with pytest.raises(ValueError, match="two"):
+        r.count_outliers([1.0])
+
+
+def test_trained_classifier_hessian_has_a_bulk_near_zero_and_about_one_outlier_per_class():
+    from geowidgets.datasets import toy_demo
+
+    demo = toy_demo("blobs", n=600, hidden=16, epochs=40)  # 4 classes, P = 388, float32
+    C = len(demo.class_names)
+    model, X, y = demo.model, demo.inputs, demo.labels
+    dense_model = _as_double(model)
+    H = _dense_hessian(dense_model, F.cross_entropy, X.double(), y)
+    ev = np.linalg.eigvalsh(H)[::-1]
+    top = geo.hessian_eigenvalues(model, F.cross_entropy, X, y, k=10)
+    np.testing.assert_allclose(top, ev[:10], rtol=1e-3, atol=1e-4 * ev[0])
+    r = geo.hessian_spectral_density(model, F.cross_entropy, X, y, n_vectors=10, lanczos_steps=60)
+    n_out = r.count_outliers(top)
+    assert n_out == r.count_outliers(ev[:10]) == r.count_outliers()  # dense, ARPACK and Ritz values agree
+    # measured: 3 = C - 1 outliers (3.43, 2.60, 2.39, then 0.94, 0.48, ...)
+    assert abs(n_out - C) <= 1
+    # the bulk: nearly all of the spectral mass within 5% of the top eigenvalue of zero, as for H itself
+    bulk = np.abs(r.nodes) < 0.05 * ev[0]
+    dense_bulk = np.mean(np.abs(ev) < 0.05 * ev[0])
+    assert dense_bulk > 0.9
+    assert abs(r.weights[bulk].sum() - dense_bulk) < 0.05
+    # P * (weight above the cut): each outlier's weight is P * mean_l (q_l . u_i)^2, about chi2(n_v) / n_v
+    assert r.count_above(0.5 * ev[n_out - 1]) == pytest.approx(n_out, abs=3 * math.sqrt(2 * n_out / r.n_vectors))
+
+
+def _as_double(model):
+    return copy.deepcopy(model).double()
+
+
+def test_slq_errors():
+    X, y = _blobs(30)
+    model = _mlp(0)
+    for kwargs, match in (
+        ({"n_vectors": 0}, "n_vectors"),
+        ({"lanczos_steps": 0}, "lanczos_steps"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"grid": 1}, "grid"),
+        ({"grid": [0.0, 0.0, 1.0]}, "increasing"),
+        ({"params": ["nope"]}, "not parameters"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            geo.hessian_spectral_density(model, F.cross_entropy, X, y, **kwargs)
+    with pytest.raises(ValueError, match="labels"):
+        geo.hessian_spectral_density(model, F.cross_entropy, X, y[:20])
+
+
+# ---- loss surface --------------------------------------------------------------------------------------------------
+def _unflatten(flat, model, names=None):
+    params = dict(model.named_parameters())
+    names = list(params) if names is None else names
+    sizes = [params[n].numel() for n in names]
+    chunks = torch.split(torch.as_tensor(flat), sizes)
+    return {n: c.view(params[n].shape) for n, c in zip(names, chunks)}
+
+
+def _functional_loss(model, X, y, step, loss_fn=F.cross_entropy):
+    """Loss and accuracy at the weights theta + step (a name -> tensor mapping), eval mode."""
+    weights = {n: p.detach() + step[n].to(p.dtype) if n in step else p.detach() for n, p in model.named_parameters()}
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        z = functional_call(model, weights, (X,))
+    model.train(was)
+    return float(loss_fn(z, y)), float((z.argmax(1) == y).double().mean())
+
+
+def test_loss_surface_random_matches_functional_call_and_restores_the_model():
+    X, y = _blobs(70, seed=17)
+    model = _train(_mlp(11, hidden=8, dropout=True), X, y, steps=100)
+    model.train()
+    before = _state(model)
+    s = geo.loss_surface(model, F.cross_entropy, X, y, directions="random", span=0.8, resolution=5, batch_size=32)
+    assert model.training  # mode restored
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit for bit
+    np.testing.assert_array_equal(s.alphas, np.linspace(-0.8, 0.8, 5))
+    assert s.center_index == (2, 2) and s.directions == "random" and s.eigenvalues is None
+    model.eval()
+    with torch.no_grad():
+        z = model(X)
+    model.train()
+    assert s.center_loss == pytest.approx(float(F.cross_entropy(z, y)), rel=1e-12)
+    assert s.loss[2, 2] == s.center_loss and s.accuracy[2, 2] == s.center_accuracy
+    d1, d2 = _unflatten(s.d1, model), _unflatten(s.d2, model)
+    for i, a in enumerate(s.alphas):  # along d1 (beta = 0)
+        loss, acc = _functional_loss(model, X, y, {n: a * d1[n] for n in d1})
+        assert s.loss[i, 2] == pytest.approx(loss, rel=1e-12) and s.accuracy[i, 2] == pytest.approx(acc, abs=1e-15)
+    loss, _ = _functional_loss(model, X, y, {n: s.alphas[0] * d1[n] + s.betas[4] * d2[n] for n in d1})
+    assert s.loss[0, 4] == pytest.approx(loss, rel=1e-12)
+    assert s.loss.max() > s.center_loss  # the plane leaves the trained minimum
+    again = geo.loss_surface(model, F.cross_entropy, X, y, directions="random", span=0.8, resolution=5)
+    np.testing.assert_array_equal(again.d1, s.d1)
+    np.testing.assert_allclose(again.loss, s.loss, rtol=1e-12)
+
+
+class _ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_filter_normalisation_per_filter_and_layer_normalisation():
+    torch.manual_seed(0)
+    X, y = torch.randn(24, 1, 4, 4), torch.arange(24) % 3
+    model = _ConvBN()
+    model.train()
+    model(X)  # non-trivial running statistics
+    model.eval()
+    before = _state(model)
+    s = geo.loss_surface(model, F.cross_entropy, X, y, directions="random", resolution=3, seed=4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    params = dict(model.named_parameters())
+    for flat in (s.d1, s.d2):
+        d = _unflatten(flat, model)
+        for n, p in params.items():
+            if p.ndim <= 1:  # biases and BatchNorm weight / bias
+                assert not d[n].any(), n
+            else:
+                got = d[n].reshape(d[n].shape[0], -1).norm(dim=1)
+                want = p.detach().double().reshape(p.shape[0], -1).norm(dim=1)
+                torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    assert not np.allclose(s.d1, s.d2)
+    layer = geo.loss_surface(model, F.cross_entropy, X, y, directions="random", resolution=3, normalize="layer")
+    d = _unflatten(layer.d1, model)
+    assert float(d["conv.weight"].norm()) == pytest.approx(float(params["conv.weight"].detach().norm()), rel=1e-6)
+    rows = d["fc.weight"].norm(dim=1) / params["fc.weight"].detach().double().norm(dim=1)
+    assert rows.std() > 1e-3  # layer normalisation does not equalise rows
+    assert float(s.loss[1, 1]) == pytest.approx(float(F.cross_entropy(model(X), y).detach()), rel=1e-6)
+
+
+def test_loss_surface_hessian_directions_are_top_eigenvectors():
+    X, y = _blobs(60, seed=18)
+    model = _train(_mlp(12, hidden=6), X, y, steps=150)
+    H = _dense_hessian(model, F.cross_entropy, X, y)
+    vals, vecs = np.linalg.eigh(H)
+    h = 1e-3
+    s = geo.loss_surface(model, F.cross_entropy, X, y, span=h, resolution=3)
+    assert s.directions == "hessian"
+    np.testing.assert_allclose(s.eigenvalues, vals[::-1][:2], rtol=1e-4)
+    assert abs(s.d1 @ vecs[:, -1]) == pytest.approx(1.0, abs=1e-6)
+    assert abs(s.d2 @ vecs[:, -2]) == pytest.approx(1.0, abs=1e-6)
+    # second differences of the loss along each direction are the curvatures d' H d
+    curv_1 = (s.loss[0, 1] + s.loss[2, 1] - 2 * s.loss[1, 1]) / h**2
+    curv_2 = (s.loss[1, 0] + s.loss[1, 2] - 2 * s.loss[1, 1]) / h**2
+    assert curv_1 == pytest.approx(s.d1 @ H @ s.d1, rel=1e-4)
+    assert curv_2 == pytest.approx(s.d2 @ H @ s.d2, rel=1e-4)
+
+
+def test_loss_surface_given_directions_and_a_parameter_subset():
+    X, y = _blobs(50, seed=19)
+    a, b = _mlp(13), _mlp(14)
+    diff = {n: pb.detach() - pa.detach() for (n, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters())}
+    s = geo.loss_surface(
+        a,
+        F.cross_entropy,
+        X,
+        y,
+        directions=(diff, {"0.bias": diff["0.bias"]}),
+        span=(0.0, 1.0),
+        resolution=3,
+        normalize=None,
+    )
+    assert s.directions == "given" and s.center_index == (0, 0)
+    with torch.no_grad():
+        end = float(F.cross_entropy(b(X), y))
+    assert s.loss[2, 0] == pytest.approx(end, rel=1e-12)  # alpha = 1 along the difference is model b
+    d2 = _unflatten(s.d2, a)
+    assert torch.equal(d2["0.bias"], diff["0.bias"]) and not d2["0.weight"].any()
+    loss, _ = _functional_loss(a, X, y, {n: 0.5 * diff[n] + d2[n] for n in diff})
+    assert s.loss[1, 2] == pytest.approx(loss, rel=1e-12)
+    # a subset, directions given flat over it; filter normalisation of the given vectors
+    sub = ["2.weight", "2.bias"]
+    flat = torch.cat([diff[n].reshape(-1) for n in sub])
+    t = geo.loss_surface(a, F.cross_entropy, X, y, directions=(flat, flat.flip(0)), resolution=3, params=sub)
+    assert t.param_names == tuple(sub) and t.d1.shape == (flat.numel(),)
+    d = _unflatten(t.d1, a, sub)
+    torch.testing.assert_close(d["2.weight"].norm(dim=1), a[2].weight.detach().norm(dim=1), rtol=1e-12, atol=0)
+    assert not d["2.bias"].any()
+    loss, _ = _functional_loss(a, X, y, {n: -1.0 * d[n] for n in sub})
+    assert t.loss[0, 1] == pytest.approx(loss, rel=1e-12)
+
+
+def test_loss_surface_float32_regression_has_no_accuracy_and_restores_exactly():
+    X, _ = _blobs(40, seed=20)
+    X = X.float()
+    target = torch.sin(X[:, :1])
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 7), nn.Tanh(), nn.Linear(7, 1))
+    before = _state(model)
+    s = geo.loss_surface(model, F.mse_loss, X, target, directions="random", resolution=4, span=2.0)
+    assert s.accuracy is None and s.center_accuracy is None and s.center_index is None  # 0 is off an even grid
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    d1, d2 = _unflatten(s.d1, model), _unflatten(s.d2, model)
+    a, b = s.alphas[0], s.betas[3]
+    with torch.no_grad():
+        w = {n: p + (a * d1[n]).float() + (b * d2[n]).float() for n, p in model.named_parameters()}
+        ref = float(F.mse_loss(functional_call(model, w, (X,)), target))
+    assert s.loss[0, 3] == pytest.approx(ref, rel=1e-5)  # float32 weights: rounding of the steps
+
+
+def test_loss_surface_errors():
+    X, y = _blobs(30)
+    model = _mlp(0)
+    P = sum(p.numel() for p in model.parameters())
+    for kwargs, match in (
+        ({"directions": "pca"}, "directions"),
+        ({"directions": (np.ones(P), np.ones(P - 1))}, f"P = {P}"),
+        ({"directions": ({"nope": torch.zeros(1)}, {})}, "nope"),
+        ({"directions": ({"0.weight": torch.zeros(2)}, {})}, "shape"),
+        ({"directions": ({"0.bias": torch.ones(5)}, {"0.weight": torch.ones(5, 3)})}, "d1 is zero"),
+        ({"resolution": 1}, "resolution"),
+        ({"span": -1.0}, "span"),
+        ({"span": (1.0, 0.0)}, "span"),
+        ({"normalize": "unit"}, "normalize"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            geo.loss_surface(model, F.cross_entropy, X, y, **kwargs)
+    before = _state(model)
+    with pytest.raises(ValueError, match="labels"):
+        geo.loss_surface(model, F.cross_entropy, X, y[:20], directions="random")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
