@@ -1,0 +1,437 @@
+"""Approximate kNN graphs for large N, with their recall measured against exact search.
+
+Above a size threshold an exact kNN graph costs O(N² · D); an approximate index answers in
+roughly O(N log N · D) but may miss neighbours. This module builds the same :class:`KNNGraph` the
+exact engine builds, from one of three indexes:
+
+* ``"hnsw"``: faiss ``IndexHNSWFlat`` (Malkov & Yashunin 2018, "Efficient and robust approximate
+  nearest neighbor search using Hierarchical Navigable Small World graphs"), CPU.
+* ``"ivf"``: faiss ``IndexIVFFlat`` (inverted lists over a k-means coarse quantiser; Jégou et al.
+  2011), moved to the GPU when the data is on CUDA and faiss was built with GPU support.
+* ``"nndescent"``: pynndescent's ``NNDescent`` (Dong et al. 2011, "Efficient k-nearest neighbor
+  graph construction for generic similarity measures"), a dependency of umap-learn.
+
+Every engine searches on rows centred by their float64 mean (cosine: unit rows, then centred),
+so a large common offset cannot cancel in float32, and only *proposes* candidates: they are
+re-scored exactly in float64 from differences of the original rows, sorted by (distance, index)
+and the point itself is dropped. Distances are therefore exact for the neighbours returned; only
+the neighbour *sets* are approximate.
+
+The search effort (HNSW ``efSearch``, IVF ``nprobe``) is chosen from a measured recall: queries
+for a random sample of rows are searched at increasing effort and compared with exact
+brute-force search for those rows only, and the first effort whose recall@k reaches the target
+is used for all rows. The final graph's recall is then measured on a second, independent sample
+(:func:`knn_recall`) and stored on the graph, so views can report it. ``engine="auto"`` keeps
+exact search below :data:`APPROX_MIN_POINTS` rows (measured in ``benchmarks/knn_scale.py``), and
+falls back to exact search when no effort reaches the target.
+
+Recall@k here counts a returned neighbour as a hit when its exact distance is at most the true
+k-th distance (so exact ties in distance are not misses); without ties this is the usual
+``|approx ∩ exact| / k``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from geowidgets.geometry._arrays import as_tensor, check_k, to_kind
+from geowidgets.geometry._knn import KNNGraph, _fingerprint, faiss_available, knn
+
+__all__ = [
+    "ApproxKNNGraph",
+    "KNNRecall",
+    "approximate_knn_graph",
+    "knn_recall",
+    "APPROX_MIN_POINTS",
+    "TARGET_RECALL",
+]
+
+Engine = Literal["auto", "exact", "hnsw", "ivf", "nndescent"]
+_ENGINES = ("auto", "exact", "hnsw", "ivf", "nndescent")
+_APPROX = ("hnsw", "ivf", "nndescent")
+
+#: Below this many rows ``engine="auto"`` uses exact search. Measured on a 2-core CPU with
+#: ``benchmarks/knn_scale.py`` (see ``benchmarks/RESULTS_knn_scale.md``).
+APPROX_MIN_POINTS = 50_000
+#: Recall@10 an approximate graph must reach on the measured sample, else ``"auto"`` goes exact.
+TARGET_RECALL = 0.99
+#: Neighbour count the recall is measured at.
+RECALL_K = 10
+# HNSW graph degree and construction effort (faiss defaults are M=32, efConstruction=40; 40 leaves
+# recall@10 short of 0.99 on 768-d activations, so the graph is built with more effort).
+_HNSW_M = 32
+_HNSW_EF_CONSTRUCTION = 80
+_HNSW_EF_LADDER = (64, 128, 256, 512)
+_IVF_NPROBE_LADDER = (8, 16, 32, 64, 128)
+# Extra candidates proposed beyond k_max + 1, re-scored exactly before the top k_max are kept.
+_PAD = 4
+_RESCORE_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class KNNRecall:
+    """Recall@k of a kNN graph measured against exact search on a random sample of rows.
+
+    Attributes
+    ----------
+    recall : float
+        Mean over the sampled rows of the fraction of the graph's first ``k`` neighbours whose
+        exact distance is at most the true k-th distance, in [0, 1].
+    k : int
+        Neighbours compared per row.
+    sample : int
+        Rows sampled (without replacement).
+    stderr : float
+        Standard error of ``recall`` over the sampled rows (sample standard deviation / √sample).
+    min_row : float
+        The worst sampled row's recall.
+    """
+
+    recall: float
+    k: int
+    sample: int
+    stderr: float
+    min_row: float
+
+
+@dataclass(frozen=True)
+class ApproxKNNGraph(KNNGraph):
+    """A :class:`KNNGraph` that also says how it was built and how exact it is.
+
+    Attributes
+    ----------
+    engine : str
+        ``"exact"``, ``"hnsw"``, ``"ivf"`` or ``"nndescent"``: the engine whose answer is stored.
+    recall : float
+        Measured recall@``recall_k`` on ``recall_sample`` random rows (1.0 for exact search).
+    recall_k : int
+        Neighbours the recall compares.
+    recall_sample : int
+        Rows the recall was measured on (0 for exact search: nothing to measure).
+    params : tuple of (str, value) pairs
+        Engine settings used (e.g. ``(("M", 32), ("efSearch", 128))``), and for ``"auto"`` the
+        approximate engine's measured recall when it fell short and exact search was used.
+    seconds : float
+        Wall-clock seconds spent building the graph (index, search, re-scoring, recall).
+    """
+
+    engine: str = "exact"
+    recall: float = 1.0
+    recall_k: int = RECALL_K
+    recall_sample: int = 0
+    params: tuple = ()
+    seconds: float = 0.0
+
+
+def _check_engine(engine: str) -> str:
+    if engine not in _ENGINES:
+        raise ValueError(f"engine must be one of {_ENGINES}, got {engine!r}")
+    return engine
+
+
+def _search_rows(Xt: torch.Tensor, metric: str) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Float32 C-contiguous rows the index searches: centred (cosine: unit rows, then centred).
+
+    Returns the rows and, for cosine, the float64 ``1/‖x‖`` used by exact re-scoring.
+    """
+    X64 = Xt.detach().to("cpu", torch.float64)
+    inv = None
+    if metric == "cosine":
+        norms = torch.linalg.vector_norm(X64, dim=1)
+        if bool((norms == 0).any()):
+            first = int(torch.nonzero(norms == 0)[0])
+            raise ValueError(
+                f"X has {int((norms == 0).sum())} all-zero row(s) (first: row {first}); "
+                "cosine distance is undefined for them — drop them or use metric='euclidean'"
+            )
+        inv = 1.0 / norms
+        X64 = X64 * inv.unsqueeze(1)
+    X64 -= X64.mean(0)
+    return np.ascontiguousarray(X64.numpy(), dtype=np.float32), inv
+
+
+def _rescore(
+    X64src: torch.Tensor, inv: torch.Tensor | None, rows: np.ndarray, cand: np.ndarray, k: int, metric: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact float64 distances from ``rows`` to candidates ``cand`` [r, kc]; self dropped, best k kept.
+
+    Candidates equal to the row itself or negative (faiss' "no result") are set to +inf, then rows
+    are sorted by (distance, index) so ties go to the lower index.
+    """
+    rows_t = torch.as_tensor(rows, dtype=torch.int64)
+    cand_t = torch.as_tensor(cand, dtype=torch.int64)
+    bad = (cand_t < 0) | (cand_t == rows_t.unsqueeze(1))
+    safe = cand_t.clamp(min=0)
+    d = torch.empty(cand_t.shape, dtype=torch.float64)
+    step = max(1, _RESCORE_BYTES // (8 * max(1, cand_t.shape[1] * X64src.shape[1])))
+    for s in range(0, rows_t.shape[0], step):
+        q = X64src[rows_t[s : s + step]].to(torch.float64)
+        nb = X64src[safe[s : s + step].reshape(-1)].to(torch.float64).view(q.shape[0], -1, q.shape[1])
+        if inv is not None:
+            q = q * inv[rows_t[s : s + step]].unsqueeze(1)
+            nb = nb * inv[safe[s : s + step]].unsqueeze(2)
+        sq = nb.sub_(q.unsqueeze(1)).square_().sum(2)
+        d[s : s + step] = sq.sqrt_() if metric == "euclidean" else sq.mul_(0.5)
+    d[bad] = math.inf
+    safe, order = torch.sort(safe, dim=1)
+    d = torch.gather(d, 1, order)
+    d, order = torch.sort(d, dim=1, stable=True)
+    safe = torch.gather(safe, 1, order)
+    if bool(torch.isinf(d[:, :k]).any()):
+        raise RuntimeError(
+            "the approximate index returned fewer than k_max distinct neighbours for some rows; "
+            "use exact search (exact=True) or a smaller k_max"
+        )
+    return d[:, :k].contiguous(), safe[:, :k].contiguous()
+
+
+def _exact_reference(Xt: torch.Tensor, rows: np.ndarray, k: int, metric: str) -> torch.Tensor:
+    """The true k-th neighbour distance of each sampled row (self excluded), by exact brute force."""
+    X = Xt.detach().cpu()
+    d, i = knn(X[torch.as_tensor(rows)], k + 1, Y=X, metric=metric)
+    d, i = d.to(torch.float64), i
+    own = i == torch.as_tensor(rows).unsqueeze(1)
+    # Drop the row itself where found, else the last column (a duplicate took its place at distance 0).
+    drop = torch.where(own.any(1), own.to(torch.int8).argmax(1), torch.full_like(own[:, 0], k, dtype=torch.int64))
+    keep = torch.ones_like(own)
+    keep[torch.arange(len(rows)), drop] = False
+    return d[keep].view(len(rows), k)[:, k - 1]
+
+
+def _recall_of(found: torch.Tensor, kth: torch.Tensor, k: int) -> KNNRecall:
+    """Recall from the graph's first k exact distances ``found`` [r, >=k] and the true k-th distances."""
+    f = found[:, :k].to(torch.float64)
+    tol = 1e-6 * kth.abs() + 1e-12  # float32 storage of the same exact distance
+    per_row = (f <= (kth + tol).unsqueeze(1)).to(torch.float64).mean(1)
+    n = per_row.shape[0]
+    stderr = float(per_row.std(unbiased=True)) / math.sqrt(n) if n > 1 else 0.0
+    return KNNRecall(float(per_row.mean()), k, n, stderr, float(per_row.min()))
+
+
+def _sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+
+
+def knn_recall(graph: KNNGraph, X: Any, k: int = RECALL_K, *, sample: int = 512, seed: int = 0) -> KNNRecall:
+    """Measure a kNN graph's recall@k against exact search on a random sample of rows.
+
+    Only the sampled rows are searched exactly (brute force against all N rows), so the cost is
+    O(sample · N · D), not O(N² · D).
+
+    Parameters
+    ----------
+    graph : KNNGraph
+        A graph of ``X`` (any engine), with ``k_max >= k``.
+    X : Tensor or ndarray, shape [N, D]
+        The data the graph was built on.
+    k : int
+        Neighbours compared per row (default 10).
+    sample : int
+        Rows to sample without replacement (all rows when N is smaller).
+    seed : int
+        Seed of the row sample.
+
+    Returns
+    -------
+    KNNRecall
+
+    Raises
+    ------
+    ValueError
+        If the graph was built on other data, or ``k`` exceeds its ``k_max``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from geowidgets.geometry import knn_graph
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> knn_recall(knn_graph(X, k_max=10), X, sample=50).recall
+    1.0
+    """
+    Xt, _ = as_tensor(X, "X", min_rows=2)
+    fp = _fingerprint(Xt)
+    if fp[:2] != graph.fingerprint[:2] or not math.isclose(fp[2], graph.fingerprint[2], rel_tol=1e-6, abs_tol=1e-6):
+        raise ValueError(
+            f"graph was built on other data (N={graph.fingerprint[0]}, D={graph.fingerprint[1]}) than X "
+            f"(N={fp[0]}, D={fp[1]})"
+        )
+    k = check_k(k, graph.k_max, what=f"neighbours in this graph (k_max={graph.k_max})")
+    rows = _sample_rows(Xt.shape[0], int(sample), seed)
+    kth = _exact_reference(Xt, rows, k, graph.metric)
+    found = torch.as_tensor(np.asarray(graph.dist[:, :k].cpu() if torch.is_tensor(graph.dist) else graph.dist))
+    return _recall_of(found[torch.as_tensor(rows)], kth, k)
+
+
+class _Index:
+    """One built approximate index: ``search(rows, kc, effort)`` returns candidate indices [r, kc]."""
+
+    def __init__(self, engine: str, Xs: np.ndarray, kc: int, seed: int, on_cuda: bool):
+        self.engine, self.Xs, self.kc = engine, Xs, kc
+        self.params: dict[str, Any] = {}
+        n, d = Xs.shape
+        if engine in ("hnsw", "ivf"):
+            if not faiss_available():
+                raise ImportError(f"engine={engine!r} needs the faiss package (pip install faiss-cpu)")
+            import faiss
+
+            if engine == "hnsw":
+                index = faiss.IndexHNSWFlat(d, _HNSW_M)
+                index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
+                index.add(Xs)
+                self.params.update(M=_HNSW_M, efConstruction=_HNSW_EF_CONSTRUCTION)
+                self.ladder = _HNSW_EF_LADDER
+            else:
+                nlist = max(1, min(n // 39, int(4 * math.sqrt(n))))
+                quantizer = faiss.IndexFlatL2(d)
+                index = faiss.IndexIVFFlat(quantizer, d, nlist)
+                train = Xs[_sample_rows(n, 64 * nlist, seed)] if n > 64 * nlist else Xs
+                index.cp.seed = seed
+                index.train(train)
+                if on_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+                    self._gpu_res = faiss.StandardGpuResources()
+                    index = faiss.index_cpu_to_gpu(self._gpu_res, torch.cuda.current_device(), index)
+                    self.params["gpu"] = True
+                index.add(Xs)
+                self.params.update(nlist=nlist)
+                self.ladder = tuple(p for p in _IVF_NPROBE_LADDER if p < nlist) + (nlist,)
+            self.index = index
+        elif engine == "nndescent":
+            from pynndescent import NNDescent
+
+            nnd = NNDescent(Xs, metric="euclidean", n_neighbors=min(n, kc), random_state=seed, low_memory=True)
+            self.graph_idx = nnd.neighbor_graph[0]
+            self.params.update(n_neighbors=min(n, kc))
+            self.ladder = (0,)
+        else:  # pragma: no cover - guarded by the caller
+            raise ValueError(engine)
+
+    def search(self, rows: np.ndarray, effort: int) -> np.ndarray:
+        if self.engine == "nndescent":
+            return self.graph_idx[rows]
+        import faiss
+
+        name = "efSearch" if self.engine == "hnsw" else "nprobe"
+        if self.engine == "hnsw":
+            self.index.hnsw.efSearch = max(effort, self.kc)
+        else:
+            faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", int(effort))
+        self.params[name] = max(effort, self.kc) if self.engine == "hnsw" else int(effort)
+        _, idx = self.index.search(self.Xs[rows], self.kc)
+        return idx
+
+
+def approximate_knn_graph(
+    X: Any,
+    k_max: int = 50,
+    metric: Literal["euclidean", "cosine"] = "euclidean",
+    *,
+    engine: Engine = "auto",
+    target_recall: float = TARGET_RECALL,
+    recall_sample: int = 512,
+    min_points: int = APPROX_MIN_POINTS,
+    seed: int = 0,
+) -> ApproxKNNGraph:
+    """A kNN graph of ``X`` (self excluded) from an approximate index, with its measured recall.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray, shape [N, D]
+    k_max : int
+        Neighbours stored per row, ``1 <= k_max <= N - 1``.
+    metric : {"euclidean", "cosine"}
+    engine : {"auto", "exact", "hnsw", "ivf", "nndescent"}
+        ``"auto"``: exact search below ``min_points`` rows or for data on CUDA (a GPU's brute-force
+        GEMM beats building an index), else HNSW, falling back to exact search when no search
+        effort reaches ``target_recall`` on the sample. A named approximate engine is used
+        whatever its recall (which is still measured and stored).
+    target_recall : float
+        Recall@10 the search effort is raised until (``"hnsw"``, ``"ivf"``, ``"auto"``).
+    recall_sample : int
+        Rows sampled to choose the effort and, independently, to measure the final recall.
+    min_points : int
+        Rows below which ``"auto"`` uses exact search (default :data:`APPROX_MIN_POINTS`).
+    seed : int
+        Seed of the row samples and of the index construction where it is random.
+
+    Returns
+    -------
+    ApproxKNNGraph
+        ``dist`` (exact distances, ascending, X's dtype) and ``idx`` (int64) of shape [N, k_max],
+        plus ``engine``, ``recall`` (measured on ``recall_sample`` rows; 1.0 for exact), ``params``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown engine or metric, or ``k_max`` outside ``[1, N - 1]``.
+    ImportError
+        When ``"hnsw"`` / ``"ivf"`` is asked for and faiss is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    >>> g = approximate_knn_graph(X, k_max=10, engine="hnsw", recall_sample=100)
+    >>> g.engine, g.dist.shape, g.recall >= 0.9
+    ('hnsw', (300, 10), True)
+    """
+    t0 = time.perf_counter()
+    engine = _check_engine(engine)
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be one of ('euclidean', 'cosine'), got {metric!r}")
+    if not 0.0 < float(target_recall) <= 1.0:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall!r}")
+    Xt, kind = as_tensor(X, "X", min_rows=2)
+    n = Xt.shape[0]
+    k_max = check_k(k_max, n - 1)
+    fp = _fingerprint(Xt)
+    rk = min(RECALL_K, k_max)
+    note: dict[str, Any] = {}
+
+    def exact() -> ApproxKNNGraph:
+        d, i = knn(Xt, k_max, metric=metric)
+        return ApproxKNNGraph(
+            to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, "exact", 1.0, rk, 0,
+            tuple(note.items()), time.perf_counter() - t0,
+        )  # fmt: skip
+
+    on_cuda = Xt.device.type == "cuda"
+    if engine == "exact" or (engine == "auto" and (n < min_points or on_cuda)):
+        return exact()
+    chosen = "hnsw" if engine == "auto" else engine
+    if chosen in ("hnsw", "ivf") and not faiss_available() and engine == "auto":
+        chosen = "nndescent"
+    Xs, inv = _search_rows(Xt, metric)
+    X_src = Xt.detach().cpu()
+    kc = min(n, k_max + 1 + _PAD)
+    index = _Index(chosen, Xs, kc, seed, on_cuda)
+    # Choose the effort on one sample of rows ...
+    tune_rows = _sample_rows(n, recall_sample, seed)
+    kth = _exact_reference(Xt, tune_rows, rk, metric)
+    effort, tuned = None, None
+    for e in index.ladder:
+        d, _ = _rescore(X_src, inv, tune_rows, index.search(tune_rows, e), k_max, metric)
+        tuned = _recall_of(d, kth, rk)
+        effort = e
+        if tuned.recall >= target_recall:
+            break
+    assert tuned is not None and effort is not None
+    if tuned.recall < target_recall and engine == "auto":
+        note.update({f"{chosen}_recall": round(tuned.recall, 4), f"{chosen}_params": tuple(index.params.items())})
+        return exact()
+    # ... search every row at that effort, and measure recall on an independent sample.
+    all_rows = np.arange(n)
+    d, i = _rescore(X_src, inv, all_rows, index.search(all_rows, effort), k_max, metric)
+    check_rows = _sample_rows(n, recall_sample, seed + 1)
+    final = _recall_of(d[torch.as_tensor(check_rows)], _exact_reference(Xt, check_rows, rk, metric), rk)
+    d = d.to(device=Xt.device, dtype=Xt.dtype)
+    i = i.to(Xt.device)
+    return ApproxKNNGraph(
+        to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, chosen, final.recall, rk, final.sample,
+        tuple(index.params.items()), time.perf_counter() - t0,
+    )  # fmt: skip
