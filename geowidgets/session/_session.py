@@ -649,4 +649,8 @@ class Session:
         return self._answer(self._memo["profile"].get((tuple(metrics), k), compute))
 
     def __repr__(self) -> str:
-        return f"Session(N={self.n}, layers={self.layers}, k_max={self.k_max}, captured={self.captured})"
+        layers = self.layers if len(self.layers) <= 4 else [*self.layers[:2], "…", self.layers[-1]]
+        shown = ", ".join(str(name) for name in layers)
+        return (
+            f"Session(N={self.n}, layers=[{shown}] ({len(self.layers)}), k_max={self.k_max}, captured={self.captured})"
+        )

@@ -64,7 +64,7 @@ def test_view_draws_on_a_canvas(lab, view: str) -> None:
 @pytest.mark.parametrize("view", VIEWS)
 def test_layer_picker_redraws_the_view(lab, view: str) -> None:
     name = PYTHON_NAME[view]
-    trait = "current_layer" if view in ("deviation", "profile") else "layer"
+    trait = "layer"
     before = lab.pixels(_root(lab, view))
     current = lab.kernel_value(f"{name}.{trait}")
     target = "fc2" if current != "fc2" else "relu1"
@@ -103,8 +103,8 @@ def test_temperature_slider_redraws_the_slice(lab) -> None:
 
 
 def test_temperature_recolours_the_embedding_by_confidence(lab) -> None:
-    _box(lab, "embedding").locator(".gw-colour-by select").select_option("confidence")
-    lab.wait_kernel_value("embedding.colour_by", lambda v: v == "confidence")
+    _box(lab, "embedding").locator(".gw-color-by select").select_option("confidence")
+    lab.wait_kernel_value("embedding.color_by", lambda v: v == "confidence")
     _settle(lab, "embedding")
     before = lab.pixels(_root(lab, "embedding"))
     _move_slider(lab, "embedding", "gw-temperature-slider", "End")
