@@ -10,9 +10,14 @@ Reproducibility: with an integer ``random_state`` umap-learn runs its SGD **sing
 (its parallel SGD is a lock-free race and is not reproducible). ``random_state=None`` uses every
 core, with a different layout on each call.
 
-umap-learn compiles its numba kernels on the first call in a process (15-25 s). Call
-:func:`warm_up_umap` early (e.g. when a widget opens): it compiles them in a background thread,
-once per process, so the first slider move does not wait for the compiler.
+umap-learn compiles its numba kernels on the first call in a process (15-25 s). Most of them are
+not declared ``cache=True`` by umap-learn, so before their first use we turn on numba's on-disk
+cache for them (:func:`enable_umap_disk_cache`): the machine code is written next to umap-learn's
+sources (``__pycache__``) or, where those are read-only, to numba's user-wide cache directory
+(``NUMBA_CACHE_DIR`` when set), and every later process loads it instead of compiling. Call
+:func:`warm_up_umap` early (e.g. when a widget opens): it compiles (first process) or loads
+(later ones) them in a background thread, once per process, so the first slider move does not
+wait for the compiler.
 
 Consecutive layers are put in the same frame with :func:`align_layout` (orthogonal Procrustes with
 reflection, uniform scale and shift), so scrubbing through layers does not flip or rotate the
@@ -32,7 +37,7 @@ import torch
 from geowidgets.geometry._arrays import as_tensor, check_positive, spectral_device, to_kind
 from geowidgets.geometry._knn import _fingerprint, resolve_knn
 
-__all__ = ["embed", "align_layout", "warm_up_umap", "heat_geodesic_distances"]
+__all__ = ["embed", "align_layout", "warm_up_umap", "enable_umap_disk_cache", "heat_geodesic_distances"]
 
 _METHODS = ("pca", "umap", "heatgeo")
 _GRAPH_CACHE: OrderedDict[tuple, Any] = OrderedDict()
@@ -40,6 +45,55 @@ _GRAPH_CACHE_SIZE = 8
 _CACHE_LOCK = threading.Lock()
 _WARM_LOCK = threading.Lock()
 _WARM_THREAD: threading.Thread | None = None
+_UMAP_CACHE_LOCK = threading.Lock()
+_UMAP_CACHE_MODULES = ("umap.umap_", "umap.layouts", "umap.utils")
+_umap_cached: list[str] | None = None
+
+
+def enable_umap_disk_cache() -> list[str]:
+    """Turn on numba's on-disk cache for umap-learn's kernels that do not enable it themselves.
+
+    umap-learn (0.5) compiles ``smooth_knn_dist``, ``compute_membership_strengths`` and the SGD
+    epoch with ``numba.njit`` but without ``cache=True``, so every new Python process compiled them
+    again. This calls numba's ``Dispatcher.enable_caching()`` on each such kernel in
+    ``umap.umap_``, ``umap.layouts`` and ``umap.utils`` before its first compilation. Where
+    umap-learn wraps one Python function in several dispatchers with different options (the serial
+    and ``parallel=True`` SGD epoch), numba's cache index does not tell them apart, so only the
+    serial one (the reproducible path, ``random_state`` given) is cached and the parallel one keeps
+    compiling per process. Idempotent and thread-safe; kernels compiled before the call are cached
+    from their next new signature on.
+
+    Returns
+    -------
+    list of str
+        ``module.name`` of every kernel whose cache this process turned on (the same list on
+        later calls).
+    """
+    global _umap_cached
+    with _UMAP_CACHE_LOCK:
+        if _umap_cached is not None:
+            return list(_umap_cached)
+        import importlib
+
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
+
+        found: dict[int, list[tuple[str, Any]]] = {}
+        for mod_name in _UMAP_CACHE_MODULES:
+            module = importlib.import_module(mod_name)
+            for name, obj in vars(module).items():
+                if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod_name:
+                    found.setdefault(id(obj.py_func), []).append((f"{mod_name}.{name}", obj))
+        enabled = []
+        for same_func in found.values():
+            serial = [(n, d) for n, d in same_func if not d.targetoptions.get("parallel")]
+            pick = same_func if len(same_func) == 1 else serial[:1] if len(serial) == 1 else []
+            for name, dispatcher in pick:
+                if isinstance(dispatcher._cache, NullCache):
+                    dispatcher.enable_caching()
+                    enabled.append(name)
+        _umap_cached = sorted(enabled)
+        return list(_umap_cached)
 
 
 def _pca_scores(Xt: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -71,6 +125,7 @@ def _check_init(init: Any, n: int, n_components: int) -> np.ndarray | None:
 
 def _fuzzy_graph(Xt: torch.Tensor, n_neighbors: int, knn: Any, metric: str, random_state: int | None):
     """umap-learn's fuzzy simplicial set from our exact kNN graph (self prepended, as umap expects)."""
+    enable_umap_disk_cache()
     from umap.umap_ import fuzzy_simplicial_set
 
     key = (_fingerprint(Xt), n_neighbors, metric)
@@ -111,6 +166,7 @@ def _umap_layout(
     learning_rate: float,
     random_state: int | None,
 ) -> np.ndarray:
+    enable_umap_disk_cache()
     from umap.umap_ import find_ab_params, simplicial_set_embedding
 
     n = Xt.shape[0]
@@ -305,8 +361,10 @@ def _warm_up() -> None:
 def warm_up_umap(wait: bool = False) -> threading.Thread:
     """Compile umap-learn's numba kernels in a background thread, once per process.
 
-    Runs a tiny seeded UMAP through exactly the code path :func:`embed` uses. Idempotent: later
-    calls return the same thread. Pass ``wait=True`` to block until compilation is done.
+    Runs a tiny seeded UMAP through exactly the code path :func:`embed` uses. The kernels are
+    cached on disk (:func:`enable_umap_disk_cache`), so only the first process on a machine
+    compiles; later ones load the machine code. Idempotent: later calls return the same thread.
+    Pass ``wait=True`` to block until compilation is done.
 
     Returns
     -------
