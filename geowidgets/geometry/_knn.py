@@ -1,16 +1,23 @@
 """Exact k-nearest neighbours and the cached kNN graph every k-dependent probe reads.
 
-Two engines give the same exact answer:
+Two engines propose candidates:
 
 * **faiss** (``IndexFlatL2``, CPU float32) when the ``faiss`` package is importable: its fused
   GEMM + heap selection is the fastest exact search on a CPU we know of, so we use it rather
   than hand-roll one.
 * **torch** everywhere else (CUDA, MPS, float64, no faiss): chunked ``‖x‖² + ‖y‖² − 2x·y`` with
-  cached norms and a per-chunk ``topk``; memory is O(chunk · M).
+  a per-chunk ``topk``; memory is O(chunk · M).
 
-Both only *propose* candidates (a few more than k); the winners are then re-scored directly as
-``‖x − y‖`` (or ``1 − cos``) to remove the cancellation error of the expansion, and sorted by
-(distance, index), so ties go to the lower index deterministically.
+Both run on rows centred by the mean of reference ∪ queries (computed in float64), so a large
+common offset does not cancel in the expansion. Each proposes k + 4 candidates, which are
+re-scored exactly as ``‖x − y‖`` (cosine: ``‖x̂ − ŷ‖²/2 = 1 − cos``) from differences of the
+original rows in float64, in blocks of bounded size, and sorted by (distance, index), so ties go
+to the lower index. A query row is then *certified*: every point outside its candidates has an
+approximate squared distance of at least the largest candidate's, and the expansion's rounding
+error is bounded (see :func:`_error_bound`); when that margin cannot exclude a point from beating
+or tying the k-th exact distance (exact ties, duplicates, spread tiny next to the norm even after
+centring), the row is searched again in float64 and every point within the error band is
+re-scored exactly.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ _METRICS = ("euclidean", "cosine")
 # Extra candidates taken before exact re-scoring, so float error in the expansion cannot
 # push a true neighbour out of the top k.
 _PAD = 4
-# Bytes allowed for one chunk's distance block.
+# Bytes allowed for one chunk's approximate distance block [rows, M].
 _CHUNK_BYTES = 256 * 2**20
+# Bytes allowed for one exact re-scoring block [rows, k + _PAD, D] in the exact dtype.
+_RESCORE_BYTES = 32 * 2**20
 
 try:  # pragma: no cover - depends on the environment
     import faiss as _faiss
@@ -66,16 +75,135 @@ def _normalize_rows(t: torch.Tensor, name: str) -> torch.Tensor:
     return t / norms
 
 
-def _exact_rescore(
-    Q: torch.Tensor, R: torch.Tensor, cand: torch.Tensor, k: int, metric: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-score candidate indices exactly and keep the k best, ties to the lower index."""
-    neigh = torch.index_select(R, 0, cand.reshape(-1)).view(*cand.shape, R.shape[1])  # [c, kc, D]
-    if metric == "euclidean":
-        d = torch.linalg.vector_norm(neigh.sub_(Q.unsqueeze(1)), dim=2)
-    else:  # rows of Q and R are unit-normalised
-        d = 1.0 - torch.einsum("cd,ckd->ck", Q, neigh)
-    # Sort by index first, then stably by distance: ties end up in index order.
+def _exact_dtype(device: torch.device) -> torch.dtype:
+    """The dtype distances are re-scored in: float64, except on MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _matmul_roundoff(dtype: torch.dtype, device: torch.device) -> float:
+    """Unit roundoff of a matrix product in ``dtype`` on ``device`` (TF32 / bfloat16 where enabled on CUDA)."""
+    u = torch.finfo(dtype).eps / 2
+    if dtype == torch.float32 and device.type == "cuda":
+        precision = torch.get_float32_matmul_precision()
+        if precision == "medium":
+            u = max(u, 2.0**-9)  # bfloat16 products
+        elif precision == "high" or getattr(torch.backends.cuda.matmul, "allow_tf32", False):
+            u = max(u, 2.0**-11)  # TF32 products
+    return u
+
+
+@dataclass
+class _Prepared:
+    """Rows as searched: originals for exact re-scoring, and centred copies for the candidate search.
+
+    ``work_*`` are ``(x − μ)`` (cosine: ``(x/‖x‖ − μ)``) in the search dtype, with μ the mean of
+    reference ∪ queries computed in the exact dtype, so the ``‖x‖² + ‖y‖² − 2x·y`` expansion no
+    longer cancels a common offset. ``inv_*`` are the exact-dtype ``1/‖x‖`` for cosine, else None.
+    """
+
+    src_q: torch.Tensor
+    src_r: torch.Tensor
+    work_q: torch.Tensor
+    work_r: torch.Tensor
+    inv_q: torch.Tensor | None
+    inv_r: torch.Tensor | None
+    mean: torch.Tensor
+    exact: torch.dtype
+    same: bool  # queries are the reference (self-search)
+
+
+def _rows_exact(src: torch.Tensor, inv: torch.Tensor | None, rows: Any, exact: torch.dtype) -> torch.Tensor:
+    """Rows of ``src`` (a slice or an index tensor) in the exact dtype, unit-normalised for cosine."""
+    out = src[rows].to(exact)
+    if inv is not None:
+        out = out * inv[rows].unsqueeze(1)
+    return out
+
+
+def _centred_copy(src: torch.Tensor, inv: torch.Tensor | None, mean: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``rows − mean`` in ``dtype``, built in blocks so no full exact-dtype copy is held."""
+    out = torch.empty(src.shape, dtype=dtype, device=src.device)
+    step = max(1, _RESCORE_BYTES // (8 * max(1, src.shape[1])))
+    for s in range(0, src.shape[0], step):
+        out[s : s + step] = (_rows_exact(src, inv, slice(s, s + step), mean.dtype) - mean).to(dtype)
+    return out
+
+
+def _prepare(Q: torch.Tensor, R: torch.Tensor | None, metric: str) -> _Prepared:
+    same = R is None
+    R = Q if R is None else R
+    exact = _exact_dtype(Q.device)
+    inv_q = inv_r = None
+    if metric == "cosine":
+        inv_q = _inverse_norms(Q, "X", exact)
+        inv_r = inv_q if same else _inverse_norms(R, "Y", exact)
+    step = max(1, _RESCORE_BYTES // (8 * max(1, Q.shape[1])))
+    total = torch.zeros(Q.shape[1], dtype=exact, device=Q.device)
+    sets = [(R, inv_r)] if same else [(R, inv_r), (Q, inv_q)]
+    for src, inv in sets:
+        for s in range(0, src.shape[0], step):
+            total += _rows_exact(src, inv, slice(s, s + step), exact).sum(0)
+    mean = total / sum(src.shape[0] for src, _ in sets)
+    work_r = _centred_copy(R, inv_r, mean, R.dtype)
+    work_q = work_r if same else _centred_copy(Q, inv_q, mean, Q.dtype)
+    return _Prepared(Q, R, work_q, work_r, inv_q, inv_r, mean, exact, same)
+
+
+def _inverse_norms(t: torch.Tensor, name: str, exact: torch.dtype) -> torch.Tensor:
+    norms = _row_norms(t, exact)
+    zero = norms == 0
+    if bool(zero.any()):
+        first = int(torch.nonzero(zero)[0])
+        raise ValueError(
+            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}); "
+            "cosine distance is undefined for them — drop them or use metric='euclidean'"
+        )
+    return 1.0 / norms
+
+
+def _exact_scores(p: _Prepared, rows: torch.Tensor, cand: torch.Tensor, metric: str) -> torch.Tensor:
+    """Exact distances from query ``rows`` to candidate indices ``cand`` [c, kc], in the exact dtype.
+
+    Differences are taken on the original rows (exact for float32 data in float64), in blocks
+    of about ``_RESCORE_BYTES`` held in two reused buffers, so memory never grows with N·k·D.
+    """
+    c, kc = cand.shape
+    n_features = p.src_r.shape[1]
+    device = cand.device
+    out = torch.empty((c, kc), dtype=p.exact, device=device)
+    step = max(1, min(c, _RESCORE_BYTES // (8 * max(1, kc * n_features))))
+    gathered = torch.empty((step * kc, n_features), dtype=p.src_r.dtype, device=device)
+    converted = gathered if p.src_r.dtype == p.exact else torch.empty_like(gathered, dtype=p.exact)
+    for s in range(0, c, step):
+        n_rows = min(step, c - s)
+        flat = cand[s : s + n_rows].reshape(-1)
+        torch.index_select(p.src_r, 0, flat, out=gathered[: n_rows * kc])
+        block = converted[: n_rows * kc]
+        if block.data_ptr() != gathered.data_ptr():
+            block.copy_(gathered[: n_rows * kc])
+        if p.inv_r is not None:
+            block.mul_(p.inv_r[flat].unsqueeze(1))
+        q = _rows_exact(p.src_q, p.inv_q, rows[s : s + n_rows], p.exact).unsqueeze(1)
+        neigh = block.view(n_rows, kc, n_features)
+        if device.type == "cpu":  # one fused pass: sqrt(Σ (x − y)²), no matrix-product shortcut
+            d = torch.cdist(q, neigh, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+        else:
+            d = neigh.sub_(q).square_().sum(dim=2).sqrt_()
+        out[s : s + n_rows] = d if metric == "euclidean" else d.square_().mul_(0.5)  # 1 − cos = ‖x̂ − ŷ‖²/2
+    return out
+
+
+def _row_norms(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Row norms in ``dtype``, converted in blocks (no full-size copy)."""
+    out = torch.empty(t.shape[0], dtype=dtype, device=t.device)
+    step = max(1, _RESCORE_BYTES // (8 * max(1, t.shape[1])))
+    for s in range(0, t.shape[0], step):
+        out[s : s + step] = torch.linalg.vector_norm(t[s : s + step].to(dtype), dim=1)
+    return out
+
+
+def _select(d: torch.Tensor, cand: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest of each row by (distance, index): ties go to the lower index."""
     cand, order = torch.sort(cand, dim=1)
     d = torch.gather(d, 1, order)
     d, order = torch.sort(d, dim=1, stable=True)
@@ -83,29 +211,116 @@ def _exact_rescore(
     return d[:, :k].contiguous(), cand[:, :k].contiguous()
 
 
-def _candidates_torch(Q: torch.Tensor, R: torch.Tensor, kc: int, offset: int | None) -> torch.Tensor:
-    """Indices of the ``kc`` smallest approximate squared distances per row of ``Q``."""
+def _candidates_torch(
+    Q: torch.Tensor, R: torch.Tensor, kc: int, self_index: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``kc`` smallest approximate squared distances ``‖q‖² + ‖r‖² − 2q·r`` per row, and their indices.
+
+    ``self_index`` [c] (optional) gives each query's own column in R, which is excluded.
+    """
     rn = (R * R).sum(1)
     qn = (Q * Q).sum(1)
     d2 = torch.addmm(rn.unsqueeze(0), Q, R.T, beta=1.0, alpha=-2.0)
     d2.add_(qn.unsqueeze(1))
-    if offset is not None:  # exclude each query's own index
-        rows = torch.arange(Q.shape[0], device=Q.device)
-        d2[rows, rows + offset] = math.inf
-    return torch.topk(d2, kc, dim=1, largest=False, sorted=False).indices
+    if self_index is not None:
+        d2[torch.arange(Q.shape[0], device=Q.device), self_index] = math.inf
+    return torch.topk(d2, kc, dim=1, largest=False, sorted=False)
 
 
-def _search(Qall: torch.Tensor, R: torch.Tensor, k: int, metric: str, exclude_self: bool, chunk_size: int | None):
-    n, m = Qall.shape[0], R.shape[0]
+def _error_bound(work_q: torch.Tensor, r_norm_max: float, n_features: int, u: float) -> torch.Tensor:
+    """Bound on the rounding error of the expansion ``‖q‖² + ‖r‖² − 2q·r`` for every r, per query row.
+
+    Each inner product of length D carries an error of about ``√D·u·‖q‖‖r‖`` (the probabilistic
+    bound of Higham & Mary 2019, with a safety factor of 4), plus ``u`` per rounding of the
+    centred rows and of the three-term sum: in all ``(4√D + 4)·u·(‖q‖ + max‖r‖)²``.
+    """
+    q_norm = _row_norms(work_q, _exact_dtype(work_q.device))
+    return (4.0 * math.sqrt(n_features) + 4.0) * u * (q_norm + r_norm_max) ** 2
+
+
+def _certified(
+    approx_max: torch.Tensor, kth: torch.Tensor, bound: torch.Tensor, metric: str, exact: torch.dtype
+) -> torch.Tensor:
+    """Rows where no point outside the candidates can beat (or tie) the k-th exact distance.
+
+    Every non-candidate r has approximate squared distance >= ``approx_max``, hence a true one
+    >= ``approx_max − bound``; the row is certified when that exceeds the k-th squared distance.
+    """
+    kth2 = kth.square() if metric == "euclidean" else 2.0 * kth  # squared euclidean of the searched rows
+    slack = 16 * torch.finfo(exact).eps * kth2
+    return approx_max.to(kth2.dtype) - bound.to(kth2.dtype) > kth2 + slack
+
+
+def _band_exact(
+    p: _Prepared, rows: torch.Tensor, k: int, kc: int, metric: str, exclude_self: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact neighbours of query ``rows`` without trusting a fixed number of candidates.
+
+    The expansion is evaluated in the exact dtype on centred rows (the reference is centred in
+    blocks, never copied whole); every point whose value lies within the error bound of the k-th
+    exact distance is re-scored exactly, however many there are (exact ties at the k-th distance,
+    duplicates, data whose spread is tiny next to its norm).
+    """
+    exact = p.exact
+    m, n_features = p.work_r.shape
+    u = _matmul_roundoff(exact, p.work_r.device)
+    eps = torch.finfo(exact).eps
+    r_step = max(1, _RESCORE_BYTES // (8 * max(1, n_features)))
+    step = max(1, _CHUNK_BYTES // (8 * max(m, 1)))
+    dists, idxs = [], []
+    for s in range(0, rows.shape[0], step):
+        r = rows[s : s + step]
+        q = _centred_rows(p, r, exact)
+        d2 = torch.empty((r.shape[0], m), dtype=exact, device=q.device)
+        r_max = 0.0
+        for t in range(0, m, r_step):
+            if p.work_r.dtype == exact:
+                block = p.work_r[t : t + r_step]
+            else:
+                block = _rows_exact(p.src_r, p.inv_r, slice(t, t + r_step), exact) - p.mean
+            r_sq = (block * block).sum(1)
+            r_max = max(r_max, float(r_sq.max().sqrt()))
+            d2[:, t : t + r_step] = torch.addmm(r_sq.unsqueeze(0), q, block.T, beta=1.0, alpha=-2.0)
+        d2.add_((q * q).sum(1).unsqueeze(1))
+        if exclude_self:
+            d2[torch.arange(r.shape[0], device=d2.device), r] = math.inf
+        cand = torch.topk(d2, kc, dim=1, largest=False, sorted=False).indices
+        d, i = _select(_exact_scores(p, r, cand, metric), cand, k)
+        kth2 = d[:, -1].square() if metric == "euclidean" else 2.0 * d[:, -1]
+        limit = kth2 * (1 + 16 * eps) + _error_bound(q, r_max, n_features, u).to(exact)
+        band = d2 <= limit.unsqueeze(1)
+        for j in range(r.shape[0]):
+            members = torch.nonzero(band[j]).squeeze(1)
+            if members.shape[0] <= kc and bool(torch.isin(members, cand[j]).all()):
+                continue  # every point that could be a neighbour was a candidate: the selection stands
+            scores = _exact_scores(p, r[j : j + 1], members.unsqueeze(0), metric)
+            dj, ij = _select(scores, members.unsqueeze(0), k)
+            d[j], i[j] = dj[0], ij[0]
+        dists.append(d)
+        idxs.append(i)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def _centred_rows(p: _Prepared, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (_rows_exact(p.src_q, p.inv_q, rows, p.exact) - p.mean).to(dtype)
+
+
+def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: int | None):
+    Qw, Rw = p.work_q, p.work_r
+    n, m = Qw.shape[0], Rw.shape[0]
     avail = m - 1 if exclude_self else m
     kc = min(avail, k + _PAD)
-    use_faiss = _faiss_ok and R.device.type == "cpu" and R.dtype == torch.float32
-    dists, idxs = [], []
+    device = Qw.device
+    use_faiss = _faiss_ok and device.type == "cpu" and Rw.dtype == torch.float32
+    u = _matmul_roundoff(Rw.dtype, device)
+    r_max = float(_row_norms(Rw, p.exact).max()) if kc < avail else 0.0
+    dists, idxs, approx_max = [], [], []
     if use_faiss:
-        index = _faiss.IndexFlatL2(R.shape[1])
-        index.add(R.numpy())
-        _, cand_all = index.search(Qall.numpy(), min(m, kc + int(exclude_self)))
+        index = _faiss.IndexFlatL2(Rw.shape[1])
+        index.add(Rw.numpy())
+        vals_all, cand_all = index.search(Qw.numpy(), min(m, kc + int(exclude_self)))
         cand_all = torch.from_numpy(cand_all)
+        approx_all = torch.from_numpy(vals_all).max(1).values  # every other point scores at least this
         if exclude_self:
             own = torch.arange(n).unsqueeze(1)
             is_self = cand_all == own
@@ -114,31 +329,36 @@ def _search(Qall: torch.Tensor, R: torch.Tensor, k: int, metric: str, exclude_se
             keep = torch.ones_like(cand_all, dtype=torch.bool)
             keep[torch.arange(n), drop] = False
             cand_all = cand_all[keep].view(n, -1)[:, :kc]
-        step = chunk_size or 1024
-        for s in range(0, n, step):
-            d, i = _exact_rescore(Qall[s : s + step], R, cand_all[s : s + step], k, metric)
-            dists.append(d)
-            idxs.append(i)
+        # One call: the re-scoring blocks reuse two buffers (many calls would fragment the heap).
+        d, i = _select(_exact_scores(p, torch.arange(n), cand_all, metric), cand_all, k)
+        dists.append(d)
+        idxs.append(i)
+        approx_max.append(approx_all)
     else:
         step = chunk_size or max(1, min(n, _CHUNK_BYTES // (4 * max(m, 1))))
         for s in range(0, n, step):
-            Q = Qall[s : s + step]
-            cand = _candidates_torch(Q, R, kc, s if exclude_self else None)
-            d, i = _exact_rescore(Q, R, cand, k, metric)
+            rows = torch.arange(s, min(n, s + step), device=device)
+            vals, cand = _candidates_torch(Qw[s : s + step], Rw, kc, rows if exclude_self else None)
+            d, i = _select(_exact_scores(p, rows, cand, metric), cand, k)
             dists.append(d)
             idxs.append(i)
-    return torch.cat(dists), torch.cat(idxs)
+            approx_max.append(vals.max(1).values)
+    d, i = torch.cat(dists), torch.cat(idxs)
+    if kc < avail:
+        bound = _error_bound(Qw, r_max, Qw.shape[1], u)
+        ok = _certified(torch.cat(approx_max).to(d.device), d[:, k - 1], bound.to(d.device), metric, p.exact)
+        if not bool(ok.all()):
+            rows = torch.nonzero(~ok).squeeze(1)
+            d[rows], i[rows] = _band_exact(p, rows, k, kc, metric, exclude_self)
+    return d, i
 
 
 def _knn_tensors(
     X: torch.Tensor, k: int, Y: torch.Tensor | None, metric: str, chunk_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if metric == "cosine":
-        X = _normalize_rows(X, "X")
-        Y = None if Y is None else _normalize_rows(Y, "Y")
-    if Y is None:
-        return _search(X, X, k, metric, True, chunk_size)
-    return _search(X, Y, k, metric, False, chunk_size)
+    p = _prepare(X, Y, metric)
+    d, i = _search(p, k, metric, Y is None, chunk_size)
+    return d.to(X.dtype), i
 
 
 def knn(
@@ -150,6 +370,16 @@ def knn(
     chunk_size: int | None = None,
 ) -> tuple[Any, Any]:
     """Exact k nearest neighbours.
+
+    Guarantees: the indices are those of the k smallest float64 distances ``‖x − y‖`` computed
+    from differences of the given rows (cosine: of the float64-normalised rows), ties to the
+    lower index, on every device and with or without faiss, whatever common offset or scale the
+    data have. The one assumption is the rounding-error bound of the candidate search
+    (``(4√D + 4)·u·(‖x‖ + max‖y‖)²`` on centred rows, about 3× the largest error we measure),
+    beyond which a row falls back to a float64 band search. On MPS, which has no float64, the
+    re-scoring is float32, so near-ties within float32 rounding may swap. Distances are
+    returned in X's dtype (rounded from float64). Memory: the input, one centred copy, blocks of
+    about 256 MB for the search and 32 MB for the re-scoring, and the O(N·k) result.
 
     Parameters
     ----------
@@ -163,7 +393,7 @@ def knn(
     metric : {"euclidean", "cosine"}
         ``‖x − y‖₂`` or ``1 − cos(x, y)`` in [0, 2] (an all-zero row is an error).
     chunk_size : int, optional
-        Query rows per block; by default blocks of about 256 MB.
+        Query rows per candidate-search block; by default blocks of about 256 MB.
 
     Returns
     -------
@@ -201,7 +431,9 @@ def knn(
 
 def _fingerprint(X: torch.Tensor) -> tuple[int, int, float]:
     """Cheap identity of a data matrix: shape and a float64 checksum."""
-    return (int(X.shape[0]), int(X.shape[1]), float(X.double().sum()))
+    step = max(1, _RESCORE_BYTES // (8 * max(1, X.shape[1])))
+    total = sum(float(X[s : s + step].double().sum()) for s in range(0, X.shape[0], step))
+    return (int(X.shape[0]), int(X.shape[1]), total)
 
 
 @dataclass(frozen=True)
@@ -228,6 +460,10 @@ class KNNGraph:
     metric: str
     k_max: int
     fingerprint: tuple
+
+    def __repr__(self) -> str:
+        device = self.dist.device if isinstance(self.dist, torch.Tensor) else "cpu"
+        return f"KNNGraph(n={self.n}, k_max={self.k_max}, metric={self.metric!r}, device={str(device)!r})"
 
     @property
     def n(self) -> int:
