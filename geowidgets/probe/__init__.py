@@ -5,7 +5,7 @@ Pure compute: nothing here imports Jupyter, ipywidgets, anywidget or bokeh.
 
 from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, model_fingerprint, pool
 from geowidgets.probe._device import resolve_device
-from geowidgets.probe._layers import LayerInfo, list_layers, resolve_layers, select_output
+from geowidgets.probe._layers import LayerInfo, default_layers, list_layers, resolve_layers, select_output
 from geowidgets.probe._patch import PatchedModel, patch_activation
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "LayerInfo",
     "PatchedModel",
     "Probe",
+    "default_layers",
     "iterate_batches",
     "list_layers",
     "model_device",

@@ -10,7 +10,22 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LayerInfo", "list_layers", "resolve_layers", "leaf_layer_names", "select_output"]
+__all__ = ["LayerInfo", "list_layers", "resolve_layers", "leaf_layer_names", "default_layers", "select_output"]
+
+# Modules whose output repeats their input (or a reshaped copy of it): never a layer of their own by default.
+_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten)
+# Parameter-light modules that finish the block before them (conv -> norm -> activation -> pool): the block's
+# output is theirs, so they are folded into it instead of being listed as layers of their own.
+_EPILOGUE = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+)
+
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,69 @@ def select_output(out: Any, select: int | str = 0) -> torch.Tensor | None:
 def leaf_layer_names(model: nn.Module) -> list[str]:
     """Names of modules without children (the default layers of a :class:`Probe`)."""
     return [name for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__ == nn.modules.activation.__name__ and not isinstance(module, nn.MultiheadAttention)
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The outputs of a model's blocks: the default layers of a :class:`~geowidgets.Session`.
+
+    The blocks are the model's top-level children (through a single wrapping child, e.g. a
+    model whose only child is ``features``), in definition order:
+
+    * pass-through modules (Dropout, Identity, Flatten) are skipped: their output repeats the
+      layer before them;
+    * a normalisation, activation or pooling module right after a leaf layer ends that layer's
+      block, whose output becomes theirs (``conv1 -> bn1 -> relu -> maxpool`` gives ``maxpool``);
+      right after a container block (a ``nn.Sequential`` stage, a residual block) it is a
+      re-view of the block's output and is skipped;
+    * a container block (e.g. a ResNet stage ``layer1``) is one layer: its output.
+
+    A model without children gives ``[""]`` (the model's own output).
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
+        Names as in ``model.named_modules()``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> mlp = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> default_layers(mlp)
+    ['1', '4', '5']
+    >>> cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+    ...                     nn.Dropout(), nn.Linear(4, 2))
+    >>> default_layers(cnn)
+    ['3', '6']
+    """
+    prefix, parent = "", model
+    children = list(parent.named_children())
+    while len(children) == 1 and any(True for _ in children[0][1].children()):
+        prefix = f"{prefix}{children[0][0]}."
+        parent = children[0][1]
+        children = list(parent.named_children())
+    if not children:
+        return [prefix[:-1]] if prefix else [""]
+    out: list[str] = []
+    previous_is_leaf = False
+    for name, module in children:
+        if isinstance(module, _PASS_THROUGH):
+            continue
+        is_leaf = not any(True for _ in module.children())
+        if is_leaf and (isinstance(module, _EPILOGUE) or _is_activation(module)) and out:
+            if previous_is_leaf:
+                out[-1] = prefix + name  # the block's output is the epilogue's
+            continue  # after a container: a re-view of its output
+        out.append(prefix + name)
+        previous_is_leaf = is_leaf
+    return out
 
 
 def resolve_layers(model: nn.Module, layers: Any) -> list[str]:
