@@ -8,6 +8,7 @@ host synchronisation, so it runs at GPU speed when there is one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,16 +16,16 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import as_labels, as_tensor, to_kind
-from geowidgets.geometry._knn import _normalize_rows
+from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff, _normalize_rows
 from geowidgets.geometry._stats import stable_argsort
 
-__all__ = ["MSTResult", "mst_separability", "minimum_spanning_tree"]
+__all__ = ["MSTSeparability", "mst_separability", "minimum_spanning_tree"]
 
 _BLOCK_BYTES = 64 * 2**20  # distance rows filled per block
 
 
 @dataclass(frozen=True)
-class MSTResult:
+class MSTSeparability:
     """H0 / MST separability (docs/probes.md#mst-separability).
 
     Attributes
@@ -62,26 +63,51 @@ class MSTResult:
     indices: Any
 
 
-def _distance_matrix(X: torch.Tensor) -> torch.Tensor:
-    """Dense pairwise euclidean distances, filled in blocks of rows."""
-    n = X.shape[0]
+def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Dense pairwise euclidean distances of centred rows, and a bound on their rounding error.
+
+    Rows are centred by their mean and the expansion ``‖x‖² + ‖y‖² − 2x·y`` is evaluated in
+    float64 (float32 on MPS), in blocks of rows; the matrix is stored in X's dtype. The second
+    value bounds the absolute error of any squared distance (see ``_knn._error_bound``).
+    """
+    exact = _exact_dtype(X.device)
+    n, n_features = X.shape
+    centred = X.to(exact)
+    centred = centred - centred.mean(0)
+    norms = (centred * centred).sum(1)
     out = torch.empty((n, n), dtype=X.dtype, device=X.device)
-    norms = (X * X).sum(1)
-    step = max(1, _BLOCK_BYTES // (X.element_size() * max(n, 1)))
+    step = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
     for s in range(0, n, step):
-        block = torch.addmm(norms.unsqueeze(0), X[s : s + step], X.T, beta=1.0, alpha=-2.0)
+        block = torch.addmm(norms.unsqueeze(0), centred[s : s + step], centred.T, beta=1.0, alpha=-2.0)
         block.add_(norms[s : s + step].unsqueeze(1)).clamp_(min=0)
         out[s : s + step] = block.sqrt_()
     out.fill_diagonal_(0)
+    u = _matmul_roundoff(exact, X.device)
+    bound = (4.0 * math.sqrt(n_features) + 4.0) * u * 4.0 * float(norms.max())
+    return out, bound
+
+
+def _direct_distance_matrix(X: torch.Tensor) -> torch.Tensor:
+    """Dense pairwise euclidean distances from differences, ``sqrt(Σ (x − y)²)``, in blocks of rows."""
+    exact = _exact_dtype(X.device)
+    n = X.shape[0]
+    Xe = X.to(exact)
+    out = torch.empty((n, n), dtype=X.dtype, device=X.device)
+    step = max(1, _BLOCK_BYTES // (8 * max(n, 1) * max(1, X.shape[1])))
+    for s in range(0, n, step):
+        out[s : s + step] = torch.cdist(Xe[s : s + step], Xe, compute_mode="donot_use_mm_for_euclid_dist")
     return out
 
 
 def minimum_spanning_tree(X: Any) -> tuple[Any, Any]:
     """Euclidean minimum spanning tree by Prim's algorithm on X's device.
 
-    Edges are chosen on the dense distance matrix; their lengths are then re-scored as
-    ``‖x_i − x_j‖`` directly, removing the cancellation error of the ``‖x‖² + ‖y‖² − 2x·y``
-    expansion.
+    Edges are chosen on a dense distance matrix of the centred rows computed in float64 (float32
+    on MPS), so a common offset does not cancel; when the rounding bound of that matrix is not
+    negligible next to the tree (spread tiny next to the norm), the tree is chosen again on
+    distances computed from differences. The total length then equals the float64 minimum to a
+    relative 1e-7 (plus the rounding of X's dtype for the stored matrix). Edge lengths are
+    re-scored as ``‖x_i − x_j‖`` from float64 differences.
 
     Parameters
     ----------
@@ -105,16 +131,16 @@ def minimum_spanning_tree(X: Any) -> tuple[Any, Any]:
     return to_kind(edges, kind), to_kind(lengths, kind)
 
 
-def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    n = X.shape[0]
-    dist = _distance_matrix(X)
-    device = X.device
+def _prim_tree(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prim's algorithm from row 0 on a dense distance matrix: (parents, children) in the order added."""
+    n = dist.shape[0]
+    device = dist.device
     in_tree = torch.zeros(n, dtype=torch.bool, device=device)
     in_tree[0] = True
     best = dist[0].clone()
     parent = torch.zeros(n, dtype=torch.int64, device=device)
     children = torch.empty(n - 1, dtype=torch.int64, device=device)
-    inf = torch.tensor(float("inf"), dtype=X.dtype, device=device)
+    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=device)
     for step in range(n - 1):
         j = torch.argmin(torch.where(in_tree, inf, best))  # stays on the device: no sync
         children[step] = j
@@ -123,10 +149,30 @@ def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         closer = (row < best) & ~in_tree
         best = torch.where(closer, row, best)
         parent = torch.where(closer, j, parent)
+    return parent[children], children
+
+
+def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean MST of X's rows; edge lengths re-scored from float64 differences, in X's dtype.
+
+    The tree is chosen on :func:`_distance_matrix`. With ε the bound on its entries' error, any
+    tree's total length is off by at most (n − 1)·√ε, so the chosen tree is within 2(n − 1)·√ε of
+    the minimum; when that is not below 1e-7 of the tree's length (spread tiny next to the norm
+    even after centring) the tree is chosen again on distances computed from differences.
+    """
+    exact = _exact_dtype(X.device)
+
+    def tree(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        edges = torch.stack(_prim_tree(dist), dim=1)
+        lengths = torch.linalg.vector_norm(X[edges[:, 0]].to(exact) - X[edges[:, 1]].to(exact), dim=1)
+        return edges, lengths
+
+    dist, bound = _distance_matrix(X)
+    edges, lengths = tree(dist)
     del dist
-    edges = torch.stack([parent[children], children], dim=1)
-    lengths = torch.linalg.vector_norm(X[edges[:, 0]] - X[edges[:, 1]], dim=1)
-    return edges, lengths
+    if 2 * (X.shape[0] - 1) * math.sqrt(bound) > 1e-7 * float(lengths.sum()):
+        edges, lengths = tree(_direct_distance_matrix(X))
+    return edges, lengths.to(X.dtype)
 
 
 def mst_separability(
@@ -136,7 +182,7 @@ def mst_separability(
     normalize: bool = False,
     max_n: int | None = 5000,
     random_state: int = 0,
-) -> MSTResult:
+) -> MSTSeparability:
     """Label-free separability from the H0 persistence (MST edge lengths) of a layer's points.
 
     The Euclidean MST edge lengths are the H0 Vietoris–Rips deaths. ``p`` = lengths / longest,
@@ -160,7 +206,7 @@ def mst_separability(
 
     Returns
     -------
-    MSTResult
+    MSTSeparability
 
     Raises
     ------
@@ -205,7 +251,7 @@ def mst_separability(
         local = codes.to(Xt.device)[indices]
         cross = int((local[edges[:, 0]] != local[edges[:, 1]]).sum()) / edges.shape[0]
     edges = indices[edges]
-    return MSTResult(
+    return MSTSeparability(
         score=float(1.0 - persistence.mean()),
         persistence=to_kind(persistence, kind),
         edges=to_kind(edges, kind),
