@@ -19,7 +19,7 @@ from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k
 from geowidgets.geometry._knn import _check_metric, _normalize_rows, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
 
-__all__ = ["DeviationResult", "DeviationTables", "knn_deviation", "Statistic"]
+__all__ = ["KNNDeviation", "DeviationTables", "knn_deviation", "Statistic"]
 
 Statistic = Literal["mean", "kth"]
 _STATISTICS = ("mean", "kth")
@@ -34,7 +34,7 @@ def _check_statistic(statistic: str) -> Statistic:
 
 
 @dataclass(frozen=True)
-class DeviationResult:
+class KNNDeviation:
     """Deviation of each query from the reference set at one layer (docs/probes.md#knn-deviation).
 
     Attributes
@@ -86,7 +86,7 @@ class DeviationTables:
 
     Build with :meth:`from_data` (queries against a reference set) or :meth:`from_samples` (every
     row of a data set against its trusted rows); :meth:`result` gives the
-    :class:`DeviationResult` for any ``k <= k_max`` by reading cached prefix sums: one contiguous
+    :class:`KNNDeviation` for any ``k <= k_max`` by reading cached prefix sums: one contiguous
     row of ``[k_max, N]`` running sums per k, so a k move is O(Nq + Nr) single-threaded numpy
     passes and no distances. This is the one k-slicing of deviation tables in geowidgets.
 
@@ -261,6 +261,124 @@ class DeviationTables:
         fields.update(query_dist=q_dist, query_idx=q_idx, reference_mask=mask.copy())
         return cls(**fields)
 
+    @classmethod
+    def from_graph(
+        cls,
+        X: Any,
+        reference: Any,
+        graph: Any,
+        k_max: int = 50,
+        *,
+        metric: str = "euclidean",
+    ) -> DeviationTables:
+        """The :meth:`from_samples` tables read off the kNN graph of all of ``X`` (no second search).
+
+        A row's k nearest *reference* rows are its nearest rows with the non-reference ones removed
+        (and, for a reference row, itself, which the graph already excludes). So the graph's
+        neighbours, filtered to the reference and kept in order, are the tables' rows. A graph
+        built with enough extra neighbours (more than ``k_max`` plus the non-reference rows among
+        a row's neighbours) answers every row; rows left with fewer than ``k_max`` reference
+        neighbours are completed by an exact search against the reference rows only (for a
+        reference row: ``k_max + 1`` neighbours with itself removed). Ties keep the lower index,
+        as in :func:`~geowidgets.geometry.knn`, so an exact graph gives tables equal to
+        :meth:`from_samples` (indices and distances).
+
+        Parameters
+        ----------
+        X : Tensor or ndarray, shape [N, D]
+            Every sample (the data the graph was built on).
+        reference : array-like of bool, shape [N]
+            The trusted rows; at least ``k_max + 1`` of them.
+        graph : KNNGraph or (dist, idx)
+            The kNN graph of ``X`` (self excluded) with the same metric, ascending; any number of
+            neighbours (more than ``k_max`` leaves fewer rows to the fallback search).
+        k_max : int
+            Columns of the tables.
+        metric : {"euclidean", "cosine"}
+
+        Returns
+        -------
+        DeviationTables
+            With ``reference_mask`` set; ``query_idx`` and ``reference_idx`` index the reference
+            rows (in ``X``'s order), as for :meth:`from_samples`.
+
+        Raises
+        ------
+        ValueError
+            A mask that is not bool ``[N]``, too few reference rows, or a graph from other data or
+            another metric.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from geowidgets.geometry import knn_graph
+        >>> X = np.random.default_rng(0).normal(size=(200, 3))
+        >>> mask = np.arange(200) % 10 != 0
+        >>> tables = DeviationTables.from_graph(X, mask, knn_graph(X, k_max=15), k_max=10)
+        >>> direct = DeviationTables.from_samples(X, mask, k_max=10)
+        >>> bool((tables.query_idx == direct.query_idx).all() and (tables.reference_dist == direct.reference_dist).all())
+        True
+        """
+        metric = _check_metric(metric)
+        Xt, kind = as_tensor(X, "X", min_rows=2)
+        n = int(Xt.shape[0])
+        mask = reference.detach().cpu().numpy() if isinstance(reference, torch.Tensor) else np.asarray(reference)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ValueError(f"reference must be a bool mask of shape ({n},), got {mask.dtype} {mask.shape}")
+        n_ref = int(mask.sum())
+        k_max = check_k(k_max, n_ref - 1, what="other reference points (leave-one-out baseline)")
+        k_graph = graph.k_max if hasattr(graph, "k_max") else int(np.shape(graph[0])[1])
+        g_dist, g_idx = resolve_knn(Xt, k_graph, graph, metric)
+        idx = g_idx.cpu().numpy()
+        dist = g_dist.cpu()
+        position = np.full(n, -1, dtype=np.int64)
+        position[mask] = np.arange(n_ref)
+        keep = mask[idx]  # [N, k_graph]: neighbour is a reference row
+        rank = np.cumsum(keep, axis=1, dtype=np.int64)
+        enough = rank[:, -1] >= k_max
+        out_idx = torch.empty((n, k_max), dtype=torch.int64)
+        out_dist = torch.empty((n, k_max), dtype=Xt.dtype)
+        rows = np.flatnonzero(enough)
+        if rows.size:
+            # Each of these rows has exactly k_max neighbours with keep & rank <= k_max, in order.
+            cols = np.nonzero((keep & (rank <= k_max))[rows])[1].reshape(rows.size, k_max)
+            picked = idx[rows[:, None], cols]
+            out_idx[rows] = torch.from_numpy(position[picked])
+            out_dist[rows] = dist[torch.from_numpy(rows)[:, None], torch.from_numpy(cols)].to(Xt.dtype)
+        short = np.flatnonzero(~enough)
+        if short.size:
+            R = Xt[torch.from_numpy(mask).to(Xt.device)]
+            short_q = short[~mask[short]]
+            if short_q.size:
+                d, i = knn_search(Xt[torch.from_numpy(short_q).to(Xt.device)], k_max, Y=R, metric=metric)
+                out_dist[short_q], out_idx[short_q] = d.cpu().to(Xt.dtype), i.cpu()
+            short_r = short[mask[short]]
+            if short_r.size:
+                rows_t = torch.from_numpy(short_r).to(Xt.device)
+                d, i = knn_search(Xt[rows_t], min(k_max + 1, n_ref), Y=R, metric=metric)
+                d, i = d.cpu(), i.cpu()
+                own = torch.from_numpy(position[short_r])[:, None]
+                # Drop the row itself (or, if ties at distance 0 pushed it out, the last column).
+                is_self = i == own
+                drop = torch.where(is_self.any(1), is_self.int().argmax(1), torch.full_like(own[:, 0], i.shape[1] - 1))
+                keep_cols = torch.ones_like(i, dtype=torch.bool)
+                keep_cols[torch.arange(i.shape[0]), drop] = False
+                out_idx[short_r] = i[keep_cols].view(-1, k_max)
+                out_dist[short_r] = d[keep_cols].view(-1, k_max).to(Xt.dtype)
+        device = Xt.device
+        pick_q, pick_r = torch.from_numpy(np.flatnonzero(~mask)), torch.from_numpy(np.flatnonzero(mask))
+        return cls(
+            out_dist[pick_q].to(device),
+            out_idx[pick_q].to(device),
+            out_dist[pick_r].to(device),
+            out_idx[pick_r].to(device),
+            k_max,
+            metric,
+            False,
+            kind,
+            reference_mask=mask.copy(),
+        )
+
     @property
     def n_queries(self) -> int:
         """Number of query rows."""
@@ -283,7 +401,7 @@ class DeviationTables:
 
     def result(
         self, k: int, statistic: Statistic = "mean", robust: bool = False, *, percentile: bool = True
-    ) -> DeviationResult:
+    ) -> KNNDeviation:
         """Deviation result at ``k`` from the cached tables (no new distances).
 
         Parameters
@@ -300,7 +418,7 @@ class DeviationTables:
 
         Returns
         -------
-        DeviationResult
+        KNNDeviation
             For :meth:`from_samples` tables ``distance``, ``z`` and ``percentile`` cover all N
             rows (reference rows hold their leave-one-out values).
 
@@ -344,7 +462,7 @@ class DeviationTables:
         pct = None
         if percentile:
             pct = np.searchsorted(np.sort(b), distance, side="right").astype(b.dtype) / b.dtype.type(b.shape[0])
-        return DeviationResult(
+        return KNNDeviation(
             distance=self._out(distance),
             z=self._out(z),
             percentile=None if pct is None else self._out(pct),
@@ -381,7 +499,7 @@ def knn_deviation(
     robust: bool = False,
     normalize: bool = False,
     knn: Any = None,
-) -> DeviationResult:
+) -> KNNDeviation:
     """Distance of each query to the reference manifold, standardised by the reference's own spread.
 
     d(q) is the mean distance from q to its k nearest reference points (REMA's kNN distance to
@@ -410,7 +528,7 @@ def knn_deviation(
 
     Returns
     -------
-    DeviationResult
+    KNNDeviation
         Arrays follow the kind of ``queries`` (numpy in, numpy out).
 
     Raises
