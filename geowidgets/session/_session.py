@@ -16,6 +16,7 @@ a slider move is answered from cache or by a cheap re-slice. It computes nothing
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
 from geowidgets.probe import Probe, iterate_batches
+from geowidgets.probe._layers import default_layers
 from geowidgets.session._colorings import (
     COLOR_BY,
     ColorSpec,
@@ -84,7 +86,14 @@ class Session:
         labels the reference set for deviations is every sample and ``"label"``/``"correct"``
         colorings are unavailable. Missing labels (None, NaN) raise ``ValueError``.
     layers : list of str, optional
-        Layers to explore (names in ``model.named_modules()``); None: every leaf module.
+        Layers to explore (names in ``model.named_modules()``); None: the outputs of the model's
+        blocks (:func:`~geowidgets.probe.default_layers`: top-level children, without Dropout,
+        Identity or Flatten duplicates, a conv/norm/activation/pool run as one block), which
+        ``layer_note`` reports.
+    pooling : str or dict of str to str, optional
+        How a layer output with more than two dims becomes one row per sample (see
+        :class:`~geowidgets.probe.Probe`). None: ``"mean"`` (a conv map's mean over space) with
+        the default layers, ``"flatten"`` with layers you name.
     reference : array-like of bool, optional
         Trusted samples for kNN deviation (e.g. the training mask). The reference set is
         ``reference & correctly classified``; default all samples, correctly classified.
@@ -135,12 +144,27 @@ class Session:
         device: str = "auto",
         metric: str = "euclidean",
         batch_size: int = 256,
+        pooling: str | dict[str, str] | None = None,
     ):
         if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, got {k_max!r}")
         self.model = model
         self.inputs = inputs
-        self.probe = Probe(model, layers, device=device)
+        chosen = layers is None
+        if chosen:
+            layers = default_layers(model)
+        if pooling is None:
+            pooling = "mean" if chosen else "flatten"
+        self.probe = Probe(model, layers, device=device, pooling=pooling)
+        #: One line on how the layers were chosen (empty when they were given).
+        self.layer_note = (
+            f"layers: the outputs of the model's {len(layers)} blocks (no Dropout/Identity/Flatten), "
+            f"maps pooled by {pooling!r}; pass layers=[...] or pooling=... to change"
+            if chosen
+            else ""
+        )
+        if chosen:
+            logging.getLogger("geowidgets").info(self.layer_note)
         self.layers: list[str] = list(self.probe.layers)
         self.metric = metric
         self.batch_size = batch_size
