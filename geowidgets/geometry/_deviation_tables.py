@@ -316,7 +316,7 @@ class DeviationTables:
         >>> mask = np.arange(200) % 10 != 0
         >>> tables = DeviationTables.from_graph(X, mask, knn_graph(X, k_max=15), k_max=10)
         >>> direct = DeviationTables.from_samples(X, mask, k_max=10)
-        >>> bool((tables.query_idx == direct.query_idx).all() and (tables.reference_dist == direct.reference_dist).all())
+        >>> bool((tables.query_idx == direct.query_idx).all() and (tables.query_dist == direct.query_dist).all())
         True
         """
         metric = _check_metric(metric)
