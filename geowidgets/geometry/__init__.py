@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 from geowidgets.geometry._knn import KNNGraph, faiss_available, knn, knn_graph
@@ -29,24 +30,31 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "_deviation": (
         "knn_deviation",
         "knn_deviation_profile",
-        "DeviationResult",
+        "KNNDeviation",
         "DeviationProfile",
         "mean_shift_deviation",
-        "MeanShiftResult",
+        "MeanShiftDeviation",
         "DeviationTables",
         "DeviationProfileTables",
         "divergence_layers",
     ),
-    "_boundary_points": ("lodd", "LoDDResult"),
+    "_boundary_points": ("lodd", "LoDDScores"),
     "_dimension": ("twonn", "mle_intrinsic_dimension"),
-    "_agreement": ("knn_label_agreement", "AgreementResult"),
-    "_separability": ("mst_separability", "MSTResult", "minimum_spanning_tree"),
+    "_agreement": ("knn_label_agreement", "LabelAgreement"),
+    "_separability": ("mst_separability", "MSTSeparability", "minimum_spanning_tree"),
     "_stats": ("auroc", "fpr_at_tpr"),
     "_spectra": ("rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"),
     "_diffusion": ("dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum"),
-    "_class_geometry": ("fisher_ratio", "FisherRatio", "neural_collapse", "NCResult", "coding_rate", "CodingRate"),
+    "_class_geometry": (
+        "fisher_ratio",
+        "FisherRatio",
+        "neural_collapse",
+        "NeuralCollapse",
+        "coding_rate",
+        "CodingRate",
+    ),
     "_temperature": ("temperature_scores", "TemperatureScores", "expected_calibration_error"),
-    "_tilting": ("boundary_tilting_angle", "TiltResult"),
+    "_tilting": ("boundary_tilting_angle", "BoundaryTilt"),
     "_profile": ("layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS", "PROFILE_GRAPH_MIN_K"),
     "_embed": ("embed", "align_layout", "warm_up_umap", "enable_umap_disk_cache", "heat_geodesic_distances"),
     "_ann": ("approximate_knn_graph", "knn_recall", "ApproxKNNGraph", "KNNRecall"),
@@ -69,10 +77,30 @@ _MODULES: dict[str, tuple[str, ...]] = {
 }
 _NAME_TO_MODULE = {name: mod for mod, names in _MODULES.items() for name in names}
 
+# Result types are named for what they hold (docs/architecture.md#names); the old ``...Result``
+# names stay importable for one release and warn.
+_DEPRECATED_NAMES: dict[str, str] = {
+    "AgreementResult": "LabelAgreement",
+    "DeviationResult": "KNNDeviation",
+    "LoDDResult": "LoDDScores",
+    "MeanShiftResult": "MeanShiftDeviation",
+    "MSTResult": "MSTSeparability",
+    "NCResult": "NeuralCollapse",
+    "TiltResult": "BoundaryTilt",
+}
+
 __all__ = ["KNNGraph", "faiss_available", "knn", "knn_graph", *sorted(_NAME_TO_MODULE)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED_NAMES:
+        new = _DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"geowidgets.geometry.{name} is deprecated and will be removed in the next release; use {new}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return __getattr__(new)
     mod_name = _NAME_TO_MODULE.get(name)
     candidates = [mod_name] if mod_name else list(_MODULES)
     for mod in candidates:

@@ -11,11 +11,11 @@ import torch
 from geowidgets.geometry._arrays import as_labels, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import _check_metric, resolve_knn
 
-__all__ = ["AgreementResult", "knn_label_agreement"]
+__all__ = ["LabelAgreement", "knn_label_agreement"]
 
 
 @dataclass(frozen=True)
-class AgreementResult:
+class LabelAgreement:
     """kNN label agreement (docs/probes.md#knn-label-agreement).
 
     Attributes
@@ -69,7 +69,7 @@ def knn_label_agreement(
     temperature: float | None = None,
     metric: str = "euclidean",
     knn: Any = None,
-) -> AgreementResult:
+) -> LabelAgreement:
     """How much each point's neighbourhood shares its label (Thornton@k, soft with a temperature).
 
     Hard vote (``temperature=None``): ``a_i = (1/k) Σ_{j ∈ N_k(i)} 1[y_j = y_i]``, self excluded.
@@ -94,7 +94,7 @@ def knn_label_agreement(
 
     Returns
     -------
-    AgreementResult
+    LabelAgreement
         Arrays in X's kind.
 
     Raises
@@ -136,7 +136,7 @@ def knn_label_agreement(
     n_classes = len(classes)
     sums = torch.zeros(n_classes, dtype=Xt.dtype, device=Xt.device).index_add_(0, codes, per_point)
     counts = torch.bincount(codes, minlength=n_classes).to(Xt.dtype)
-    return AgreementResult(
+    return LabelAgreement(
         mean=float(per_point.mean()),
         per_point=to_kind(per_point, kind),
         per_class=to_kind(sums / counts, kind),

@@ -8,18 +8,24 @@ floating tensor on the right device (remembering what it was given), and
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from geowidgets.probe._device import resolve_device
 
 __all__ = [
+    "Array",
     "ArrayKind",
+    "renamed_keywords",
     "as_tensor",
     "as_labels",
     "as_class_indices",
@@ -29,6 +35,50 @@ __all__ = [
     "to_kind",
     "spectral_device",
 ]
+
+#: What every probe accepts as data: a tensor (results come back as tensors on its device) or
+#: anything numpy can read (results come back as numpy arrays).
+Array: TypeAlias = torch.Tensor | npt.ArrayLike
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def renamed_keywords(**renames: str) -> Callable[[_F], _F]:
+    """Keep old keyword names of a function working for one release, with a ``DeprecationWarning``.
+
+    ``@renamed_keywords(H="X")`` lets ``f(H=...)`` call ``f(X=...)``; passing both raises ``TypeError``.
+
+    Examples
+    --------
+    >>> @renamed_keywords(y="labels")
+    ... def f(X, labels):
+    ...     return labels
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     f(1, y=2)
+    2
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{func.__name__}() got both {old!r} and {new!r}; pass only {new!r}")
+                    warnings.warn(
+                        f"{func.__name__}(): keyword {old!r} is deprecated and will be removed in the next release; "
+                        f"use {new!r}",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+    return decorate
 
 
 @dataclass(frozen=True)

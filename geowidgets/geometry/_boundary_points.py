@@ -24,7 +24,7 @@ from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import resolve_knn
 from geowidgets.geometry._stats import stable_argsort
 
-__all__ = ["LoDDResult", "lodd"]
+__all__ = ["LoDDScores", "lodd"]
 
 _WEIGHT = 0.5  # w in the official code
 _CHUNK_ELEMENTS = 2**24  # neighbour-block elements (chunk · k · D) processed at once
@@ -50,7 +50,7 @@ def _flag(score: torch.Tensor, ratio: float) -> tuple[torch.Tensor, float]:
 
 
 @dataclass(frozen=True)
-class LoDDResult:
+class LoDDScores:
     """LoDD scores and the boundary set (docs/probes.md#lodd).
 
     Attributes
@@ -79,7 +79,7 @@ class LoDDResult:
     k: int
     kind: ArrayKind = field(repr=False)
 
-    def with_ratio(self, ratio: float) -> LoDDResult:
+    def with_ratio(self, ratio: float) -> LoDDScores:
         """Re-threshold at another ``ratio`` without recomputing scores.
 
         Examples
@@ -117,7 +117,7 @@ def _lodd_scores(X: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, int]
     return scores, n_zero
 
 
-def lodd(X: Any, k: int = 20, ratio: float = 0.1, *, knn: Any = None) -> LoDDResult:
+def lodd(X: Any, k: int = 20, ratio: float = 0.1, *, knn: Any = None) -> LoDDScores:
     """Local direction dispersion (LoDD) scores and boundary points.
 
     For each point, the unit directions ``u_j = (x_j − x_i)/‖x_j − x_i‖`` to its k nearest
@@ -139,8 +139,8 @@ def lodd(X: Any, k: int = 20, ratio: float = 0.1, *, knn: Any = None) -> LoDDRes
 
     Returns
     -------
-    LoDDResult
-        ``score`` and ``boundary`` in X's kind; :meth:`LoDDResult.with_ratio` re-thresholds.
+    LoDDScores
+        ``score`` and ``boundary`` in X's kind; :meth:`LoDDScores.with_ratio` re-thresholds.
 
     Examples
     --------
@@ -165,4 +165,4 @@ def lodd(X: Any, k: int = 20, ratio: float = 0.1, *, knn: Any = None) -> LoDDRes
             stacklevel=2,
         )
     boundary, threshold = _flag(scores, ratio)
-    return LoDDResult(to_kind(scores, kind), to_kind(boundary, kind), threshold, ratio, k, kind)
+    return LoDDScores(to_kind(scores, kind), to_kind(boundary, kind), threshold, ratio, k, kind)

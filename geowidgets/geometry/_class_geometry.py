@@ -15,10 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import as_labels, as_tensor, renamed_keywords, spectral_device, to_kind
 from geowidgets.geometry._spectra import _singular_values_f64, cached, singular_values_tensor, to_input_device
 
-__all__ = ["fisher_ratio", "FisherRatio", "neural_collapse", "NCResult", "coding_rate", "CodingRate"]
+__all__ = ["fisher_ratio", "FisherRatio", "neural_collapse", "NeuralCollapse", "coding_rate", "CodingRate"]
 
 _FISHER_KINDS = ("trace", "lda", "fdr")
 
@@ -148,7 +148,7 @@ def fisher_ratio(
 
 
 @dataclass(frozen=True)
-class NCResult:
+class NeuralCollapse:
     """Neural-collapse statistics of one layer (Papyan, Han & Donoho 2020).
 
     Attributes
@@ -196,8 +196,11 @@ def _nc1(within: torch.Tensor, centred_means: torch.Tensor, n: int) -> float:
     return float(((projected * projected).sum(0) / n / (s * s)).sum())
 
 
-def neural_collapse(H: Any, labels: Any, *, weight: Any = None, bias: Any = None, predictions: Any = None) -> NCResult:
-    """Neural-collapse metrics NC1–NC4 of features ``H`` (typically the penultimate layer).
+@renamed_keywords(H="X")
+def neural_collapse(
+    X: Any, labels: Any, *, weight: Any = None, bias: Any = None, predictions: Any = None
+) -> NeuralCollapse:
+    """Neural-collapse metrics NC1–NC4 of features ``X`` (typically the penultimate layer).
 
     Notation: ``m̃_c = μ_c − μ_G`` (``μ_G`` the mean of all samples), ``Σ_W`` the within-class
     covariance (1/N), ``Σ_B = (1/C) Σ_c m̃_c m̃_cᵀ``. NC1 uses the thin SVD ``M̃ = USVᵀ`` (singular
@@ -205,8 +208,8 @@ def neural_collapse(H: Any, labels: Any, *, weight: Any = None, bias: Any = None
 
     Parameters
     ----------
-    H : Tensor or ndarray, shape [N, D]
-        Features.
+    X : Tensor or ndarray, shape [N, D]
+        Features. The keyword ``H=`` still works for one release, with a ``DeprecationWarning``.
     labels : array-like of int, shape [N]
         At least two classes.
     weight : Tensor or ndarray, shape [C, D], optional
@@ -218,7 +221,7 @@ def neural_collapse(H: Any, labels: Any, *, weight: Any = None, bias: Any = None
 
     Returns
     -------
-    NCResult
+    NeuralCollapse
 
     Examples
     --------
@@ -228,7 +231,7 @@ def neural_collapse(H: Any, labels: Any, *, weight: Any = None, bias: Any = None
     >>> round(res.nc1, 9), round(res.nc2_max_angle, 9)
     (0.0, 0.0)
     """
-    Ht, kind, H64, codes, classes = _prepare(H, labels, min_classes=2, name="H")
+    Ht, kind, H64, codes, classes = _prepare(X, labels, min_classes=2, name="X")
     n, d = H64.shape
     n_classes = len(classes)
     _, means = _class_stats(H64, codes, n_classes)
@@ -282,7 +285,7 @@ def neural_collapse(H: Any, labels: Any, *, weight: Any = None, bias: Any = None
     if pred_codes is not None:
         nearest = torch.cdist(H64, means).argmin(1)
         nc4 = float((pred_codes != nearest).double().mean())
-    return NCResult(
+    return NeuralCollapse(
         nc1=nc1,
         nc2_equinorm=equinorm,
         nc2_equiangular=equiangular,

@@ -18,19 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._deviation_tables import DeviationResult, DeviationTables, Statistic, knn_deviation
-from geowidgets.geometry._mean_shift import MeanShiftResult, mean_shift_deviation
+from geowidgets.geometry._deviation_tables import DeviationTables, KNNDeviation, Statistic, knn_deviation
+from geowidgets.geometry._mean_shift import MeanShiftDeviation, mean_shift_deviation
 from geowidgets.geometry._stats import auroc
 
 __all__ = [
-    "DeviationResult",
+    "KNNDeviation",
     "DeviationProfile",
     "DeviationTables",
     "DeviationProfileTables",
     "knn_deviation",
     "knn_deviation_profile",
     "divergence_layers",
-    "MeanShiftResult",
+    "MeanShiftDeviation",
     "mean_shift_deviation",
 ]
 
@@ -44,7 +44,7 @@ class DeviationProfile:
     layers : list
         Layer names in capture order.
     distance, z, percentile : Tensor or ndarray, shape [L, Nq]
-        Per-layer :class:`DeviationResult` fields stacked (``percentile`` is None when the
+        Per-layer :class:`KNNDeviation` fields stacked (``percentile`` is None when the
         profile was asked for ``percentile=False``).
     baseline_mean, baseline_std : Tensor or ndarray, shape [L]
     divergence_layer : Tensor or ndarray, shape [Nq], int64
@@ -271,7 +271,7 @@ class DeviationProfileTables:
         def numpy(x: Any) -> np.ndarray:
             return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
-        def layer_auroc(r: DeviationResult) -> float:
+        def layer_auroc(r: KNNDeviation) -> float:
             d = numpy(r.distance)
             d = d if chosen is None else d[chosen]
             return float(auroc(d, numpy(r.baseline))) if d.size else float("nan")

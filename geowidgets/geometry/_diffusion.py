@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_positive, spectral_device, to_kind
+from geowidgets.geometry._arrays import as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
 from geowidgets.geometry._spectra import cached, eigvalsh_f64
 
 __all__ = ["dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum"]
@@ -215,27 +215,29 @@ def dse(
     return diffusion_entropy_from_spectrum(_validated_spectrum(Xt, sigma, scale, max_n, random_state, source=X), t)
 
 
-def _reference_groups(y: Any, n: int, n_clusters: int) -> np.ndarray:
+def _reference_groups(labels: Any, n: int, n_clusters: int) -> np.ndarray:
     """Discrete group of each sample: labels as given, 1-D floats binned, vectors clustered."""
-    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     if arr.shape[:1] != (n,):
-        raise ValueError(f"y must have one entry per row of X ({n}), got shape {arr.shape}")
+        raise ValueError(f"labels must have one entry per row of X ({n}), got shape {arr.shape}")
     if arr.ndim > 2:
-        raise ValueError(f"y must be labels [N], scalars [N] or vectors [N, D'], got shape {arr.shape}")
+        raise ValueError(f"labels must be classes [N], scalars [N] or vectors [N, D'], got shape {arr.shape}")
     if arr.dtype == object or np.iscomplexobj(arr):
-        raise ValueError("y must be real-valued numeric")
+        raise ValueError("labels must be real-valued numeric")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim == 1 and (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         return np.unique(arr, return_inverse=True)[1].astype(np.int64)
     if not np.isfinite(arr).all():
-        raise ValueError("y contains NaN/inf; only finite values are allowed")
+        raise ValueError("labels contain NaN/inf; only finite values are allowed")
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 2:
         raise ValueError(f"n_clusters must be an integer >= 2, got {n_clusters!r}")
     if arr.ndim == 1:
         span = arr.max() - arr.min()
         if not span > 0:
-            raise ValueError("y is constant, so it cannot be binned; DSMI with a constant variable is 0 by definition")
+            raise ValueError(
+                "labels are constant, so they cannot be binned; DSMI with a constant variable is 0 by definition"
+            )
         scaled = (arr - arr.min()) / span
         return np.digitize(scaled, bins=np.linspace(0, 1, n_clusters + 1)[:-1]).astype(np.int64)
     from sklearn.cluster import SpectralClustering
@@ -246,9 +248,10 @@ def _reference_groups(y: Any, n: int, n_clusters: int) -> np.ndarray:
     return clustering.fit(arr).labels_.astype(np.int64)
 
 
+@renamed_keywords(y="labels")
 def dsmi(
     X: Any,
-    y: Any,
+    labels: Any,
     sigma: float = 1.0,
     t: float = 1.0,
     *,
@@ -258,10 +261,10 @@ def dsmi(
     max_n: int | None = 2000,
     random_state: int | None = 0,
 ) -> float:
-    """Diffusion spectral mutual information (bits) between a layer's geometry and a variable ``y``.
+    """Diffusion spectral mutual information (bits) between a layer's geometry and ``labels``.
 
     ``DSMI(Z; Y) = Σ_y p(y)·[mean_r DSE(Z*_r) − DSE(Z | Y=y)]`` where each ``Z*_r`` is a random
-    subset of size ``|Y=y|`` (``repetitions`` of them). Integer ``y`` is used as class labels; a
+    subset of size ``|Y=y|`` (``repetitions`` of them). Integer ``labels`` are used as classes; a
     float vector ``[N]`` is min–max binned into ``n_clusters`` bins and ``[N, D']`` vectors are
     spectrally clustered into ``n_clusters`` groups, as in ``dse-dsmi``.
 
@@ -272,16 +275,17 @@ def dsmi(
     ----------
     X : Tensor or ndarray, shape [N, D]
         Activations.
-    y : array-like, shape [N] or [N, D']
-        The variable (e.g. class labels).
+    labels : array-like, shape [N] or [N, D']
+        Class labels, or a continuous variable (binned or clustered, see above). The keyword
+        ``y=`` still works for one release, with a ``DeprecationWarning``.
     sigma, t, scale
         As in :func:`dse`.
     repetitions : int
         Random subsets per group for the unconditional entropy (>= 1).
     n_clusters : int
-        Bins / clusters for a continuous ``y``.
+        Bins / clusters for continuous ``labels``.
     max_n : int or None
-        Above this many rows, a reproducible subsample of ``max_n`` rows (with their ``y``) is used.
+        Above this many rows, a reproducible subsample of ``max_n`` rows (with their ``labels``) is used.
     random_state : int or None
         Seed for the subsample and the random subsets.
 
@@ -306,7 +310,7 @@ def dsmi(
         raise ValueError(f"repetitions must be an integer >= 1, got {repetitions!r}")
     max_n = _check_max_n(max_n)
     Xt, _ = as_tensor(X, "X", min_rows=2)
-    groups = _reference_groups(y, Xt.shape[0], n_clusters)
+    groups = _reference_groups(labels, Xt.shape[0], n_clusters)
     X64 = Xt.to(device=spectral_device(Xt), dtype=torch.float64)
     sub = _subsample_indices(X64.shape[0], max_n, random_state)
     if sub is not None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_positive, spectral_device, to_kind
+from geowidgets.geometry._arrays import as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
 from geowidgets.geometry._knn import _fingerprint, resolve_knn
 
 __all__ = ["embed", "align_layout", "warm_up_umap", "enable_umap_disk_cache", "heat_geodesic_distances"]
@@ -301,18 +301,20 @@ def embed(
     return to_kind(out.to(kind.device) if not kind.is_numpy else out, kind)
 
 
-def align_layout(Y: Any, reference: Any, *, scale: bool = True, reflection: bool = True) -> Any:
-    """Rotate (and reflect), scale and shift layout ``Y`` to best match ``reference`` (least squares).
+@renamed_keywords(Y="X")
+def align_layout(X: Any, reference: Any, *, scale: bool = True, reflection: bool = True) -> Any:
+    """Rotate (and reflect), scale and shift layout ``X`` to best match ``reference`` (least squares).
 
-    Orthogonal Procrustes: with Ŷ, R̂ the centred layouts and UΣVᵀ = svd(ŶᵀR̂), the rotation is
-    Q = UVᵀ (``reflection=False`` forces det Q = +1), the scale s = tr Σ / ‖Ŷ‖²_F, and the result
-    s·ŶQ + mean(reference). Two identical layouts coincide exactly; a rotated, reflected, scaled
+    Orthogonal Procrustes: with X̂, R̂ the centred layouts and UΣVᵀ = svd(X̂ᵀR̂), the rotation is
+    Q = UVᵀ (``reflection=False`` forces det Q = +1), the scale s = tr Σ / ‖X̂‖²_F, and the result
+    s·X̂Q + mean(reference). Two identical layouts coincide exactly; a rotated, reflected, scaled
     or shifted copy is mapped back onto the reference.
 
     Parameters
     ----------
-    Y, reference : Tensor or ndarray [N, d]
-        Layouts of the same N points (e.g. two layers, or a refit and the previous layout).
+    X, reference : Tensor or ndarray [N, d]
+        Layouts of the same N points (e.g. two layers, or a refit and the previous layout). The
+        keyword ``Y=`` still works for one release, with a ``DeprecationWarning``.
     scale : bool
         Also fit a uniform scale.
     reflection : bool
@@ -320,7 +322,7 @@ def align_layout(Y: Any, reference: Any, *, scale: bool = True, reflection: bool
 
     Returns
     -------
-    Tensor or ndarray [N, d], the same kind as ``Y``.
+    Tensor or ndarray [N, d], the same kind as ``X``.
 
     Examples
     --------
@@ -330,10 +332,10 @@ def align_layout(Y: Any, reference: Any, *, scale: bool = True, reflection: bool
     >>> bool(np.allclose(align_layout(flipped, ref), ref))
     True
     """
-    Yt, kind = as_tensor(Y, "Y", min_rows=2)
+    Yt, kind = as_tensor(X, "X", min_rows=2)
     Rt, _ = as_tensor(reference, "reference", min_rows=2, device=Yt.device)
     if Yt.shape != Rt.shape:
-        raise ValueError(f"Y and reference must have the same shape, got {tuple(Yt.shape)} and {tuple(Rt.shape)}")
+        raise ValueError(f"X and reference must have the same shape, got {tuple(Yt.shape)} and {tuple(Rt.shape)}")
     dev = spectral_device(Yt)
     A = Yt.to(dev, torch.float64)
     B = Rt.to(dev, torch.float64)

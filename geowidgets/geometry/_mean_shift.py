@@ -14,11 +14,11 @@ import torch
 from geowidgets.geometry._arrays import as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import resolve_knn
 
-__all__ = ["MeanShiftResult", "mean_shift_deviation"]
+__all__ = ["MeanShiftDeviation", "mean_shift_deviation"]
 
 
 @dataclass(frozen=True)
-class MeanShiftResult:
+class MeanShiftDeviation:
     """Blurring mean-shift deviation (docs/probes.md#mean-shift-deviation).
 
     Attributes
@@ -48,7 +48,7 @@ class MeanShiftResult:
 
 def mean_shift_deviation(
     X: Any, k: int = 10, iterations: int = 3, *, fixed_graph: bool = False, knn: Any = None
-) -> MeanShiftResult:
+) -> MeanShiftDeviation:
     """Reference-free deviation: how far each point moves under m steps of blurring mean shift.
 
     ``X⁽⁰⁾ = X``; at each step every point becomes the mean of its k nearest neighbours
@@ -72,7 +72,7 @@ def mean_shift_deviation(
 
     Returns
     -------
-    MeanShiftResult
+    MeanShiftDeviation
         Same kind as X.
 
     Examples
@@ -93,4 +93,4 @@ def mean_shift_deviation(
             _, idx = resolve_knn(current, k, None, "euclidean")
         current = current[idx].mean(dim=1)
     score = torch.linalg.vector_norm(Xt - current, dim=1)
-    return MeanShiftResult(to_kind(score, kind), to_kind(current, kind), k, int(iterations), bool(fixed_graph))
+    return MeanShiftDeviation(to_kind(score, kind), to_kind(current, kind), k, int(iterations), bool(fixed_graph))

@@ -20,13 +20,13 @@ import torch
 from geowidgets.geometry._arrays import as_labels, as_tensor, spectral_device, to_kind
 from geowidgets.geometry._spectra import to_input_device
 
-__all__ = ["boundary_tilting_angle", "TiltResult"]
+__all__ = ["boundary_tilting_angle", "BoundaryTilt"]
 
 _GRAD_TOL = 1e-6
 
 
 @dataclass(frozen=True)
-class TiltResult:
+class BoundaryTilt:
     """A fitted two-class probe and its angle to the nearest-centroid direction.
 
     Attributes
@@ -98,12 +98,12 @@ def _initial_params(init: Any, d: int, shift: torch.Tensor, like: torch.Tensor) 
     params = torch.zeros(d + 1, dtype=torch.float64, device=like.device)
     if init is None:
         return params
-    if isinstance(init, TiltResult):
+    if isinstance(init, BoundaryTilt):
         w0, b0 = init.w, init.b
     elif isinstance(init, (tuple, list)) and len(init) == 2:
         w0, b0 = init
     else:
-        raise ValueError("init must be a TiltResult or a (w, b) pair")
+        raise ValueError("init must be a BoundaryTilt or a (w, b) pair")
     w0t, _ = as_tensor(w0, "init w", ndim=1)
     if w0t.shape[0] != d:
         raise ValueError(f"init w must have {d} entries, got {w0t.shape[0]}")
@@ -121,7 +121,7 @@ def boundary_tilting_angle(
     fit_intercept: bool = True,
     max_iter: int = 500,
     init: Any = None,
-) -> TiltResult:
+) -> BoundaryTilt:
     """Angle between an L2-regularised logistic probe and the nearest-centroid direction.
 
     The probe minimises ``(1/n) Σ log(1 + exp(−s_i (w·x_i + b))) + (λ/2)‖w‖²`` over the two
@@ -144,12 +144,12 @@ def boundary_tilting_angle(
     max_iter : int
         L-BFGS iterations; if the tolerance is not reached a ``RuntimeWarning`` is issued and
         ``converged`` is False.
-    init : TiltResult or (w, b), optional
+    init : BoundaryTilt or (w, b), optional
         Warm start (e.g. the result at a neighbouring λ).
 
     Returns
     -------
-    TiltResult
+    BoundaryTilt
 
     Examples
     --------
@@ -227,7 +227,7 @@ def boundary_tilting_angle(
         scores = X64 @ w + b
         accuracy = float(((scores > 0) == (signs > 0)).double().mean())
         boundary_distance = float(scores.abs().mean()) / w_norm
-    return TiltResult(
+    return BoundaryTilt(
         angle_deg=angle,
         w=to_kind(to_input_device(w, Xt), kind),
         b=b,

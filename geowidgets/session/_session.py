@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from geowidgets.geometry import (
         DecisionSlice,
         DeviationProfile,
-        DeviationResult,
         DeviationTables,
+        KNNDeviation,
         KNNGraph,
         TemperatureScores,
     )
@@ -353,7 +353,7 @@ class Session:
         """True if the layer's deviation tables are cached (so k moves only re-read running sums)."""
         return layer in self._memo["tables"]
 
-    def deviation(self, layer: str, k: int) -> DeviationResult:
+    def deviation(self, layer: str, k: int) -> KNNDeviation:
         """kNN deviation of every sample from the reference set at ``k`` (docs/probes.md#knn-deviation).
 
         The layer's :meth:`deviation_tables` re-read at ``k`` (no percentile): ``distance`` and

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from geowidgets.geometry import AgreementResult, knn_graph, knn_label_agreement
+from geowidgets.geometry import LabelAgreement, knn_graph, knn_label_agreement
 
 
 def _brute(X, y, k, metric="euclidean"):
@@ -41,7 +41,7 @@ def test_v3_matches_brute_force_and_per_class(metric):
     y = np.repeat([0, 1, 2], [100, 150, 150])
     res = knn_label_agreement(X, y, k=9, metric=metric)
     expected = _brute(X, y, 9, metric)
-    assert isinstance(res, AgreementResult) and res.effective_neighbors is None
+    assert isinstance(res, LabelAgreement) and res.effective_neighbors is None
     np.testing.assert_allclose(res.per_point, expected, atol=1e-12)
     np.testing.assert_allclose(res.per_class, [expected[y == c].mean() for c in range(3)], atol=1e-12)
     assert res.mean == pytest.approx(expected.mean(), abs=1e-12)

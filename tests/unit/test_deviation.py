@@ -6,7 +6,7 @@ import torch
 
 from geowidgets.geometry import (
     DeviationProfile,
-    DeviationResult,
+    KNNDeviation,
     knn_deviation,
     knn_deviation_profile,
     knn_graph,
@@ -48,7 +48,7 @@ def test_matches_brute_force_definition(statistic):
     reference, queries = rng.normal(size=(120, 5)), rng.normal(size=(30, 5)) * 1.5
     res = knn_deviation(queries, reference, k=7, statistic=statistic)
     d, b = _brute(queries, reference, 7, statistic)
-    assert isinstance(res, DeviationResult) and isinstance(res.distance, np.ndarray)
+    assert isinstance(res, KNNDeviation) and isinstance(res.distance, np.ndarray)
     np.testing.assert_allclose(res.distance, d, rtol=1e-10)
     np.testing.assert_allclose(res.baseline, b, rtol=1e-10)
     assert res.baseline_mean == pytest.approx(b.mean(), rel=1e-12)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geowidgets.geometry import LoDDResult, auroc, knn_graph, lodd
+from geowidgets.geometry import LoDDScores, auroc, knn_graph, lodd
 
 
 def _official_loop(X, k, w=0.5):
@@ -69,7 +69,7 @@ def test_boundary_is_lowest_ceil_fraction_ties_to_lower_index_and_with_ratio():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(101, 3))
     res = lodd(X, k=10, ratio=0.1)
-    assert isinstance(res, LoDDResult)
+    assert isinstance(res, LoDDScores)
     order = np.argsort(res.score, kind="stable")
     assert res.boundary.sum() == 11  # ceil(10.1)
     assert set(np.flatnonzero(res.boundary)) == set(order[:11])

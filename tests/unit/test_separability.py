@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from geowidgets.geometry import MSTResult, mst_separability
+from geowidgets.geometry import MSTSeparability, mst_separability
 from geowidgets.geometry._separability import minimum_spanning_tree
 
 
@@ -32,7 +32,7 @@ def test_edges_form_a_spanning_tree_in_original_indices():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 4))
     res = mst_separability(X, max_n=120, random_state=3)
-    assert isinstance(res, MSTResult) and res.n_used == 120
+    assert isinstance(res, MSTSeparability) and res.n_used == 120
     assert res.edges.shape == (119, 2) and res.edges.dtype == np.int64
     used = set(res.indices.tolist())
     assert set(res.edges.ravel().tolist()) == used
