@@ -27,18 +27,47 @@ def _float64(t: torch.Tensor) -> torch.Tensor:
     return t.to(device=spectral_device(t), dtype=torch.float64)
 
 
+def _distinct_neighbours(
+    Xt: torch.Tensor, k: int, knn: Any, caller: str
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Neighbour distances [U, k] of X's distinct rows, the inverse map [N] (None without duplicates), and U.
+
+    A zero first-neighbour distance means an exact duplicate row (the kNN engine re-scores
+    distances from differences, so only identical rows are at distance 0). Then the rows are
+    de-duplicated exactly (``torch.unique(dim=0)``), the neighbours are searched again among the
+    distinct rows (a given graph belongs to the full X and is not used), and a warning says so:
+    duplicate copies would otherwise remain neighbours of the other copy's neighbours and skew
+    their distance ratios.
+    """
+    dist, _ = resolve_knn(Xt, k, knn, "euclidean")
+    if not bool((dist[:, 0] == 0).any()):
+        return _float64(dist), None, Xt.shape[0]
+    unique, inverse = torch.unique(Xt, dim=0, return_inverse=True)
+    n_unique = unique.shape[0]
+    if n_unique < k + 1:
+        raise ValueError(f"{caller}: X has only {n_unique} distinct row(s); at least {k + 1} are needed")
+    warnings.warn(
+        f"{caller}: X has {Xt.shape[0] - n_unique} duplicate row(s); the estimate uses its {n_unique} distinct rows",
+        stacklevel=3,
+    )
+    dist, _ = resolve_knn(unique, k, None, "euclidean")
+    return _float64(dist), inverse, n_unique
+
+
 def twonn(
-    X: Any,
+    X: Array,
     *,
     discard_fraction: float = 0.1,
     method: Literal["linear", "mle"] = "linear",
-    knn: Any = None,
+    knn: PrecomputedKNN | None = None,
 ) -> float:
     """Intrinsic dimension by TwoNN (Facco et al. 2017), exactly as scikit-dimension 0.5.
 
     With r₁, r₂ the first two neighbour distances (self excluded), μ_i = r₂/r₁ follows a
-    Pareto(1, d) law. Points with r₁ = 0 (duplicates) are dropped with a warning; of the
-    remaining N ratios the n_keep = ⌊N(1 − discard_fraction)⌋ smallest are kept, sorted.
+    Pareto(1, d) law. Duplicate rows would give r₁ = 0 and leave their copies as neighbours of
+    other points, so X is de-duplicated exactly first (with a warning): the estimate is that of
+    the distinct rows. Of the N ratios the n_keep = ⌊N(1 − discard_fraction)⌋ smallest are kept,
+    sorted.
 
     * ``"linear"``: least squares through the origin of y_i = −log(1 − i/N) on x_i = log μ_(i),
       i = 1..n_keep: d = Σxy / Σx².
@@ -53,7 +82,8 @@ def twonn(
         since the empirical CDF reaches 1 at the largest ratio and −log 0 is infinite).
     method : {"linear", "mle"}
     knn : KNNGraph or (dist, idx), optional
-        X's euclidean kNN graph (only its first two columns are read).
+        X's euclidean kNN graph (only its first two columns are read; not used when X has
+        duplicate rows, whose distinct rows are searched again).
 
     Returns
     -------
@@ -84,22 +114,13 @@ def twonn(
             "y = -log(1 - N/N) = inf; use discard_fraction > 0 or method='mle'"
         )
     Xt, _ = as_tensor(X, "X", min_rows=3)
-    dist, _ = resolve_knn(Xt, 2, knn, "euclidean")
-    dist = _float64(dist)
-    r1, r2 = dist[:, 0], dist[:, 1]
-    ok = r1 > 0
-    n_dropped = int((~ok).sum())
-    if n_dropped:
-        warnings.warn(
-            f"twonn: dropping {n_dropped} point(s) with zero distance to their nearest neighbour (duplicate points)",
-            stacklevel=2,
-        )
-    mu = r2[ok] / r1[ok]
+    dist, _, _ = _distinct_neighbours(Xt, 2, knn, "twonn")
+    mu = dist[:, 1] / dist[:, 0]
     n = mu.shape[0]
     n_keep = int(n * (1 - discard_fraction))
     if n_keep < 2:
         raise ValueError(
-            f"twonn: only {n_keep} ratio(s) left after dropping duplicates and discarding "
+            f"twonn: only {n_keep} ratio(s) left after discarding "
             f"{discard_fraction:.0%}; at least 2 are needed"
         )
     log_mu = torch.log(sorted_values(mu)[:n_keep])
@@ -111,20 +132,20 @@ def twonn(
 
 
 def mle_intrinsic_dimension(
-    X: Any,
+    X: Array,
     k: int = 20,
     *,
     unbiased: bool = False,
     average: Literal["harmonic", "mean", "median"] = "harmonic",
     pointwise: bool = False,
-    knn: Any = None,
+    knn: PrecomputedKNN | None = None,
 ) -> float | tuple[float, Any]:
     """Intrinsic dimension by maximum likelihood (Levina & Bickel 2005), as scikit-dimension 0.5.
 
     The local estimate at point i, from its k neighbour distances T_1 <= .. <= T_k (self
-    excluded), is ``m_i = (k − 1) / Σ_{j<k} log(T_k / T_j)`` (``unbiased``: k − 2). Points with a
-    zero distance among their k neighbours (duplicates) have no finite estimate: they are left
-    out of the average with a warning giving the count, and are NaN in the pointwise values.
+    excluded), is ``m_i = (k − 1) / Σ_{j<k} log(T_k / T_j)`` (``unbiased``: k − 2). Duplicate rows
+    would give zero distances, so X is de-duplicated exactly first (with a warning): the average
+    is over the distinct rows, and each copy of a row gets that row's pointwise estimate.
 
     Parameters
     ----------
@@ -139,7 +160,7 @@ def mle_intrinsic_dimension(
     pointwise : bool
         Also return the local estimates [N] (X's kind), e.g. for a local-ID colouring.
     knn : KNNGraph or (dist, idx), optional
-        X's euclidean kNN graph with at least k neighbours.
+        X's euclidean kNN graph with at least k neighbours (not used when X has duplicate rows).
 
     Returns
     -------
@@ -162,30 +183,18 @@ def mle_intrinsic_dimension(
         raise ValueError(
             f"mle_intrinsic_dimension needs k >= {k_min}{' with unbiased=True' if unbiased else ''}, got {k}"
         )
-    dist, _ = resolve_knn(Xt, k, knn, "euclidean")
-    dist = _float64(dist)
-    valid = dist[:, 0] > 0
-    n_bad = int((~valid).sum())
-    if n_bad == dist.shape[0]:
-        raise ValueError("every point has a duplicate among its k neighbours; the MLE dimension is undefined")
-    if n_bad:
-        warnings.warn(
-            f"mle_intrinsic_dimension: {n_bad} point(s) have a zero distance among their k={k} neighbours "
-            "(duplicates); they are left out of the average (NaN pointwise)",
-            stacklevel=2,
-        )
-    safe = torch.where(valid.unsqueeze(1), dist, torch.ones_like(dist))
-    log_ratio = torch.log(safe[:, -1:] / safe).sum(dim=1)
+    dist, inverse, _ = _distinct_neighbours(Xt, k, knn, "mle_intrinsic_dimension")
+    log_ratio = torch.log(dist[:, -1:] / dist).sum(dim=1)
     numerator = (k - 2) if unbiased else (k - 1)
     local = numerator / log_ratio
-    local = torch.where(valid, local, torch.full_like(local, float("nan")))
-    good = local[valid]
     if average == "harmonic":
-        value = 1.0 / (1.0 / good).mean()
+        value = 1.0 / (1.0 / local).mean()
     elif average == "mean":
-        value = good.mean()
+        value = local.mean()
     else:
-        value = torch.quantile(good, 0.5)
+        value = torch.quantile(local, 0.5)
     if pointwise:
+        if inverse is not None:  # every copy of a row gets that row's estimate
+            local = local[inverse.to(local.device)]
         return float(value), to_kind(local.to(Xt.device, Xt.dtype), kind)
     return float(value)

@@ -1,7 +1,5 @@
 """Tests for geowidgets.geometry._dimension: TwoNN and MLE intrinsic dimension (docs/probes.md#twonn)."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -76,19 +74,22 @@ def test_torch_input_and_graph_reuse():
     assert value == pytest.approx(mle_intrinsic_dimension(X, 20), rel=1e-12)
 
 
-def test_duplicates_are_dropped_with_a_warning():
+def test_duplicates_are_removed_with_a_truthful_warning():
     rng = np.random.default_rng(4)
     X = _subspace(rng, 400, 3, 6)
     dup = np.r_[X, X[:10]]
-    with pytest.warns(UserWarning, match="dropping 20 point"):
+    with pytest.warns(UserWarning, match="10 duplicate row.*400 distinct rows"):
         value = twonn(dup, method="mle")
+    assert value == pytest.approx(twonn(X, method="mle"), rel=1e-12)
     skdim = pytest.importorskip("skdim")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert value == pytest.approx(skdim.id.TwoNN(method="mle").fit(dup).dimension_, rel=1e-6)
-    with pytest.warns(UserWarning, match="20 point"):
+    assert value == pytest.approx(skdim.id.TwoNN(method="mle").fit(X).dimension_, rel=1e-6)
+    with pytest.warns(UserWarning, match="10 duplicate row"):
         value, local = mle_intrinsic_dimension(dup, 10, pointwise=True)
-    assert np.isnan(local).sum() == 20 and np.isfinite(value)
+    clean, clean_local = mle_intrinsic_dimension(X, 10, pointwise=True)
+    assert value == pytest.approx(clean, rel=1e-12)
+    np.testing.assert_allclose(local, np.r_[clean_local, clean_local[:10]], rtol=1e-12)
+    with pytest.raises(ValueError, match="only 2 distinct row"):
+        twonn(np.repeat(X[:2], 5, axis=0))
 
 
 def test_errors():
