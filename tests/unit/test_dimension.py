@@ -117,5 +117,5 @@ def test_errors():
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         twonn(bad)
-    with pytest.raises(ValueError, match="every point"):
+    with pytest.raises(ValueError, match="only 1 distinct row"):
         mle_intrinsic_dimension(np.zeros((10, 3)), 3)
