@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
 from geowidgets.geometry._spectra import cached, eigvalsh_f64
 
 __all__ = ["dse", "dsmi", "diffusion_spectrum", "diffusion_entropy_from_spectrum"]
@@ -43,7 +43,11 @@ def _subsample_indices(n: int, max_n: int | None, random_state: int | None) -> n
 
 
 def _squared_distances(X: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances (float64), exact zeros on the diagonal."""
+    """Pairwise squared Euclidean distances (float64), exact zeros on the diagonal.
+
+    Rows are centred first so the expansion ``‖x‖² + ‖y‖² − 2x·y`` does not cancel a common offset.
+    """
+    X = X - X.mean(0)
     sq = (X * X).sum(1)
     d2 = sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * (X @ X.T)
     d2.clamp_(min=0.0)
@@ -98,7 +102,7 @@ def _validated_spectrum(
 
 
 def diffusion_spectrum(
-    X: Any,
+    X: Array,
     sigma: float = 1.0,
     *,
     scale: Scale = "sqrt_dim",
@@ -141,7 +145,7 @@ def diffusion_spectrum(
     return to_kind(_validated_spectrum(Xt, sigma, scale, max_n, random_state, source=X), kind)
 
 
-def diffusion_entropy_from_spectrum(eigenvalues: Any, t: float = 1.0) -> float:
+def diffusion_entropy_from_spectrum(eigenvalues: Array, t: float = 1.0) -> float:
     """DSE (bits) of a diffusion spectrum at diffusion time ``t``.
 
     ``p_i = |λ_i|^t / Σ_j |λ_j|^t + eps`` (eps = float64 machine epsilon, as in ``dse-dsmi``) and
@@ -175,7 +179,7 @@ def diffusion_entropy_from_spectrum(eigenvalues: Any, t: float = 1.0) -> float:
 
 
 def dse(
-    X: Any,
+    X: Array,
     sigma: float = 1.0,
     t: float = 1.0,
     *,
@@ -250,8 +254,8 @@ def _reference_groups(labels: Any, n: int, n_clusters: int) -> np.ndarray:
 
 @renamed_keywords(y="labels")
 def dsmi(
-    X: Any,
-    labels: Any,
+    X: Array,
+    labels: Array,
     sigma: float = 1.0,
     t: float = 1.0,
     *,
