@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import _check_metric, resolve_knn
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, check_k, to_kind
+from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, resolve_knn
 
 __all__ = ["LabelAgreement", "knn_label_agreement"]
 
@@ -62,13 +62,13 @@ def _similarity(dist: torch.Tensor, metric: str) -> torch.Tensor:
 
 
 def knn_label_agreement(
-    X: Any,
-    labels: Any,
+    X: Array,
+    labels: Array,
     k: int = 10,
     *,
     temperature: float | None = None,
     metric: str = "euclidean",
-    knn: Any = None,
+    knn: PrecomputedKNN | None = None,
 ) -> LabelAgreement:
     """How much each point's neighbourhood shares its label (Thornton@k, soft with a temperature).
 

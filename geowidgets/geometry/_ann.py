@@ -40,7 +40,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_k, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import KNNGraph, _fingerprint, faiss_available, knn
 
 __all__ = [
@@ -218,7 +218,7 @@ def _sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
 
 
-def knn_recall(graph: KNNGraph, X: Any, k: int = RECALL_K, *, sample: int = 512, seed: int = 0) -> KNNRecall:
+def knn_recall(graph: KNNGraph, X: Array, k: int = RECALL_K, *, sample: int = 512, seed: int = 0) -> KNNRecall:
     """Measure a kNN graph's recall@k against exact search on a random sample of rows.
 
     Only the sampled rows are searched exactly (brute force against all N rows), so the cost is
@@ -327,7 +327,7 @@ class _Index:
 
 
 def approximate_knn_graph(
-    X: Any,
+    X: Array,
     k_max: int = 50,
     metric: Literal["euclidean", "cosine"] = "euclidean",
     *,

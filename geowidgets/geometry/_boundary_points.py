@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, check_k, to_kind
+from geowidgets.geometry._knn import PrecomputedKNN, resolve_knn
 from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["LoDDScores", "lodd"]
@@ -117,7 +117,7 @@ def _lodd_scores(X: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, int]
     return scores, n_zero
 
 
-def lodd(X: Any, k: int = 20, ratio: float = 0.1, *, knn: Any = None) -> LoDDScores:
+def lodd(X: Array, k: int = 20, ratio: float = 0.1, *, knn: PrecomputedKNN | None = None) -> LoDDScores:
     """Local direction dispersion (LoDD) scores and boundary points.
 
     For each point, the unit directions ``u_j = (x_j − x_i)/‖x_j − x_i‖`` to its k nearest

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from geowidgets.geometry._arrays import Array
 from geowidgets.geometry._plane import Plane, data_in_space, head_for_samples, margin_gradient
 
 __all__ = ["boundary_search", "BoundaryHit"]
@@ -92,15 +93,15 @@ def _bisect(head, point_at, lo: float, hi: float, lo_is_y0: bool, y0: int, tol: 
 
 def boundary_search(
     model: torch.nn.Module,
-    x: Any,
-    direction: Any = None,
+    x: Array,
+    direction: Array | None = None,
     *,
     method: str = "line",
     layer: str | None = None,
-    carrier: Any = None,
+    carrier: Array | None = None,
     space: str = "auto",
-    start: Any = None,
-    data: Any = None,
+    start: Array | None = None,
+    data: Array | None = None,
     max_distance: float | None = None,
     n_coarse: int = 64,
     tol: float = 1e-4,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, renamed_keywords, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, renamed_keywords, spectral_device, to_kind
 from geowidgets.geometry._spectra import _singular_values_f64, cached, singular_values_tensor, to_input_device
 
 __all__ = ["fisher_ratio", "FisherRatio", "neural_collapse", "NeuralCollapse", "coding_rate", "CodingRate"]
@@ -68,7 +68,7 @@ class FisherRatio(float):
 
 
 def fisher_ratio(
-    X: Any, labels: Any, kind: Literal["trace", "lda", "fdr"] = "trace", *, shrinkage: float = 1e-3
+    X: Array, labels: Array, kind: Literal["trace", "lda", "fdr"] = "trace", *, shrinkage: float = 1e-3
 ) -> FisherRatio:
     """Between-class vs within-class scatter of a layer's activations.
 
@@ -198,7 +198,7 @@ def _nc1(within: torch.Tensor, centred_means: torch.Tensor, n: int) -> float:
 
 @renamed_keywords(H="X")
 def neural_collapse(
-    X: Any, labels: Any, *, weight: Any = None, bias: Any = None, predictions: Any = None
+    X: Array, labels: Array, *, weight: Array | None = None, bias: Array | None = None, predictions: Array | None = None
 ) -> NeuralCollapse:
     """Neural-collapse metrics NC1–NC4 of features ``X`` (typically the penultimate layer).
 
@@ -347,7 +347,7 @@ def _class_spectra(
     return cached(source, ("class_svals", digest, bool(normalize)), compute)
 
 
-def coding_rate(X: Any, labels: Any = None, *, eps: float = 0.5**0.5, normalize: bool = True) -> CodingRate:
+def coding_rate(X: Array, labels: Array | None = None, *, eps: float = 0.5**0.5, normalize: bool = True) -> CodingRate:
     """MCR² coding rate R, class-conditional rate Rc and the reduction ΔR = R − Rc (Yu et al. 2020).
 
     With ``Z`` the rows of ``X`` (unit-normalised when ``normalize``), ``n = N``, ``d = D``:

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_k, check_positive, spectral_device
-from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, check_positive, spectral_device
+from geowidgets.geometry._knn import PrecomputedKNN, resolve_knn
 
 __all__ = ["cka", "cka_matrix", "mutual_knn"]
 
@@ -195,8 +195,8 @@ def _check_pair(a: _Rep, b: _Rep, debiased: bool, names: tuple[str, str]) -> Non
 
 
 def cka(
-    X: Any,
-    Y: Any,
+    X: Array,
+    Y: Array,
     *,
     kernel: Kernel = "linear",
     sigma: float | None = None,
@@ -350,13 +350,13 @@ def cka_matrix(
 
 
 def mutual_knn(
-    X: Any,
-    Y: Any,
+    X: Array,
+    Y: Array,
     k: int = 10,
     *,
     metric: Literal["euclidean", "cosine"] = "euclidean",
-    knn_x: Any = None,
-    knn_y: Any = None,
+    knn_x: PrecomputedKNN | None = None,
+    knn_y: PrecomputedKNN | None = None,
     per_point: bool = False,
 ) -> Any:
     """Mean share of each sample's k nearest neighbours that two representations have in common.

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geowidgets.geometry._arrays import Array
 from geowidgets.geometry._deviation_tables import DeviationTables, KNNDeviation, Statistic, knn_deviation
 from geowidgets.geometry._mean_shift import MeanShiftDeviation, mean_shift_deviation
 from geowidgets.geometry._stats import auroc
@@ -103,7 +104,7 @@ def _check_threshold(threshold: Any) -> float:
     return float(threshold)
 
 
-def divergence_layers(z: Any, threshold: float) -> Any:
+def divergence_layers(z: Array, threshold: float) -> Any:
     """Each sample's divergence layer: the first row (layer) with ``z > threshold``, −1 if none.
 
     The one computation of divergence layers in geowidgets (profiles, the session and the
@@ -230,7 +231,7 @@ class DeviationProfileTables:
         statistic: Statistic = "mean",
         robust: bool = False,
         *,
-        positives: Any = None,
+        positives: Array | None = None,
         percentile: bool = True,
     ) -> DeviationProfile:
         """The :class:`DeviationProfile` at ``k`` and ``threshold`` from the cached tables.

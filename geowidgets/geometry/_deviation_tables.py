@@ -15,8 +15,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import ArrayKind, as_tensor, check_k
-from geowidgets.geometry._knn import _check_metric, _normalize_rows, resolve_knn
+from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, check_k
+from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, _normalize_rows, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
 
 __all__ = ["KNNDeviation", "DeviationTables", "knn_deviation", "Statistic"]
@@ -146,13 +146,13 @@ class DeviationTables:
     @classmethod
     def from_data(
         cls,
-        queries: Any,
-        reference: Any,
+        queries: Array,
+        reference: Array,
         k_max: int = 50,
         *,
         metric: str = "euclidean",
         normalize: bool = False,
-        knn: Any = None,
+        knn: PrecomputedKNN | None = None,
     ) -> DeviationTables:
         """Compute the query → reference and leave-one-out reference tables at ``k_max``.
 
@@ -203,13 +203,13 @@ class DeviationTables:
     @classmethod
     def from_samples(
         cls,
-        X: Any,
-        reference: Any,
+        X: Array,
+        reference: Array,
         k_max: int = 50,
         *,
         metric: str = "euclidean",
         normalize: bool = False,
-        knn: Any = None,
+        knn: PrecomputedKNN | None = None,
     ) -> DeviationTables:
         """Tables that score every row of ``X`` against the rows marked as the reference.
 
@@ -264,8 +264,8 @@ class DeviationTables:
     @classmethod
     def from_graph(
         cls,
-        X: Any,
-        reference: Any,
+        X: Array,
+        reference: Array,
         graph: Any,
         k_max: int = 50,
         *,
@@ -490,15 +490,15 @@ def _statistic(table: np.ndarray, prefix: np.ndarray, k: int, statistic: str) ->
 
 
 def knn_deviation(
-    queries: Any,
-    reference: Any,
+    queries: Array,
+    reference: Array,
     k: int = 10,
     *,
     metric: str = "euclidean",
     statistic: Statistic = "mean",
     robust: bool = False,
     normalize: bool = False,
-    knn: Any = None,
+    knn: PrecomputedKNN | None = None,
 ) -> KNNDeviation:
     """Distance of each query to the reference manifold, standardised by the reference's own spread.
 

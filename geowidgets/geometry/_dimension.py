@@ -13,8 +13,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_k, spectral_device, to_kind
-from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, spectral_device, to_kind
+from geowidgets.geometry._knn import PrecomputedKNN, resolve_knn
 from geowidgets.geometry._stats import sorted_values
 
 __all__ = ["twonn", "mle_intrinsic_dimension"]
@@ -120,8 +120,7 @@ def twonn(
     n_keep = int(n * (1 - discard_fraction))
     if n_keep < 2:
         raise ValueError(
-            f"twonn: only {n_keep} ratio(s) left after discarding "
-            f"{discard_fraction:.0%}; at least 2 are needed"
+            f"twonn: only {n_keep} ratio(s) left after discarding {discard_fraction:.0%}; at least 2 are needed"
         )
     log_mu = torch.log(sorted_values(mu)[:n_keep])
     if method == "mle":

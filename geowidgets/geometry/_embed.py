@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
-from geowidgets.geometry._knn import _fingerprint, resolve_knn
+from geowidgets.geometry._arrays import Array, as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
+from geowidgets.geometry._knn import PrecomputedKNN, _fingerprint, resolve_knn
 
 __all__ = ["embed", "align_layout", "warm_up_umap", "enable_umap_disk_cache", "heat_geodesic_distances"]
 
@@ -205,11 +205,11 @@ def _umap_layout(
 
 
 def embed(
-    X: Any,
+    X: Array,
     method: str = "umap",
     n_neighbors: int = 15,
-    knn: Any = None,
-    init: Any = None,
+    knn: PrecomputedKNN | None = None,
+    init: Array | None = None,
     *,
     n_epochs: int | None = None,
     n_components: int = 2,
@@ -217,7 +217,7 @@ def embed(
     metric: str = "euclidean",
     learning_rate: float = 1.0,
     random_state: int | None = 0,
-    reference: Any = None,
+    reference: Array | None = None,
     t: float = 10.0,
     harnack: float = 0.0,
     max_n: int | None = 3000,
@@ -302,7 +302,7 @@ def embed(
 
 
 @renamed_keywords(Y="X")
-def align_layout(X: Any, reference: Any, *, scale: bool = True, reflection: bool = True) -> Any:
+def align_layout(X: Array, reference: Array, *, scale: bool = True, reflection: bool = True) -> Any:
     """Rotate (and reflect), scale and shift layout ``X`` to best match ``reference`` (least squares).
 
     Orthogonal Procrustes: with X̂, R̂ the centred layouts and UΣVᵀ = svd(X̂ᵀR̂), the rotation is
@@ -411,13 +411,13 @@ def _heat_kernel(
 
 
 def heat_geodesic_distances(
-    X: Any,
+    X: Array,
     k: int = 10,
     t: float = 10.0,
     *,
     harnack: float = 0.0,
     decay: float = 40.0,
-    knn: Any = None,
+    knn: PrecomputedKNN | None = None,
     max_n: int | None = 3000,
 ) -> Any:
     """Heat-geodesic distances (Varadhan's formula on the heat kernel of the data graph).

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_k, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
 
-__all__ = ["knn", "knn_graph", "KNNGraph", "resolve_knn", "faiss_available"]
+__all__ = ["knn", "knn_graph", "KNNGraph", "PrecomputedKNN", "resolve_knn", "faiss_available"]
 
 Metric = Literal["euclidean", "cosine"]
 _METRICS = ("euclidean", "cosine")
@@ -362,9 +362,9 @@ def _knn_tensors(
 
 
 def knn(
-    X: Any,
+    X: Array,
     k: int,
-    Y: Any = None,
+    Y: Array | None = None,
     metric: Metric = "euclidean",
     *,
     chunk_size: int | None = None,
@@ -485,7 +485,12 @@ class KNNGraph:
         return self.dist[:, :k], self.idx[:, :k]
 
 
-def knn_graph(X: Any, k_max: int = 50, metric: Metric = "euclidean", *, chunk_size: int | None = None) -> KNNGraph:
+#: A precomputed neighbour graph a probe may reuse instead of searching again: a
+#: :class:`KNNGraph` (sliced to the probe's k) or a ``(dist, idx)`` pair of [N, k'] arrays, k' >= k.
+PrecomputedKNN: TypeAlias = "KNNGraph | tuple[Array, Array]"
+
+
+def knn_graph(X: Array, k_max: int = 50, metric: Metric = "euclidean", *, chunk_size: int | None = None) -> KNNGraph:
     """Compute the exact kNN graph of ``X`` (self excluded) once, at ``k_max``.
 
     ``k_max`` is capped at ``N - 1`` only if you ask for it explicitly; a larger value is an

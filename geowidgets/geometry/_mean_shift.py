@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import resolve_knn
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
+from geowidgets.geometry._knn import PrecomputedKNN, resolve_knn
 
 __all__ = ["MeanShiftDeviation", "mean_shift_deviation"]
 
@@ -47,7 +47,7 @@ class MeanShiftDeviation:
 
 
 def mean_shift_deviation(
-    X: Any, k: int = 10, iterations: int = 3, *, fixed_graph: bool = False, knn: Any = None
+    X: Array, k: int = 10, iterations: int = 3, *, fixed_graph: bool = False, knn: PrecomputedKNN | None = None
 ) -> MeanShiftDeviation:
     """Reference-free deviation: how far each point moves under m steps of blurring mean shift.
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import check_k
+from geowidgets.geometry._arrays import Array, check_k
 from geowidgets.geometry._knn import knn as _knn
 from geowidgets.geometry._plane import check_temperature, data_in_space, head_for_samples
 
@@ -111,16 +111,16 @@ def _knn_vote(points: torch.Tensor, data: torch.Tensor, labels: torch.Tensor, k:
 
 def mixup_path(
     model: torch.nn.Module,
-    a: Any,
-    b: Any,
+    a: Array,
+    b: Array,
     steps: int = 101,
     *,
     layer: str | None = None,
-    carrier: Any = None,
+    carrier: Array | None = None,
     space: str = "auto",
     temperature: float = 1.0,
-    data: Any = None,
-    labels: Any = None,
+    data: Array | None = None,
+    labels: Array | None = None,
     k: int = 10,
     label_a: int | None = None,
     label_b: int | None = None,

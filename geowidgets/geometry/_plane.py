@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, check_positive
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, check_positive
 
 __all__ = ["Plane", "plane_directions"]
 
@@ -74,7 +74,7 @@ class Plane:
     is_numpy: bool = True
 
     @classmethod
-    def through(cls, a: Any, b: Any, c: Any) -> Plane:
+    def through(cls, a: Array, b: Array, c: Array) -> Plane:
         """The plane through three samples: origin a, e₁ = (b − a)/‖b − a‖, e₂ from c by Gram–Schmidt."""
         (ta, shape, is_np), (tb, sb, _), (tc, sc, _) = _flat(a, "a"), _flat(b, "b"), _flat(c, "c")
         if not (ta.shape == tb.shape == tc.shape):
@@ -83,7 +83,7 @@ class Plane:
         return cls(ta, basis, torch.stack([ta, tb, tc]), shape, is_np)
 
     @classmethod
-    def from_directions(cls, origin: Any, u: Any, v: Any) -> Plane:
+    def from_directions(cls, origin: Array, u: Array, v: Array) -> Plane:
         """The plane through ``origin`` spanned by ``u`` and ``v`` (orthonormalised; collinear: error)."""
         to, shape, is_np = _flat(origin, "origin")
         tu, _, _ = _flat(u, "u")
@@ -118,11 +118,11 @@ class Plane:
             raise ValueError(f"alpha and beta must have the same length, got {a.numel()} and {b.numel()}")
         return self._out(self.origin + a[:, None] * self.basis[0] + b[:, None] * self.basis[1])
 
-    def coords(self, points: Any) -> Any:
+    def coords(self, points: Array) -> Any:
         """Plane coordinates ``(α, β)`` of the orthogonal projections of ``points``: ``[M, 2]``."""
         return self._out((self._points(points) - self.origin) @ self.basis.T)
 
-    def distance(self, points: Any) -> Any:
+    def distance(self, points: Array) -> Any:
         """Euclidean distance of each point from the plane: ``[M]``."""
         d = self._points(points) - self.origin
         resid = d - (d @ self.basis.T) @ self.basis
@@ -157,15 +157,15 @@ def _orthogonal_pc(X: torch.Tensor | None, u: torch.Tensor, rng: np.random.Gener
 
 
 def plane_directions(
-    X: Any = None,
+    X: Array | None = None,
     kind: str = "pca",
     *,
-    labels: Any = None,
+    labels: Array | None = None,
     classes: tuple | None = None,
-    origin: Any = None,
+    origin: Array | None = None,
     model: Any = None,
     layer: str | None = None,
-    carrier: Any = None,
+    carrier: Array | None = None,
     dim: int | None = None,
     random_state: int = 0,
 ) -> Any:

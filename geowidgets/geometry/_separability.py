@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, to_kind
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, to_kind
 from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff, _normalize_rows
 from geowidgets.geometry._stats import stable_argsort
 
@@ -99,7 +99,7 @@ def _direct_distance_matrix(X: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def minimum_spanning_tree(X: Any) -> tuple[Any, Any]:
+def minimum_spanning_tree(X: Array) -> tuple[Any, Any]:
     """Euclidean minimum spanning tree by Prim's algorithm on X's device.
 
     Edges are chosen on a dense distance matrix of the centred rows computed in float64 (float32
@@ -209,8 +209,8 @@ def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mst_separability(
-    X: Any,
-    labels: Any = None,
+    X: Array,
+    labels: Array | None = None,
     *,
     normalize: bool = False,
     max_n: int | None = 5000,

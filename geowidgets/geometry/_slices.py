@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from geowidgets.geometry._arrays import Array
 from geowidgets.geometry._plane import (
     Plane,
     check_temperature,
@@ -167,11 +168,11 @@ class DecisionSlice:
         idx = idx[torch.argsort(d[idx], stable=True)]
         return self.plane._out(idx)
 
-    def coords(self, points: Any) -> Any:
+    def coords(self, points: Array) -> Any:
         """Plane coordinates ``[M, 2]`` of points given in the sliced space."""
         return self.plane.coords(points)
 
-    def distance_to_plane(self, points: Any) -> Any:
+    def distance_to_plane(self, points: Array) -> Any:
         """Distances ``[M]`` of points (in the sliced space) from the plane."""
         return self.plane.distance(points)
 
@@ -264,9 +265,9 @@ def decision_slice(
     extent: tuple[float, float, float, float] | None = None,
     margin: float = 0.25,
     plane_space: str = "auto",
-    carrier: Any = None,
+    carrier: Array | None = None,
     batch_size: int = 4096,
-    data: Any = None,
+    data: Array | None = None,
 ) -> DecisionSlice:
     """Evaluate ``model`` on a G×G grid of ``plane``, in input space or in a hidden layer.
 

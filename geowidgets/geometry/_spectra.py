@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind
 
 __all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
 
@@ -201,7 +201,7 @@ def singular_values_tensor(
     )
 
 
-def singular_values(X: Any, *, center: bool = False, normalize_rows: bool = False) -> Any:
+def singular_values(X: Array, *, center: bool = False, normalize_rows: bool = False) -> Any:
     """Singular values of a layer's activation matrix, in float64, cached per tensor.
 
     Parameters
@@ -239,7 +239,7 @@ def rankme_from_singular_values(s: torch.Tensor, eps: float = 1e-7) -> float:
     return float(torch.exp(-torch.special.xlogy(p, p).sum()))  # 0·log 0 = 0 when eps = 0
 
 
-def rankme(X: Any, *, eps: float = 1e-7, center: bool = False) -> float:
+def rankme(X: Array, *, eps: float = 1e-7, center: bool = False) -> float:
     """RankMe: the effective rank of a representation (Garrido et al., Roy–Vetterli).
 
     With σ the singular values of ``X``, ``p_k = σ_k / ‖σ‖₁ + eps`` and
@@ -287,7 +287,7 @@ def von_neumann_from_singular_values(s: torch.Tensor, exp: bool = False) -> floa
     return math.exp(entropy) if exp else entropy
 
 
-def von_neumann_entropy(X: Any, *, center: bool = True, exp: bool = False) -> float:
+def von_neumann_entropy(X: Array, *, center: bool = True, exp: bool = False) -> float:
     """Von Neumann entropy of the trace-normalised covariance of ``X``.
 
     ``ρ = C / tr C`` with ``C = (X − μ)ᵀ(X − μ)/N``; its eigenvalues are ``λ_i = s_i² / Σ s_j²``

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_tensor
+from geowidgets.geometry._arrays import Array, as_tensor
 
 __all__ = ["auroc", "fpr_at_tpr"]
 
@@ -59,7 +59,7 @@ def _pair(pos: Any, neg: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return p.to(dtype), n.to(dtype)
 
 
-def auroc(pos: Any, neg: Any) -> float:
+def auroc(pos: Array, neg: Array) -> float:
     """Area under the ROC curve of ``pos`` (label 1) against ``neg`` (label 0).
 
     Computed as the Mann–Whitney U statistic with mid-ranks for ties,
@@ -105,7 +105,7 @@ def auroc(pos: Any, neg: Any) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def fpr_at_tpr(pos: Any, neg: Any, tpr: float = 0.95) -> float:
+def fpr_at_tpr(pos: Array, neg: Array, tpr: float = 0.95) -> float:
     """False-positive rate at the highest threshold that reaches a true-positive rate of ``tpr``.
 
     A sample is called positive when its score is ``>= t``. ``t`` is the largest threshold with

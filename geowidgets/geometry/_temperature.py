@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import ArrayKind, as_tensor
+from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor
 
 __all__ = ["temperature_scores", "TemperatureScores", "expected_calibration_error"]
 
@@ -193,7 +193,7 @@ def _logits_array(logits: Any) -> tuple[np.ndarray, ArrayKind]:
     return z, kind
 
 
-def temperature_scores(logits: Any, temperature: Any = 1.0, *, ablate_outer: bool = False) -> TemperatureScores:
+def temperature_scores(logits: Array, temperature: Any = 1.0, *, ablate_outer: bool = False) -> TemperatureScores:
     """Confidence, energy, entropy and margins of logits at temperature T.
 
     The one implementation of these scores in geowidgets: decision slices, the session's
@@ -234,7 +234,7 @@ def temperature_scores(logits: Any, temperature: Any = 1.0, *, ablate_outer: boo
     return TemperatureScores(z, T, ablate_outer, kind)
 
 
-def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:
+def expected_calibration_error(probs: Array, labels: Array, n_bins: int = 15) -> float:
     """Expected calibration error of predicted probabilities, with equal-width confidence bins.
 
     ``ECE = Σ_b (|B_b|/N)·|accuracy(B_b) − mean confidence(B_b)|`` where the confidence is the

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import as_labels, as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, spectral_device, to_kind
 from geowidgets.geometry._spectra import to_input_device
 
 __all__ = ["boundary_tilting_angle", "BoundaryTilt"]
@@ -113,14 +113,14 @@ def _initial_params(init: Any, d: int, shift: torch.Tensor, like: torch.Tensor) 
 
 
 def boundary_tilting_angle(
-    X: Any,
-    labels: Any,
+    X: Array,
+    labels: Array,
     classes: Any = None,
     *,
     reg: float = 1e-2,
     fit_intercept: bool = True,
     max_iter: int = 500,
-    init: Any = None,
+    init: BoundaryTilt | tuple[Array, Array] | None = None,
 ) -> BoundaryTilt:
     """Angle between an L2-regularised logistic probe and the nearest-centroid direction.
 
