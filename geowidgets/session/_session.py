@@ -41,6 +41,14 @@ from geowidgets.session._colorings import (
 )
 from geowidgets.session._images import image_thumbnails
 from geowidgets.session._memo import Memo, model_lock
+from geowidgets.session._tasks import (
+    TASKS,
+    AddedSamples,
+    PredictionModel,
+    as_metadata,
+    metadata_colorings,
+    resolve_task,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +69,8 @@ __all__ = ["Session", "INPUT_LAYER"]
 INPUT_LAYER = "input"
 #: Colorings that need labels.
 _NEEDS_LABELS = ("label", "correct", "knn_agreement")
+#: Colorings that need regression targets.
+_NEEDS_TARGETS = ("target", "abs_error")
 
 
 class Session:
@@ -145,6 +155,12 @@ class Session:
         metric: str = "euclidean",
         batch_size: int = 256,
         pooling: str | dict[str, str] | None = None,
+        task: str = "auto",
+        output: str | int | Callable[[Any], torch.Tensor] | None = None,
+        head: nn.Module | None = None,
+        metadata: pd.DataFrame | None = None,
+        texts: Sequence[str] | None = None,
+        attention_mask: torch.Tensor | np.ndarray | None = None,
     ):
         if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, got {k_max!r}")
@@ -155,7 +171,14 @@ class Session:
             layers = default_layers(model)
         if pooling is None:
             pooling = "mean" if chosen else "flatten"
-        self.probe = Probe(model, layers, device=device, pooling=pooling)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self._task_arg = task
+        self._task: str | None = task if task == "embedding" and head is None else None
+        # The model as the session runs it: its prediction tensor picked by output=, then head= if given.
+        self.prediction_model = PredictionModel(model, output, head)
+        self._attention_mask = attention_mask
+        self.probe = Probe(self.prediction_model, layers, device=device, pooling=pooling)
         #: One line on how the layers were chosen (empty when they were given).
         self.layer_note = (
             f"layers: the outputs of the model's {len(layers)} blocks (no Dropout/Identity/Flatten), "
@@ -180,22 +203,85 @@ class Session:
         }
         self._small["scores"] = Memo(maxsize=8)  # TemperatureScores keep their intermediates: few of them
         self._colorings: dict[str, tuple] = {}
-        n = self._n_inputs(inputs)
+        self.added: dict[str, AddedSamples] = {}
+        self.n_samples = self._n_inputs(inputs)
+        #: Token mode (``pooling="tokens"``): one row per real token, indexed by this DataFrame
+        #: (``sample``, ``position``, ``token``); None otherwise. The session's N is then the token count.
+        self.tokens: pd.DataFrame | None = None
+        token_mode = any(p == "tokens" for p in self.probe.pooling.values())
+        if token_mode or (labels is None and isinstance(inputs, (Dataset, DataLoader))):
+            acts = self.activations()  # token rows or the loader's labels are known only after the capture
+            self.tokens = acts.tokens
+            if labels is None and acts.labels is not None and not token_mode:
+                labels = acts.labels
+        n = self.n_samples if self.tokens is None else len(self.tokens)
         if n < 3:
             raise ValueError(f"a session needs at least 3 samples, got {n}")
         self.n = n
         self._class_names = None if class_names is None else [str(c) for c in class_names]
-        # Labels are class indices (output columns), checked against the output width once the
-        # logits exist; strings are looked up in class_names.
+        labels = self._per_row(labels, "labels")
+        # Regression: the labels are the targets (float); otherwise class indices (output columns),
+        # checked against the output width once the logits exist; strings are looked up in class_names.
+        self.targets: np.ndarray | None = None
+        if task == "regression" and labels is not None:
+            arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+            self.targets = np.asarray(arr, dtype=np.float64).reshape(n)
+            labels = None
         self.labels: np.ndarray | None = (
             None if labels is None else as_class_indices(labels, n, class_names=self._class_names)
         )
         self._labels_checked = labels is None
-        self._reference_arg = None if reference is None else self._as_mask(reference, "reference")
-        self.images = image_thumbnails(images if images is not None else self._image_like(inputs), n)
+        self._reference_arg = (
+            None if reference is None else self._as_mask(self._per_row(reference, "reference"), "reference")
+        )
+        self.images = (
+            None
+            if self.tokens is not None
+            else image_thumbnails(images if images is not None else self._image_like(inputs), n)
+        )
+        meta = as_metadata(metadata, self.n_samples if self.tokens is not None else n)
+        if self.tokens is not None:
+            token_columns = self.tokens.reset_index(drop=True)
+            if meta is not None:
+                meta = meta.iloc[self.tokens["sample"].to_numpy()].reset_index(drop=True)
+                token_columns = token_columns.drop(columns=[c for c in token_columns if c in meta.columns])
+            if meta is None:
+                meta = token_columns
+            else:
+                import pandas as pd
+
+                meta = pd.concat([token_columns, meta], axis=1)
+        clash = [] if meta is None else [c for c in meta.columns if c in (*COLOR_BY, *_NEEDS_TARGETS)]
+        if clash:
+            raise ValueError(f"metadata columns {clash} clash with built-in colorings; rename them")
+        #: Per-sample metadata (a DataFrame of N rows; in token mode with sample/position/token columns).
+        self.metadata = meta
+        self._meta_specs: dict[str, ColorSpec] | None = None
+        if texts is not None:
+            texts = [str(t) for t in texts]
+            if len(texts) != self.n_samples:
+                raise ValueError(f"texts must hold one string per sample ({self.n_samples}), got {len(texts)}")
+            if self.tokens is not None:
+                texts = [texts[i] for i in self.tokens["sample"].to_numpy()]
+        #: Hover text per row (None without ``texts=``).
+        self.texts: list[str] | None = texts
         self.k_max = min(k_max, n - 2)
 
     # ------------------------------------------------------------------ data
+    def _per_row(self, values: Any, name: str) -> Any:
+        """Per-sample values as one per row: in token mode, ``[n_samples]`` values are repeated per token."""
+        if values is None or self.tokens is None:
+            return values
+        arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        if arr.shape[:1] == (len(self.tokens),):
+            return arr
+        if arr.shape[:1] != (self.n_samples,):
+            raise ValueError(
+                f"{name} must have one entry per sample ({self.n_samples}) or per token row ({len(self.tokens)}), "
+                f"got shape {arr.shape}"
+            )
+        return arr[self.tokens["sample"].to_numpy()]
+
     @staticmethod
     def _n_inputs(inputs: Any) -> int:
         """Number of samples, counted as the probe batches them (a mapping's N, not its number of keys)."""
@@ -256,7 +342,9 @@ class Session:
             with self._lock:
                 if self._acts is None:
                     with model_lock(self.model):
-                        self._acts = self.probe.capture(self.inputs, batch_size=self.batch_size, progress=False)
+                        self._acts = self.probe.capture(
+                            self.inputs, batch_size=self.batch_size, progress=False, attention_mask=self._attention_mask
+                        )
         return self._acts
 
     def features(self, layer: str) -> torch.Tensor:
@@ -264,9 +352,46 @@ class Session:
         return self.activations()[self.check_layer(layer)]
 
     @property
+    def outputs(self) -> torch.Tensor | None:
+        """The model's prediction per row ``[N, W]`` (float32, CPU; see ``output=``), None if it has none.
+
+        In token mode a sequence output ``[n_samples, L, V]`` is read at each token row's position.
+        """
+        acts = self.activations()
+        out = acts.outputs
+        if out is None or self.tokens is None:
+            return out
+        length = next(iter(acts.shapes.values()))[0] if acts.shapes else 0
+        if not length or out.shape[1] % length:
+            return None
+        rows = out.reshape(out.shape[0], length, -1)
+        return rows[
+            torch.from_numpy(self.tokens["sample"].to_numpy()), torch.from_numpy(self.tokens["position"].to_numpy())
+        ]
+
+    @property
+    def task(self) -> str:
+        """``"classification"``, ``"regression"`` or ``"embedding"`` (``"auto"`` resolved on the captured outputs)."""
+        if self._task is None:
+            task = self._task_arg
+            if self.prediction_model.head is not None and task in ("auto", "embedding"):
+                task = "classification"  # the head maps the features to logits
+            self._task = resolve_task(task, self.outputs)
+        return self._task
+
+    @property
+    def has_logits(self) -> bool:
+        """True for a classifier (logits ``[N, C>=2]``): the slice, temperature and class colorings apply."""
+        return self.task == "classification"
+
+    @property
     def logits(self) -> torch.Tensor:
         """The model's outputs ``[N, C]`` (float32, CPU)."""
-        out = self.activations().outputs
+        if self.task != "classification":
+            raise ValueError(
+                f"this session's task is {self.task!r}: its model has no class logits (pass head= to add a classifier)"
+            )
+        out = self.outputs
         if out is None or out.ndim != 2 or out.shape[1] < 2:
             shape = None if out is None else tuple(out.shape)
             raise ValueError(f"the model's output must be logits [N, C] with C >= 2, got shape {shape}")
@@ -283,23 +408,31 @@ class Session:
         return self._logits_np
 
     @property
-    def predictions(self) -> np.ndarray:
-        """Predicted class per sample (argmax of the logits), int64 ``[N]``."""
+    def predictions(self) -> np.ndarray | None:
+        """Predicted class per sample (argmax of the logits), int64 ``[N]``; regression: the predicted value
+        (float64 ``[N]``); embedding: None."""
         if self._predictions is None:
-            self._predictions = self.logits_numpy.argmax(1).astype(np.int64)
+            if self.task == "embedding":
+                return None
+            if self.task == "regression":
+                self._predictions = self.outputs.numpy().reshape(self.n).astype(np.float64)
+            else:
+                self._predictions = self.logits_numpy.argmax(1).astype(np.int64)
         return self._predictions
 
     @property
     def class_names(self) -> list[str]:
-        """Display names of the classes."""
+        """Display names of the classes (embedding: of the label codes; regression: none)."""
         if self._class_names is not None:
             return self._class_names
-        return [str(c) for c in range(self.logits.shape[1])]
+        if self.task == "classification":
+            return [str(c) for c in range(self.logits.shape[1])]
+        return [] if self.labels is None else [str(c) for c in range(int(self.labels.max(initial=0)) + 1)]
 
     @property
     def correct(self) -> np.ndarray | None:
-        """Bool ``[N]``: prediction equals label (None without labels)."""
-        if self.labels is None:
+        """Bool ``[N]``: prediction equals label (None without labels, or without class logits)."""
+        if self.labels is None or self.task != "classification":
             return None
         return self.predictions == self.labels  # predictions check the labels against the output width
 
@@ -309,7 +442,7 @@ class Session:
         if self._reference is not None:
             return self._reference
         mask = np.ones(self.n, dtype=bool) if self._reference_arg is None else self._reference_arg.copy()
-        if self.labels is not None:
+        if self.correct is not None:
             mask &= self.correct
         if mask.sum() < self.k_max + 2:
             raise ValueError(
@@ -379,7 +512,7 @@ class Session:
             tables = DeviationProfileTables(
                 list(self.layers), {layer: self.deviation_tables(layer) for layer in self.layers}, self.k_max
             )
-            wrong = np.zeros(self.n, dtype=bool) if self.labels is None else ~self.correct
+            wrong = np.zeros(self.n, dtype=bool) if self.correct is None else ~self.correct
             return tables.profile(k, threshold=2.0, positives=wrong, percentile=False)
 
         profile = self._small["deviation_profile"].get(k, compute)
@@ -427,12 +560,26 @@ class Session:
         """
         if color_by in self._colorings:
             return self._custom_color(color_by, layer, k, temperature)
-        if color_by not in COLOR_BY:
+        if color_by not in self.colorings:
             raise ValueError(f"color_by must be one of {self.colorings}, got {color_by!r}")
         if color_by in _NEEDS_LABELS and self.labels is None:
             raise ValueError(f"color_by={color_by!r} needs labels; this session has none")
+        if color_by in _NEEDS_TARGETS and self.targets is None:
+            raise ValueError(f"color_by={color_by!r} needs regression targets (labels=); this session has none")
+        if color_by in self.metadata_colorings:
+            return self.metadata_colorings[color_by]
         if color_by == "label":
             return categorical_coloring(self.labels, self.class_names, "label")
+        if self.task == "regression" and color_by in ("target", "prediction", "abs_error"):
+            values = {
+                "target": self.targets,
+                "prediction": self.predictions,
+                "abs_error": None if self.targets is None else np.abs(self.predictions - self.targets),
+            }[color_by]
+            if color_by == "abs_error":
+                return value_coloring(values, "continuous", vmin=0.0, name="absolute error")
+            both = self.predictions if self.targets is None else np.concatenate([self.predictions, self.targets])
+            return value_coloring(values, "continuous", vmin=float(both.min()), vmax=float(both.max()), name=color_by)
         if color_by == "prediction":
             return categorical_coloring(self.predictions, self.class_names, "prediction")
         if color_by == "correct":
@@ -466,8 +613,35 @@ class Session:
 
     @property
     def colorings(self) -> list[str]:
-        """Every ``color_by`` name this session understands (built-in, then added)."""
-        return [*COLOR_BY, *self._colorings]
+        """Every ``color_by`` name this session understands: its task's built-in ones, metadata columns, added ones.
+
+        Classification: :data:`COLOR_BY`; regression: ``target``, ``prediction``, ``abs_error`` and
+        ``deviation``; embedding: ``label``, ``deviation`` and ``knn_agreement``.
+        """
+        built_in = {
+            "classification": list(COLOR_BY),
+            "regression": ["target", "prediction", "abs_error", "deviation"],
+            "embedding": ["label", "deviation", "knn_agreement"],
+        }[self.task]
+        return [*built_in, *self.metadata_colorings, *self._colorings]
+
+    def usable_colorings(self) -> list[str]:
+        """The :attr:`colorings` this session's data supports (those needing labels or targets only when given)."""
+        return [
+            c
+            for c in self.colorings
+            if not (c in _NEEDS_LABELS and self.labels is None)
+            and not (c in _NEEDS_TARGETS and self.targets is None)
+            or c in self._colorings
+            or c in self.metadata_colorings
+        ]
+
+    @property
+    def metadata_colorings(self) -> dict[str, ColorSpec]:
+        """One coloring per metadata column (categorical for object/category/bool columns, else continuous)."""
+        if self._meta_specs is None:
+            self._meta_specs = metadata_colorings(self.metadata)
+        return self._meta_specs
 
     def add_coloring(
         self,
@@ -500,8 +674,8 @@ class Session:
         >>> s.color_values("norm", layer=s.layers[0]).values.shape
         (200,)
         """
-        if name in COLOR_BY:
-            raise ValueError(f"{name!r} is a built-in coloring; choose another name")
+        if name in COLOR_BY or name in ("target", "abs_error") or name in self.metadata_colorings:
+            raise ValueError(f"{name!r} is a built-in or metadata coloring; choose another name")
         check_color_kind(kind)
         if not callable(fn):
             raise ValueError(f"fn must be callable as fn(session, layer, k, temperature), got {type(fn).__name__}")
@@ -671,6 +845,164 @@ class Session:
             )
 
         return self._answer(self._memo["profile"].get((tuple(metrics), k), compute))
+
+    # ------------------------------------------------------------------ search
+    def frame(self) -> pd.DataFrame:
+        """One row per sample: ``index``, ``label``, ``prediction``, ``correct``, ``target``, ``abs_error``
+        (those the task has) and the metadata columns; the table :meth:`select` queries."""
+        import pandas as pd
+
+        columns: dict[str, Any] = {"index": np.arange(self.n)}
+        if self.labels is not None:
+            columns["label"] = self.labels
+        if self.predictions is not None:
+            columns["prediction"] = self.predictions
+        if self.correct is not None:
+            columns["correct"] = self.correct
+        if self.targets is not None:
+            columns["target"] = self.targets
+            columns["abs_error"] = np.abs(self.predictions - self.targets)
+        out = pd.DataFrame(columns)
+        if self.metadata is not None:
+            out = pd.concat([out, self.metadata.drop(columns=[c for c in self.metadata if c in columns])], axis=1)
+        return out
+
+    def select(self, query: str) -> list[int]:
+        """Indices of the samples a search matches.
+
+        The query is a pandas ``DataFrame.query`` expression over :meth:`frame` (``label == 3``,
+        ``prediction != label``, ``index < 10``, ``topic == "sport"``, ``abs_error > 0.5``); a
+        query that is not one (a plain word or phrase) matches the samples whose text
+        (``texts=``) or any text metadata column contains it, ignoring case. An empty query matches
+        nothing.
+
+        Raises
+        ------
+        ValueError
+            A query that is neither a valid expression nor found as text (no texts or text columns).
+
+        Examples
+        --------
+        >>> from geowidgets.datasets import toy_demo
+        >>> demo = toy_demo("blobs", n=60)
+        >>> s = Session(demo.model, demo.inputs, demo.labels, k_max=10)
+        >>> s.select("label == 1 and index < 10") == [i for i in range(10) if demo.labels[i] == 1]
+        True
+        """
+        query = str(query).strip()
+        if not query:
+            return []
+        frame = self.frame()
+        try:
+            hit = frame.query(query, engine="python")
+            return [int(i) for i in hit["index"]]
+        except Exception as err:  # not an expression over the columns: search the texts
+            texts = [] if self.texts is None else [self.texts]
+            if self.metadata is not None:
+                texts += [
+                    self.metadata[c].astype(str).tolist() for c in self.metadata if self.metadata[c].dtype == object
+                ]
+            if not texts:
+                raise ValueError(
+                    f"cannot search for {query!r}: it is not a query over the columns {list(frame.columns)} ({err}) "
+                    "and this session has no texts to match it against"
+                ) from None
+            needle = query.lower()
+            return [i for i in range(self.n) if any(needle in column[i].lower() for column in texts)]
+
+    # ------------------------------------------------------------------ added samples
+    def add_samples(
+        self,
+        inputs: Any,
+        labels: ArrayLike | None = None,
+        name: str = "added",
+        *,
+        k: int = 10,
+        threshold: float = 2.0,
+    ) -> pd.DataFrame:
+        """Capture new inputs and score them against the reference manifold, without changing the session's samples.
+
+        For every layer: each new sample's kNN deviation z from the reference set at ``k`` (the
+        layer's cached :class:`~geowidgets.geometry.DeviationTables` baseline, so z is
+        ``geo.knn_deviation(new, reference, k).z``), and its placement among the session's
+        samples (its ``k`` nearest samples in the layer's feature space with inverse-distance
+        weights, so it can be drawn in any layout of that layer without moving a point).
+
+        Parameters
+        ----------
+        inputs : Tensor, ndarray, mapping, Dataset or DataLoader
+            New samples, as the session's inputs.
+        labels : array-like, optional
+            Their labels (class indices or names; regression targets); from an ``(x, y)`` loader when None.
+        name : str
+            Group name (replaces a group of that name).
+        k : int
+            Neighbours (``1..k_max``), e.g. the Explorer's current k.
+        threshold : float
+            z above which a sample has diverged (``divergence_layer``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per new sample: a column of z per layer (named by the layer), ``divergence_layer``
+            (first layer with ``z > threshold``, None if none; ``geo.divergence_layers``), and
+            ``label``/``prediction`` when known.
+
+        Raises
+        ------
+        ValueError
+            Token mode (``pooling="tokens"``), an empty name, k out of range.
+        """
+        import pandas as pd
+
+        from geowidgets import geometry as geo
+        from geowidgets.geometry import DeviationTables
+        from geowidgets.session._tasks import knn_placement
+
+        if self.tokens is not None:
+            raise ValueError("add_samples scores one row per sample; this session is in token mode (pooling='tokens')")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        k = self.check_k(k)
+        with model_lock(self.model):
+            acts = self.probe.capture(inputs, batch_size=self.batch_size, progress=False)
+        m = int(next(iter(acts.values())).shape[0])
+        z = np.zeros((len(self.layers), m), dtype=np.float32)
+        neighbours = {}
+        for j, layer in enumerate(self.layers):
+            Q = acts[layer]
+            X = self.features(layer)
+            tables = self.deviation_tables(layer)
+            reference = X[torch.from_numpy(self.reference_mask)]
+            scored = DeviationTables.from_data(
+                Q, reference, self.k_max, metric=self.metric, knn=(tables.reference_dist, tables.reference_idx)
+            )
+            z[j] = np.asarray(scored.result(k, percentile=False).z, dtype=np.float32)
+            neighbours[layer] = knn_placement(Q, X, k, metric=self.metric)
+        divergence = np.asarray(geo.divergence_layers(z, threshold), dtype=np.int64)
+        table = pd.DataFrame({layer: z[j] for j, layer in enumerate(self.layers)})
+        table["divergence_layer"] = [self.layers[d] if d >= 0 else None for d in divergence]
+        if labels is None and acts.labels is not None:
+            labels = acts.labels
+        if labels is not None:
+            table["label"] = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        if self.task != "embedding" and acts.outputs is not None:
+            out = acts.outputs.numpy()
+            table["prediction"] = out.argmax(1) if self.task == "classification" else out.reshape(m)
+        self.added[name] = AddedSamples(
+            name, table, z, divergence, neighbours, k, float(threshold), {layer: acts[layer] for layer in self.layers}
+        )
+        with self._lock:
+            self.revision += 1
+        return table.copy()
+
+    def remove_samples(self, name: str) -> None:
+        """Forget the added group ``name`` (``KeyError`` listing the groups if unknown)."""
+        if name not in self.added:
+            raise KeyError(f"no added samples named {name!r}; groups: {list(self.added)}")
+        del self.added[name]
+        with self._lock:
+            self.revision += 1
 
     def __repr__(self) -> str:
         layers = self.layers if len(self.layers) <= 4 else [*self.layers[:2], "…", self.layers[-1]]
