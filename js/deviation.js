@@ -6,7 +6,23 @@ import { zColour } from './colour.js';
 import { fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
 
 const HEADER = 64;
-const FOOTER = 18;
+// Colours of added sample groups, as in the embedding's rings.
+const ADDED_COLOURS = ['#000000', '#d62728', '#9400d3', '#ff7f0e'];
+const FOOTER = 4;
+// Tallest pixel row one sample gets: a few selected samples stay rows, not stretched bands.
+const MAX_ROW_HEIGHT = 14;
+const ZMAX = 5;
+
+/** Height in CSS pixels of one drawn row: `h` shared by min(h, n) rows, at most MAX_ROW_HEIGHT. */
+export function rowHeight(h, n) {
+  return n > 0 ? Math.min(MAX_ROW_HEIGHT, h / Math.min(h, n)) : 0;
+}
+
+/** The footer text: each layer's AUROC, named and separated ("fc1 AUROC 0.82 · fc2 AUROC 0.83"). */
+export function aurocFooter(layers, auroc) {
+  const parts = layers.map((name, l) => `${name} ${Number.isFinite(auroc[l]) ? auroc[l].toFixed(2) : '—'}`);
+  return parts.length ? `AUROC of mistakes vs reference: ${parts.join(' · ')}` : '';
+}
 
 /** Rows [start, end) drawn in pixel row `p` of `h` when `n` rows share the height. */
 export function rowsOfPixel(p, h, n) {
@@ -54,7 +70,25 @@ function render({ model, el }) {
   frame.style.width = `${width}px`;
   frame.style.height = `${height}px`;
   frame.appendChild(canvas);
-  body.append(title, controls, frame);
+  // Keys: the z colour scale and the divergence marker; the per-layer AUROC footer.
+  const key = document.createElement('div');
+  key.className = 'gw-legend gw-deviation-key';
+  const bar = document.createElement('span');
+  bar.className = 'gw-colourbar';
+  bar.style.background = `linear-gradient(to right, ${[-5, -2.5, 0, 2.5, 5].map((v) => zColour(v, ZMAX)).join(', ')})`;
+  const marker = document.createElement('span');
+  marker.className = 'gw-divergence-mark';
+  const zKey = document.createElement('span');
+  zKey.className = 'gw-legend-item';
+  zKey.append(line('z', 'gw-legend-title'), line(`≤ −${ZMAX}`, 'gw-legend-tick'), bar, line(`≥ ${ZMAX}`, 'gw-legend-tick'));
+  const divKey = document.createElement('span');
+  divKey.className = 'gw-legend-item';
+  const divText = document.createElement('span');
+  divKey.append(marker, divText);
+  key.append(zKey, divKey);
+  const footer = line('', 'gw-footer');
+  for (const box of [title, key, footer]) box.style.maxWidth = `${width}px`;
+  body.append(title, controls, frame, key, footer);
   const tooltip = makeTooltip(frame);
   const ctx = canvas.getContext('2d');
 
@@ -96,7 +130,7 @@ function render({ model, el }) {
       return;
     }
     const pixRows = Math.min(h, n);
-    const rowH = h / pixRows;
+    const rowH = rowHeight(h, n);
     for (let p = 0; p < pixRows; p++) {
       const [a, b] = rowsOfPixel(p, pixRows, n);
       for (let l = 0; l < L; l++) {
@@ -127,7 +161,7 @@ function render({ model, el }) {
     if (ci >= 0) {
       ctx.strokeStyle = '#111';
       ctx.lineWidth = 2;
-      ctx.strokeRect(ci * colW + 1, top, colW - 2, h);
+      ctx.strokeRect(ci * colW + 1, top, colW - 2, pixRows * rowH);
     }
     const sel = new Set(model.get('selection'));
     if (sel.size && sel.size < n) {
@@ -152,15 +186,30 @@ function render({ model, el }) {
         ctx.strokeRect(0.75, top + p * rowH - 1, width - 1.5, Math.max(2, rowH) + 2);
       }
     }
-    const auroc = model.get('auroc');
-    ctx.fillStyle = '#444';
-    ctx.font = '10px sans-serif';
-    ctx.textAlign = 'center';
-    auroc.forEach((v, l) => {
-      if (Number.isFinite(v)) ctx.fillText(`AUROC ${v.toFixed(2)}`, l * colW + colW / 2, height - 5);
-    });
-    ctx.textAlign = 'start';
+    drawAddedGroups(pixRows, rowH, n, top);
     markDrawn(el, model.get('revision'));
+  }
+
+  // Added sample groups (Session.add_samples): rows after the samples, under a line with the group's name.
+  function drawAddedGroups(pixRows, rowH, n, top) {
+    const groups = model.get('added_groups');
+    groups.forEach((g, gi) => {
+      const y0 = top + Math.floor((g.start * pixRows) / n) * rowH;
+      const y1 = top + Math.min(pixRows, Math.ceil(((g.start + g.count) * pixRows) / n)) * rowH;
+      ctx.fillStyle = ADDED_COLOURS[gi % ADDED_COLOURS.length];
+      ctx.fillRect(0, y0 - 1, width, 2);
+      ctx.fillRect(width - 5, y0, 5, Math.max(2, y1 - y0));
+      ctx.font = 'bold 10px sans-serif';
+      ctx.textAlign = 'right';
+      ctx.fillText(`${g.name} (${g.count} added, k=${g.k})`, width - 8, Math.max(top + 10, y0 - 3));
+      ctx.textAlign = 'start';
+    });
+    el.dataset.gwAddedRows = String(groups.reduce((a, g) => a + g.count, 0));
+  }
+
+  function addedName(row) {
+    const g = model.get('added_groups').find((gr) => row >= gr.start && row < gr.start + gr.count);
+    return g ? `${g.name} #${row - g.start}` : 'added';
   }
 
   function rowAt(e) {
@@ -171,7 +220,9 @@ function render({ model, el }) {
     const { colW, top, h } = geometry(L);
     if (n === 0 || !ready || y < top || y >= top + h) return null;
     const pixRows = Math.min(h, n);
-    const p = Math.min(pixRows - 1, Math.floor(((y - top) / h) * pixRows));
+    const rowH = rowHeight(h, n);
+    if (y >= top + pixRows * rowH) return null;
+    const p = Math.min(pixRows - 1, Math.floor((y - top) / rowH));
     const [a, b] = rowsOfPixel(p, pixRows, n);
     const l = Math.min(L - 1, Math.max(0, Math.floor(x / colW)));
     let best = a;
@@ -187,12 +238,12 @@ function render({ model, el }) {
     }
     const names = model.get('layer_names');
     tooltip.show(hit.x, hit.y, [
-      line(`#${hit.sample}`, 'gw-tip-index'),
+      line(hit.sample >= 0 ? `#${hit.sample}` : addedName(hit.row), 'gw-tip-index'),
       line(`${names[hit.layer]}: z = ${fmt(hit.z)}`),
       line(`diverges at: ${hit.div >= 0 ? names[hit.div] : '—'}`),
     ]);
-    if (model.get('hovered') !== hit.sample) {
-      model.set('hovered', hit.sample);
+    if (model.get('hovered') !== Math.max(-1, hit.sample)) {
+      model.set('hovered', Math.max(-1, hit.sample));
       model.save_changes();
     }
   });
@@ -203,7 +254,7 @@ function render({ model, el }) {
   });
   canvas.addEventListener('click', (e) => {
     const hit = rowAt(e);
-    if (!hit) return;
+    if (!hit || hit.sample < 0) return;
     model.set('selection', [hit.sample]);
     model.save_changes();
   });
@@ -223,12 +274,23 @@ function render({ model, el }) {
     sort.value = model.get('sort_by');
     thr.value = String(model.get('threshold'));
     title.textContent = model.get('title');
+    divText.textContent = `first layer with z > ${fmt(model.get('threshold'))} (divergence)`;
+    footer.textContent = aurocFooter(model.get('layer_names'), model.get('auroc'));
   };
-  const onRevision = () =>
+  // Every drawn trait redraws on its own change (coalesced: one redraw per batched update).
+  let scheduled = false;
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
     queueMicrotask(() => {
+      scheduled = false;
       syncControls();
       paint();
     });
+  };
+  const onRevision = schedule;
+  const DRAWN = ['title', 'sort_by', 'threshold', 'auroc', 'layer_names', 'z', 'row_index', 'divergence'];
+  for (const name of DRAWN) model.on(`change:${name}`, schedule);
   const onLinked = () => paint();
   model.on('change:revision', onRevision);
   model.on('change:selection', onLinked);
@@ -239,6 +301,7 @@ function render({ model, el }) {
   return () => {
     rootCleanup();
     model.off('change:revision', onRevision);
+    for (const name of DRAWN) model.off(`change:${name}`, schedule);
     model.off('change:selection', onLinked);
     model.off('change:layer', onLinked);
     model.off('change:hovered', onLinked);

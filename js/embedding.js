@@ -5,6 +5,7 @@
 import createScatterplot, { createRenderer } from 'regl-scatterplot';
 import { decodeArray, splitXY } from './codecs.js';
 import { encodeColours, scaleColours } from './colour.js';
+import { pointSizeFor } from './points.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
 
 let sharedRenderer = null;
@@ -46,6 +47,24 @@ function legend(model) {
   return box;
 }
 
+// Ring colours of added sample groups (distinct from the category palette's first colours).
+const ADDED_COLOURS = ['#000000', '#d62728', '#9400d3', '#ff7f0e'];
+
+/** Legend entries of the added sample groups: a ring and the group's name and size. */
+function addedLegend(model) {
+  return model.get('added_groups').map((g, gi) => {
+    const item = document.createElement('span');
+    item.className = 'gw-legend-item gw-legend-added';
+    const ring = document.createElement('span');
+    ring.className = 'gw-swatch';
+    Object.assign(ring.style, {
+      background: 'transparent', border: `2px solid ${ADDED_COLOURS[gi % ADDED_COLOURS.length]}`, borderRadius: '50%',
+    });
+    item.append(ring, document.createTextNode(`${g.name} (${g.count} added)`));
+    return item;
+  });
+}
+
 function render({ model, el }) {
   const { body, cleanup: rootCleanup } = makeRoot(el, 'embedding', model);
   const title = line('', 'gw-title');
@@ -59,6 +78,17 @@ function render({ model, el }) {
   canvas.style.width = `${size}px`;
   canvas.style.height = `${size}px`;
   frame.appendChild(canvas);
+  // Added sample groups (Session.add_samples): rings on a 2-D canvas over the WebGL points.
+  const overlay = document.createElement('canvas');
+  overlay.className = 'gw-added-overlay';
+  const dprO = window.devicePixelRatio || 1;
+  overlay.width = Math.round(size * dprO);
+  overlay.height = Math.round(size * dprO);
+  Object.assign(overlay.style, {
+    position: 'absolute', left: '0', top: '0', width: `${size}px`, height: `${size}px`, pointerEvents: 'none',
+  });
+  frame.style.position = 'relative';
+  frame.appendChild(overlay);
   const legendBox = document.createElement('div');
   body.append(title, frame, legendBox);
   const tooltip = makeTooltip(frame);
@@ -68,7 +98,7 @@ function render({ model, el }) {
     canvas,
     width: size,
     height: size,
-    pointSize: model.get('point_size'),
+    pointSize: pointSizeFor(model.get('point_size'), 0),
     backgroundColor: [1, 1, 1, 1],
     pointColorHover: [0, 0, 0, 1],
     pointColorActive: [0.1, 0.1, 0.1, 1],
@@ -103,8 +133,8 @@ function render({ model, el }) {
     const colours = values.length === n
       ? encodeColours(values, kind, vmin, vmax, model.get('categories').length)
       : { valueA: new Float32Array(n), pointColor: ['#4e79a7'], dataType: 'categorical' };
-    scatterplot.set({ colorBy: 'valueA', pointColor: colours.pointColor, pointSize: model.get('point_size') });
-    legendBox.replaceChildren(legend(model));
+    scatterplot.set({ colorBy: 'valueA', pointColor: colours.pointColor, pointSize: pointSizeFor(model.get('point_size'), n) });
+    legendBox.replaceChildren(legend(model), ...addedLegend(model));
     const points = { x: xy.x, y: xy.y, valueA: colours.valueA };
     const options = { zDataType: colours.dataType, preventFilterReset: true };
     if (transition) Object.assign(options, { transition: true, transitionDuration: 600 });
@@ -122,12 +152,46 @@ function render({ model, el }) {
           scatterplot.select(selection, { preventEvent: true });
           applyingSelection = false;
         }
+        drawAdded();
         markDrawn(el, revision, transition ? null : since);
       })
       .catch((err) => {
-        el.querySelector('.gw-status').textContent = `⚠ drawing failed: ${err}`;
+        el.querySelector('.gw-status').textContent = `error: drawing failed: ${err}`;
+        el.querySelector('.gw-status').dataset.status = 'error';
         el.querySelector('.gw-status').hidden = false;
       });
+  }
+
+  // Screen position of a normalised point under the current camera (square canvas: no aspect projection).
+  function toScreen(x, y) {
+    const v = scatterplot.get('cameraView');
+    const cx = v[0] * x + v[4] * y + v[12];
+    const cy = v[1] * x + v[5] * y + v[13];
+    return [((cx + 1) / 2) * size, ((1 - cy) / 2) * size];
+  }
+
+  function drawAdded() {
+    const ctx = overlay.getContext('2d');
+    ctx.setTransform(dprO, 0, 0, dprO, 0, 0);
+    ctx.clearRect(0, 0, size, size);
+    const groups = model.get('added_groups');
+    const { data } = decodeArray(model.get('added_positions'), 'float32');
+    let start = 0;
+    let drawn = 0;
+    const r = Math.max(4, model.get('point_size') * 1.6);
+    groups.forEach((g, gi) => {
+      ctx.strokeStyle = ADDED_COLOURS[gi % ADDED_COLOURS.length];
+      ctx.lineWidth = 2;
+      for (let i = start; i < start + g.count && 2 * i + 1 < data.length; i++) {
+        const [px, py] = toScreen(data[2 * i], data[2 * i + 1]);
+        ctx.beginPath();
+        ctx.arc(px, py, r, 0, 2 * Math.PI);
+        ctx.stroke();
+        drawn++;
+      }
+      start += g.count;
+    });
+    el.dataset.gwAdded = String(drawn);
   }
 
   function onPositions() {
@@ -169,13 +233,16 @@ function render({ model, el }) {
     if (h >= 0 && h < n) scatterplot.hover(h, { preventEvent: true });
     else scatterplot.hover(undefined, { preventEvent: true });
   };
-  const onPointSize = () => scatterplot.set({ pointSize: model.get('point_size') });
+  const onPointSize = () => scatterplot.set({ pointSize: pointSizeFor(model.get('point_size'), n) });
 
   model.on('change:positions', onPositionsChange);
   model.on('change:revision', onRevision);
   model.on('change:selection', onSelection);
   model.on('change:hovered', onHovered);
   model.on('change:point_size', onPointSize);
+  scatterplot.subscribe('view', () => drawAdded());
+  // Drawn traits redraw on their own change, not only with the next revision.
+  model.on('change:title', updateTitle);
 
   scatterplot.subscribe('select', ({ points }) => {
     if (applyingSelection) return;
@@ -201,6 +268,12 @@ function render({ model, el }) {
     const names = model.get('class_names');
     const cls = (c) => (c >= 0 && c < names.length ? names[c] : String(c));
     const rows = [line(`#${i}`, 'gw-tip-index')];
+    const texts = model.get('texts');
+    if (texts.length === n && texts[i]) {
+      const t = line(texts[i], 'gw-tip-text');
+      Object.assign(t.style, { maxWidth: '280px', whiteSpace: 'normal', fontStyle: 'italic' });
+      rows.push(t);
+    }
     if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
     if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
     if (values.length === n && !['label', 'prediction'].includes(model.get('color_label'))) {
@@ -209,6 +282,8 @@ function render({ model, el }) {
       const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
       rows.push(line(`${model.get('color_label')}: ${v}`));
     }
+    const details = model.get('details');
+    if (details.length === n && details[i]) for (const d of details[i].split('\n')) rows.push(line(d));
     const images = decodeArray(model.get('images'), 'uint8');
     if (images.shape.length >= 3 && i < images.shape[0]) {
       const shape = images.shape.slice(1); // [H, W] or [H, W, 3]
@@ -239,6 +314,7 @@ function render({ model, el }) {
     model.off('change:selection', onSelection);
     model.off('change:hovered', onHovered);
     model.off('change:point_size', onPointSize);
+    model.off('change:title', updateTitle);
     scatterplot.destroy();
   };
 }

@@ -65,8 +65,9 @@ def sort_rows(z: np.ndarray, divergence: np.ndarray, rows: np.ndarray, sort_by: 
 class DeviationMap(ViewBase):
     """Heatmap of each sample's kNN-deviation z-score at every layer (REMA, see docs/probes.md#knn-deviation).
 
-    Rows are samples, columns layers; z is coloured on a diverging scale clipped at ±5, and each
-    sample's divergence layer (first layer with ``z > threshold``) is marked. With a selection
+    Rows are samples, columns layers; z is colored on a diverging scale clipped at ±5 (its color
+    scale is drawn below the map), and each sample's divergence layer (first layer with
+    ``z > threshold``) is marked with a black bar (keyed below the map). With a selection
     (e.g. a lasso in the embedding) only the selected samples are shown. Clicking a row selects
     that sample; the footer gives each layer's AUROC of misclassified samples vs the reference
     baseline. A k move re-averages the cached deviation tables; a threshold or sort change only
@@ -112,11 +113,15 @@ class DeviationMap(ViewBase):
         "int32", "[R]", "Divergence layer of each row, int32 [R]: first column with z > threshold, -1 if none."
     )
     layer_names = traitlets.List(
-        traitlets.Unicode(), default_value=[], help="Names (list of str) of the L layers, the columns of z."
+        traitlets.Unicode(),
+        default_value=[],
+        read_only=True,
+        help="Names (list of str) of the L layers, the columns of z.",
     ).tag(sync=True)
     auroc = traitlets.List(
         traitlets.Float(),
         default_value=[],
+        read_only=True,
         help="AUROC (L floats in [0, 1], NaN if undefined) of kNN deviation for misclassified vs correct samples.",
     ).tag(sync=True)
     layer = traitlets.Unicode("", help="Layer outlined in the heatmap (str): one of layer_names.").tag(sync=True)
@@ -135,7 +140,17 @@ class DeviationMap(ViewBase):
     hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse, -1 if none.").tag(sync=True)
     size = traitlets.Int(440, help="Heatmap height in CSS pixels (int).").tag(sync=True)
     width = traitlets.Int(360, help="Heatmap width in CSS pixels (int).").tag(sync=True)
-    title = traitlets.Unicode("", help="Title line above the heatmap (str), set by the view.").tag(sync=True)
+    title = traitlets.Unicode("", read_only=True, help="Title line above the heatmap (str), set by the view.").tag(
+        sync=True
+    )
+
+    added_groups = traitlets.List(
+        traitlets.Dict(),
+        default_value=[],
+        help="Added sample groups (Session.add_samples) drawn below the samples: list of dict with 'name' (str), "
+        "'start' (int, first row of z), 'count' (int) and 'k' (int, neighbours they were scored with); their rows "
+        "have row_index -1, -2, ...",
+    ).tag(sync=True)
 
     @property
     def n_rows(self) -> int:
@@ -174,7 +189,7 @@ class DeviationMap(ViewBase):
         if "current_layer" not in kwargs:
             kwargs.setdefault("layer", layers[-1])
         super().__init__(**kwargs)
-        self.layer_names = layers
+        self.set_trait("layer_names", layers)
         self.observe(self._on_rows, names=["threshold", "sort_by", "selection"])
         if self._static is not None:
             self.set_trait("k", int(self._static.k))
@@ -246,13 +261,20 @@ class DeviationMap(ViewBase):
 
     def _apply_profile(self, profile: DeviationProfile) -> None:
         self._profile = profile
-        self.auroc = [float(a) for a in profile.auroc]
+        self.set_trait("auroc", [float(a) for a in profile.auroc])
         self._apply_rows()
 
     def _on_rows(self, change: dict | None = None) -> None:
         if self._profile is None or self.lane("matrix").busy:
             return  # the matrix being computed applies the current rows when it lands
         self.lane("rows").submit(lambda: None, lambda _: self._apply_rows(), inline=True)
+
+    def refresh_added(self) -> None:
+        """Redraw with the session's current added sample groups (rows after the samples)."""
+        if self._profile is not None:
+            with self.hold_sync():
+                self._apply_rows()
+                self.revision += 1
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Sample indices in display order (the selection if any, else every sample), and divergence layers."""
@@ -267,12 +289,28 @@ class DeviationMap(ViewBase):
     def _apply_rows(self) -> None:
         order, divergence = self.rows()
         z = self._profile.z
-        self.set_trait("z", np.ascontiguousarray(z[:, order].T, dtype=np.float32))
-        self.set_trait("row_index", order.astype(np.int32))
-        self.set_trait("divergence", divergence[order].astype(np.int32))
-        shown = f"{order.size} selected samples" if self.selection else f"all {order.size} samples"
+        z_rows, index, div = z[:, order].T, order.astype(np.int32), divergence[order].astype(np.int32)
+        groups = [] if self.session is None else list(self.session.added.values())
+        if groups:  # added samples after the session's rows, in their groups, with negative row indices
+            from geowidgets import geometry as geo
+
+            z_rows = np.concatenate([z_rows, *(g.z.T for g in groups)])
+            added_div = [np.asarray(geo.divergence_layers(g.z, self.threshold), dtype=np.int32) for g in groups]
+            div = np.concatenate([div, *added_div])
+            n_added = sum(g.n for g in groups)
+            index = np.concatenate([index, -1 - np.arange(n_added, dtype=np.int32)])
+        starts = np.cumsum([order.size] + [g.n for g in groups])
+        added = [{"name": g.name, "start": int(a), "count": g.n, "k": g.k} for g, a in zip(groups, starts)]
+        self.set_trait("z", np.ascontiguousarray(z_rows, dtype=np.float32))
+        self.set_trait("row_index", index.astype(np.int32))
+        self.set_trait("divergence", div.astype(np.int32))
+        self.added_groups = added
+        plural = "" if order.size == 1 else "s"
+        shown = f"{order.size} selected sample{plural}" if self.selection else f"all {order.size} samples"
         fixed = " · static profile: k is fixed" if self.session is None else ""
-        self.title = f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}{fixed}"
+        self.set_trait(
+            "title", f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}{fixed}"
+        )
 
 
 def _numpy_profile(profile: DeviationProfile) -> DeviationProfile:

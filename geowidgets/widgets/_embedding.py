@@ -19,6 +19,23 @@ __all__ = ["EmbeddingView", "normalise_positions"]
 INLINE_PCA_CELLS = 2_000_000
 
 
+def layout_transform(xy: Any, pad: float = 0.95) -> tuple[np.ndarray, float]:
+    """Centre and scale of :func:`normalise_positions` for ``xy`` ``[N, 2]``: ``(xy - centre) * scale``.
+
+    Examples
+    --------
+    >>> centre, scale = layout_transform([[0, 0], [4, 2]])
+    >>> centre.tolist(), round(scale, 4)
+    ([2.0, 1.0], 0.475)
+    """
+    arr = np.asarray(xy, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
+        return np.zeros(2), 1.0
+    lo, hi = arr.min(0), arr.max(0)
+    half = float((hi - lo).max()) / 2
+    return (lo + hi) / 2, (pad / half if half > 0 else 1.0)
+
+
 def normalise_positions(xy: Any, pad: float = 0.95) -> np.ndarray:
     """Centre a layout and scale it uniformly (aspect kept) so it fits in ``[-pad, pad]^2``.
 
@@ -150,9 +167,35 @@ class EmbeddingView(ViewBase):
     animate = traitlets.Bool(
         True, help="Animate a new layout of the same points from the one on screen (bool, 600 ms)."
     ).tag(sync=True)
-    point_size = traitlets.Float(4.0, help="Point diameter in CSS pixels (float).").tag(sync=True)
+    point_size = traitlets.Float(
+        4.0,
+        help="Point diameter in CSS pixels at N = 1000 (float); drawn scaled by (1000 / N)^(1/4), kept within "
+        "0.5x..2.5x, so few points are drawn larger than many.",
+    ).tag(sync=True)
     size = traitlets.Int(440, help="Canvas width and height in CSS pixels (int).").tag(sync=True)
     title = traitlets.Unicode("", help="Title line above the plot (str), set by the view.").tag(sync=True)
+    texts = traitlets.List(
+        traitlets.Unicode(),
+        default_value=[],
+        help="Hover text of each point (list of N str, e.g. a sentence); [] for none.",
+    ).tag(sync=True)
+    details = traitlets.List(
+        traitlets.Unicode(),
+        default_value=[],
+        help="Extra tooltip lines of each point (list of N str, lines separated by newlines: metadata columns, "
+        "regression target and prediction); [] for none.",
+    ).tag(sync=True)
+    added_positions = array_trait(
+        "float32",
+        "[M, 2]",
+        "Positions of added samples (Session.add_samples), float32 [M, 2] in the coordinates of positions, "
+        "groups one after another as listed in added_groups; drawn as rings over the points.",
+    )
+    added_groups = traitlets.List(
+        traitlets.Dict(),
+        default_value=[],
+        help="Added sample groups (list of dict with 'name' (str) and 'count' (int)), in the order of added_positions.",
+    ).tag(sync=True)
 
     layer = traitlets.Unicode("", help="Layer shown (str): one of session.layers.").tag(sync=True)
     k = traitlets.Int(
@@ -372,12 +415,34 @@ class EmbeddingView(ViewBase):
     # ------------------------------------------------------------------ session-driven
     def _static_traits(self) -> dict[str, Any]:
         s = self.session
-        out: dict[str, Any] = {"class_names": s.class_names, "predictions": np.asarray(s.predictions, np.int32)}
+        out: dict[str, Any] = {"class_names": s.class_names}
+        if s.task == "classification":
+            out["predictions"] = np.asarray(s.predictions, np.int32)
         if s.labels is not None:
             out["labels"] = np.asarray(s.labels, np.int32)
         if s.images is not None:
             out["images"] = np.asarray(s.images, np.uint8)
+        if s.texts is not None:
+            out["texts"] = list(s.texts)
+        out["details"] = tooltip_details(s)
         return out
+
+    def refresh_added(self) -> None:
+        """Draw the session's added sample groups (:meth:`Session.add_samples`) in the current layout."""
+        s = self.session
+        if s is None or self._raw_layout is None:
+            return
+        groups = list(s.added.values())
+        if not groups:
+            xy = np.zeros((0, 2), dtype=np.float32)
+        else:
+            centre, scale = layout_transform(self._raw_layout)
+            raw = np.concatenate([g.positions(self.layer, self._raw_layout) for g in groups])
+            xy = ((raw - centre) * scale).astype(np.float32)
+        with self.hold_sync():
+            self.set_trait("added_positions", xy)
+            self.added_groups = [{"name": g.name, "count": g.n} for g in groups]
+            self.revision += 1
 
     def _current_layout(self) -> np.ndarray | None:
         return self._raw_layout
@@ -397,6 +462,8 @@ class EmbeddingView(ViewBase):
                 self.set_trait(name, value)
             self._raw_layout = xy
             self._set_positions(xy)
+            if self.session.added or self.added_groups:
+                self.refresh_added()
             self.title = f"{layer} · {stage.upper()}" + (
                 " (refining with UMAP…)" if stage == "pca" and method == "umap" else ""
             )
@@ -423,6 +490,8 @@ class EmbeddingView(ViewBase):
         def apply(xy):
             self._raw_layout = xy
             self._set_positions(xy)
+            if self.session.added or self.added_groups:
+                self.refresh_added()
             self.title = f"{layer} · UMAP"
 
         self.lane("refine").submit(
@@ -438,3 +507,23 @@ class EmbeddingView(ViewBase):
             inline=cheap,
             message=f"computing {by} for {layer}…",
         )
+
+
+def tooltip_details(session: Session, max_lines: int = 6) -> list[str]:
+    """Per-row tooltip lines: regression target and prediction, then up to ``max_lines`` metadata columns."""
+    columns: list[tuple[str, Any]] = []
+    if session.task == "regression":
+        columns.append(("prediction", session.predictions))
+        if session.targets is not None:
+            columns.append(("target", session.targets))
+    if session.metadata is not None:
+        columns += [(str(c), session.metadata[c].to_numpy()) for c in list(session.metadata.columns)[:max_lines]]
+    if not columns:
+        return []
+    return ["\n".join(f"{name}: {_format_value(values[i])}" for name, values in columns) for i in range(session.n)]
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}"
+    return str(v)

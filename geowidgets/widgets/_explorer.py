@@ -10,7 +10,7 @@ import traitlets
 from numpy.typing import ArrayLike
 from torch import nn
 
-from geowidgets.session import COLOR_BY, Session
+from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import StatusBar, check_keywords
 from geowidgets.widgets._deviation_map import DeviationMap
@@ -59,6 +59,17 @@ class Explorer(ipywidgets.VBox):
         Names of the model's output columns.
     images : array-like, optional
         ``[N, H, W]`` hover thumbnails (default the inputs if they look like images).
+    task : {"auto", "classification", "regression", "embedding"}
+        What the model predicts (see :class:`~geowidgets.Session`); without class logits the
+        slice and temperature are hidden with a one-line reason (:attr:`no_slice_reason`).
+    output, head : optional
+        Where the prediction is in the model's return value, and a module mapping it to logits.
+    metadata : pandas.DataFrame, optional
+        One row per sample: columns become colorings and tooltip lines, and searchable.
+    texts : list of str, optional
+        Hover text per sample (e.g. the sentence).
+    pooling, attention_mask : optional
+        Capture settings (``pooling="tokens"``: one point per real token).
     k : int
         Initial neighbour count.
     temperature : float
@@ -119,6 +130,13 @@ class Explorer(ipywidgets.VBox):
         metric: str = "euclidean",
         class_names: list[str] | None = None,
         images: ArrayLike | None = None,
+        task: str = "auto",
+        output: Any = None,
+        head: nn.Module | None = None,
+        metadata: Any = None,
+        texts: Any = None,
+        pooling: str | dict[str, str] | None = None,
+        attention_mask: Any = None,
         **view_options: Any,
     ):
         if isinstance(model, Session):
@@ -137,6 +155,13 @@ class Explorer(ipywidgets.VBox):
             images=images,
             device=device,
             metric=metric,
+            task=task,
+            output=output,
+            head=head,
+            metadata=metadata,
+            texts=texts,
+            pooling=pooling,
+            attention_mask=attention_mask,
         )
         self._build(session, **view_options)
 
@@ -188,14 +213,30 @@ class Explorer(ipywidgets.VBox):
         layer = session.layers[-1]
         k = session.check_k(k)
         temperature = session.check_temperature(temperature)
-        color_by = color_by or ("label" if session.labels is not None else "prediction")
+        options = session.usable_colorings()
+        color_by = color_by or next(c for c in ("label", "target", "prediction", "deviation") if c in options)
         self.embedding = EmbeddingView(
             session, layer=layer, k=k, temperature=temperature, color_by=color_by, method=method, size=size
         )
-        self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
+        # The slice and the temperature need class logits: without them, one line says why they are absent.
+        self.slice: SliceView | None = None
+        self.no_slice_reason = ""
+        if session.has_logits and session.tokens is None:
+            self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
+            slice_box: ipywidgets.Widget = self.slice
+        else:
+            self.no_slice_reason = (
+                "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane through"
+                if session.has_logits
+                else f"Decision slice and temperature hidden: this model has no class logits (task={session.task!r})"
+            )
+            if session.task == "embedding":
+                self.no_slice_reason += "; pass head= (a module mapping the features to logits) to add them"
+            slice_box = ipywidgets.HTML(f"<i>{self.no_slice_reason}.</i>", layout=ipywidgets.Layout(width=f"{size}px"))
+            slice_box.add_class("gw-no-slice")
         self.deviation_map = DeviationMap(session, k=k, layer=layer, size=size)
         self.profile = LayerProfile(session, k=k, layer=layer, ncols=2)
-        self._views = [self.embedding, self.slice, self.deviation_map, self.profile]
+        self._views = [v for v in (self.embedding, self.slice, self.deviation_map, self.profile) if v is not None]
         self._dirty = True
 
         self.layer_dropdown = ipywidgets.Dropdown(options=session.layers, value=layer, description="layer")
@@ -206,7 +247,6 @@ class Explorer(ipywidgets.VBox):
         self.temperature_slider = ipywidgets.FloatLogSlider(
             value=temperature, base=10, min=-1.3, max=1.3, step=0.01, description="temperature"
         )
-        options = [c for c in COLOR_BY if session.labels is not None or c not in ("label", "correct", "knn_agreement")]
         self.color_dropdown = ipywidgets.Dropdown(options=options, value=color_by, description="color by")
         for control, cls in [
             (self.layer_dropdown, "gw-layer-dropdown"),
@@ -216,10 +256,22 @@ class Explorer(ipywidgets.VBox):
             (self.color_dropdown, "gw-color-by"),
         ]:
             control.add_class(cls)
+            control.style.description_width = "initial"  # the whole label ("temperature", "color by"), never cut
         self.status_bar = StatusBar(view="explorer", root_class="gw-explorer")
         controls = ipywidgets.HBox([self.layer_dropdown, self.layer_scrubber, self.k_slider])
-        controls2 = ipywidgets.HBox([self.temperature_slider, self.color_dropdown])
-        row1 = ipywidgets.HBox([self.embedding, self.slice])
+        self.search_box = ipywidgets.Text(
+            value="",
+            placeholder="search: label == 3, prediction != label, index < 10, or text",
+            description="search",
+            continuous_update=False,
+            layout=ipywidgets.Layout(width="420px"),
+        )
+        self.search_box.add_class("gw-search")
+        self.search_note = ipywidgets.HTML("")
+        self.search_box.observe(self._on_search, names=["value"])
+        extra = [self.temperature_slider] if session.has_logits else []
+        controls2 = ipywidgets.HBox([*extra, self.color_dropdown, self.search_box, self.search_note])
+        row1 = ipywidgets.HBox([self.embedding, slice_box])
         row2 = ipywidgets.HBox([self.deviation_map, self.profile])
         super().__init__(children=[controls, controls2, self.status_bar, row1, row2])
         self.add_class("gw-explorer")
@@ -237,7 +289,7 @@ class Explorer(ipywidgets.VBox):
         traitlets.link((self.color_dropdown, "value"), (self, "color_by"))
         self.layer_scrubber.observe(self._on_scrubber, names=["value"])
         # Linked views: selection and hover travel through the explorer to every view.
-        for view in (self.embedding, self.slice, self.deviation_map):
+        for view in (v for v in (self.embedding, self.slice, self.deviation_map) if v is not None):
             traitlets.link((view, "selection"), (self, "selection"))
             traitlets.link((view, "hovered"), (self, "hovered"))
         traitlets.link((self.profile, "layer"), (self, "layer"))
@@ -245,6 +297,7 @@ class Explorer(ipywidgets.VBox):
         self.observe(self._on_k, names=["k"])
         self.observe(self._on_temperature, names=["temperature"])
         self.observe(self._on_color, names=["color_by"])
+        self.observe(self._on_view_state, names=["selection"])  # the summary's selection count
         for view in self._views:
             view.observe(self._on_view_state, names=["status", "revision", "message"])
         self._on_view_state()
@@ -283,7 +336,8 @@ class Explorer(ipywidgets.VBox):
         self._dirty = True
         self.layer_scrubber.value = self.session.layers.index(self.layer)
         self.embedding.layer = self.layer
-        self.slice.layer = self.layer
+        if self.slice is not None:
+            self.slice.layer = self.layer
         self.deviation_map.layer = self.layer
         self.profile.layer = self.layer
         self._on_view_state()
@@ -299,13 +353,64 @@ class Explorer(ipywidgets.VBox):
         self.temperature_slider.value = self.temperature
         self._dirty = True
         self.embedding.temperature = self.temperature
-        self.slice.temperature = self.temperature
+        if self.slice is not None:
+            self.slice.temperature = self.temperature
         self._on_view_state()
 
     def _on_color(self, change: dict) -> None:
         self._dirty = True
         self.embedding.color_by = self.color_by
         self._on_view_state()
+
+    def search(self, query: str) -> list[int]:
+        """Select the samples a query matches (see :meth:`Session.select`) and return their indices.
+
+        Same as typing the query into the search box: ``label == 3``, ``prediction != label``,
+        ``index < 10``, ``topic == "sport"`` (any metadata column), or a word matched in the texts.
+        """
+        hits = self.session.select(query)
+        self.selection = hits
+        return hits
+
+    def _on_search(self, change: dict) -> None:
+        try:
+            hits = self.search(change["new"]) if change["new"].strip() else []
+            if not change["new"].strip():
+                self.selection = []
+            self.search_note.value = f"{len(hits)} match{'' if len(hits) == 1 else 'es'}" if change["new"] else ""
+        except ValueError as err:
+            self.search_note.value = f"<span style='color:#b00'>{err}</span>"
+
+    def add_samples(self, inputs: Any, labels: ArrayLike | None = None, name: str = "added") -> Any:
+        """Capture new inputs and show them as a named, ring-marked group in the embedding and the deviation map.
+
+        The existing points do not move; the new ones are placed among their k nearest samples in
+        each layer (k = the current ``k``) and scored against the reference set
+        (:meth:`Session.add_samples`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per new sample: its deviation z at each layer and its ``divergence_layer``.
+
+        Examples
+        --------
+        >>> table = ex.add_samples(noise_images, name="noise")  # doctest: +SKIP
+        >>> table["divergence_layer"].value_counts()  # doctest: +SKIP
+        """
+        table = self.session.add_samples(inputs, labels, name, k=self.k, threshold=self.deviation_map.threshold)
+        self._refresh_added()
+        return table
+
+    def remove_samples(self, name: str) -> None:
+        """Take an added group out of the views (``KeyError`` if there is none of that name)."""
+        self.session.remove_samples(name)
+        self._refresh_added()
+
+    def _refresh_added(self) -> None:
+        self.wait()
+        self.embedding.refresh_added()
+        self.deviation_map.refresh_added()
 
     def add_coloring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
         """Add any per-sample probe to the color-by menu (see :meth:`Session.add_coloring`).
@@ -368,7 +473,7 @@ class Explorer(ipywidgets.VBox):
             self.status_bar.revision = self.revision
             self.status_bar.summary = (
                 f"N={self.session.n} · layer {self.layer} · k={self.k} · T={self.temperature:.3g} · "
-                f"{len(self.selection)} selected"
+                f"{len(self.selection)} selected sample{'' if len(self.selection) == 1 else 's'}"
             )
 
     def wait(self, timeout: float | None = 120.0) -> bool:
