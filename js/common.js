@@ -19,7 +19,7 @@ export function makeRoot(el, view, model) {
     status.dataset.status = s;
     let text = model.get('message');
     if (s === 'idle' && rev === 0 && !text) text = 'No data yet: if this notebook was reopened, re-run the cell.';
-    status.textContent = s === 'busy' ? `⏳ ${text || 'working…'}` : s === 'error' ? `⚠ ${text}` : text;
+    status.textContent = s === 'busy' ? text || 'working…' : s === 'error' ? `error: ${text}` : text;
     status.hidden = !status.textContent;
     el.dataset.gwStatus = s;
   };

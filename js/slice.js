@@ -1,9 +1,33 @@
 // SliceView: a decision slice as an image (class colour, confidence as lightness), the data
-// projected onto the plane, and the three anchors. A temperature move only sends new
-// confidences; a click sets `clicked` = [alpha, beta] and the kernel picks a new anchor.
+// projected onto the plane (faded with their distance from it), and the three anchors. A
+// temperature move only sends new confidences; a click sets `clicked` = [alpha, beta] and the
+// kernel picks a new anchor. Hovering a sample describes the sample itself (its label, its
+// prediction, its distance to the plane), then the model's decision on the plane at that spot.
 import { decodeArray, pixelToPlane, planeToPixel } from './codecs.js';
 import { categoryColour, sliceRGBA } from './colour.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+
+const className = (names, c) => (c >= 0 && c < names.length ? names[c] : c >= 0 ? String(c) : '—');
+
+/**
+ * Tooltip lines of drawn sample `i` (sample index `id`): its own label, prediction and distance
+ * to the plane (not the decision at its projected pixel, which an off-plane sample need not share).
+ */
+export function sampleRows(model, i, id) {
+  const names = model.get('class_names');
+  const labels = decodeArray(model.get('point_labels'), 'int32').data;
+  const preds = decodeArray(model.get('point_predictions'), 'int32').data;
+  const dist = decodeArray(model.get('point_distance'), 'float32').data;
+  const rows = [line(`#${id}`, 'gw-tip-index')];
+  if (i < labels.length && labels[i] >= 0) rows.push(line(`label: ${className(names, labels[i])}`, 'gw-tip-label'));
+  if (i < preds.length && preds[i] >= 0) rows.push(line(`prediction: ${className(names, preds[i])}`, 'gw-tip-prediction'));
+  if (i < dist.length) {
+    const scale = model.get('distance_scale');
+    const off = scale > 0 && dist[i] > scale ? ' (off the plane: drawn at its projection)' : '';
+    rows.push(line(`distance to the plane: ${fmt(dist[i])}${off}`, 'gw-tip-distance'));
+  }
+  return rows;
+}
 
 function render({ model, el }) {
   const { body, cleanup: rootCleanup } = makeRoot(el, 'slice', model);
@@ -55,12 +79,15 @@ function render({ model, el }) {
     ctx.fillStyle = '#ffffff';
     ctx.fillRect(0, 0, size, size);
     if (image.width === g && extent.length === 4) {
-      ctx.imageSmoothingEnabled = false;
+      // Bilinear: a coarse grid (low T sharpens the confidence) must not look like pixel blocks.
+      ctx.imageSmoothingEnabled = true;
+      ctx.imageSmoothingQuality = 'high';
       ctx.drawImage(image, 0, 0, size, size);
     }
     if (extent.length !== 4) return;
     const pts = decodeArray(model.get('points'), 'float32').data; // [M, 2] plane coordinates
     const labels = decodeArray(model.get('point_labels'), 'int32').data;
+    const preds = decodeArray(model.get('point_predictions'), 'int32').data;
     const alpha = decodeArray(model.get('point_alpha'), 'uint8').data;
     const ids = decodeArray(model.get('point_index'), 'int32').data;
     const selected = new Set(model.get('selection'));
@@ -74,7 +101,8 @@ function render({ model, el }) {
       ctx.globalAlpha = isSel ? 1 : a;
       ctx.beginPath();
       ctx.arc(px, py, isSel ? 4 : 2.5, 0, 2 * Math.PI);
-      ctx.fillStyle = categoryColour(labels[i] ?? 0);
+      const cls = labels[i] >= 0 ? labels[i] : preds[i] ?? -1;
+      ctx.fillStyle = cls >= 0 ? categoryColour(cls) : '#999999';
       ctx.fill();
       ctx.lineWidth = isSel || ids[i] === hovered ? 2 : 0.7;
       ctx.strokeStyle = isSel || ids[i] === hovered ? '#000000' : '#333333';
@@ -103,30 +131,64 @@ function render({ model, el }) {
   function legend() {
     const names = model.get('class_names');
     const items = categoryLegendItems(names);
-    legendBox.replaceChildren(line('class (lightness = confidence)', 'gw-legend-title'), ...items);
+    const scale = model.get('distance_scale');
+    const near = document.createElement('span');
+    near.className = 'gw-legend-item gw-legend-distance';
+    const dots = [1, 0.55, 0.15].map((a) => {
+      const d = document.createElement('span');
+      d.className = 'gw-dot';
+      d.style.opacity = String(a);
+      return d;
+    });
+    near.append(
+      dots[0],
+      ' on the plane ',
+      dots[1],
+      dots[2],
+      ` faded with distance from it (faint beyond ${fmt(3 * scale)}, 3× the median)`,
+    );
+    legendBox.replaceChildren(
+      line('background: model decision on the plane (lightness = confidence); dots: samples by label (else prediction)', 'gw-legend-title'),
+      ...items,
+      near,
+    );
   }
 
   let pendingImage = true;
-  const onImage = () => {
-    pendingImage = true;
-  };
+  let scheduled = false;
   let arrived = null;
   const redraw = () => {
+    scheduled = false;
     const since = arrived;
+    arrived = null;
     title.textContent = model.get('title');
     if (pendingImage) pendingImage = !buildImage();
     legend();
     paint();
     markDrawn(el, model.get('revision'), since);
   };
-  const onRevision = () => {
-    arrived = performance.now();
+  // Every drawn trait redraws on its own change (coalesced: one redraw per batched update), so
+  // nothing shown waits for the next revision.
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
     queueMicrotask(redraw);
   };
+  const onImage = () => {
+    pendingImage = true;
+    schedule();
+  };
+  const onRevision = () => {
+    arrived = performance.now();
+    schedule();
+  };
   const onLinked = () => paint();
+  const DRAWN = ['title', 'extent', 'points', 'point_labels', 'point_alpha', 'point_index', 'anchor_xy',
+    'class_names', 'n_classes', 'distance_scale'];
   model.on('change:classes', onImage);
   model.on('change:confidence', onImage);
   model.on('change:revision', onRevision);
+  for (const name of DRAWN) model.on(`change:${name}`, schedule);
   model.on('change:selection', onLinked);
   model.on('change:hovered', onLinked);
 
@@ -166,12 +228,12 @@ function render({ model, el }) {
     const conf = decodeArray(model.get('confidence'), 'uint8').data;
     const names = model.get('class_names');
     const k = row * g + col;
-    const rows = [];
-    if (best >= 0) rows.push(line(`#${ids[best]}`, 'gw-tip-index'));
+    const rows = best >= 0 ? sampleRows(model, best, ids[best]) : [];
     if (k < classes.length) {
-      rows.push(line(`model: ${names[classes[k]] ?? classes[k]} (${fmt(conf[k] / 255)})`));
+      const where = best >= 0 ? 'plane here' : 'model here';
+      rows.push(line(`${where}: ${className(names, classes[k])} (confidence ${fmt(conf[k] / 255)})`, 'gw-tip-plane'));
     }
-    rows.push(line(`α=${fmt(a)} β=${fmt(b)}`));
+    rows.push(line(`position: ${fmt(a)} along A→B, ${fmt(b)} across towards C`, 'gw-tip-position'));
     tooltip.show(px, py, rows);
     const h = best >= 0 ? ids[best] : -1;
     if (h !== hoverPoint) {
@@ -195,6 +257,7 @@ function render({ model, el }) {
     model.off('change:classes', onImage);
     model.off('change:confidence', onImage);
     model.off('change:revision', onRevision);
+    for (const name of DRAWN) model.off(`change:${name}`, schedule);
     model.off('change:selection', onLinked);
     model.off('change:hovered', onLinked);
   };

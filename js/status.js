@@ -34,7 +34,7 @@ function render({ model, el }) {
       text = 'BokehJS is not loaded in this page: re-run the cell that created the widget.';
     }
     status.dataset.status = s;
-    status.textContent = s === 'busy' ? `⏳ ${text || 'working…'}` : s === 'error' ? `⚠ ${text}` : text;
+    status.textContent = s === 'busy' ? text || 'working…' : s === 'error' ? `error: ${text}` : text;
     status.hidden = !status.textContent;
     summary.textContent = model.get('summary');
     if (root) {

@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProfileFigure", "profile_figure", "profile_values", "METRIC_TITLES"]
+__all__ = ["ProfileFigure", "profile_figure", "profile_values", "padded_range", "METRIC_TITLES"]
+
+#: Share of the data's span added above and below it, so the extreme points are drawn whole.
+RANGE_PADDING = 0.12
 
 #: Readable titles of the metrics ``geo.layer_profile`` reports (others are shown by name).
 METRIC_TITLES = {
@@ -48,12 +51,22 @@ class ProfileFigure:
     figures: dict = field(default_factory=dict)
 
     def set_values(self, metric: str, values: list[float]) -> None:
-        """Replace one metric's values (one per layer), in place."""
+        """Replace one metric's values (one per layer), in place; its y range follows them (padded)."""
         if metric not in self.sources:
             raise KeyError(f"no chart for metric {metric!r}; charts: {list(self.sources)}")
         if len(values) != len(self.layers):
             raise ValueError(f"need one value per layer ({len(self.layers)}), got {len(values)}")
         self.sources[metric].data = _columns(self.layers, values)
+        if metric in self.figures:
+            start, end = padded_range(values)
+            y_range = self.figures[metric].y_range
+            y_range.update(start=start, end=end)
+
+    def set_k(self, k: int, metrics: tuple[str, ...]) -> None:
+        """Say the neighbour count ``k`` in the titles of the charts of ``metrics`` (those that depend on k)."""
+        for metric in metrics:
+            if metric in self.figures:
+                self.figures[metric].title.text = f"{METRIC_TITLES.get(metric, metric)} · k={k}"
 
     def mark_layer(self, layer: str) -> None:
         """Move the current-layer marker of every chart to ``layer``."""
@@ -61,6 +74,26 @@ class ProfileFigure:
             raise KeyError(f"unknown layer {layer!r}; layers: {self.layers}")
         for span in self.markers:
             span.location = self.layers.index(layer)
+
+
+def padded_range(values: list[float], padding: float = RANGE_PADDING) -> tuple[float, float]:
+    """The y range ``(start, end)`` that holds every finite value with ``padding`` × span around it.
+
+    A constant series gets ±10% of its magnitude (±0.05 at zero); no finite value gives (0, 1).
+
+    Examples
+    --------
+    >>> padded_range([0.5, 1.0], padding=0.1)
+    (0.45, 1.05)
+    >>> padded_range([float("nan")])
+    (0.0, 1.0)
+    """
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return 0.0, 1.0
+    lo, hi = min(finite), max(finite)
+    pad = padding * (hi - lo) if hi > lo else max(0.1 * abs(hi), 0.05)
+    return lo - pad, hi + pad
 
 
 def _columns(layers: list[str], values: list[float]) -> dict:
@@ -100,7 +133,7 @@ def profile_figure(
     []
     """
     from bokeh.layouts import gridplot
-    from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Span, TapTool
+    from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d, Span, TapTool
     from bokeh.plotting import figure
 
     if not layers:
@@ -117,7 +150,10 @@ def profile_figure(
             title=METRIC_TITLES.get(metric, metric),
             tools="",
             toolbar_location=None,
-            x_range=(-0.5, len(layers) - 0.5),
+            # Explicit ranges: set_values moves y to the data (padded); data ranges computed in the
+            # browser would freeze at the first fill (and warn while the source is empty).
+            x_range=Range1d(-0.5, len(layers) - 0.5),
+            y_range=Range1d(*padded_range(vals)),
         )
         fig.line("x", "value", source=src, line_width=2, color="#4e79a7")
         dots = fig.scatter("x", "value", source=src, size=7, color="#4e79a7", nonselection_alpha=1.0)

@@ -27,7 +27,6 @@ _EPILOGUE = (
 )
 
 
-
 @dataclass(frozen=True)
 class LayerInfo:
     """One module of a model, as seen during a forward pass.

@@ -23,6 +23,8 @@ DEFAULT_METRICS = ("rankme", "twonn", "knn_agreement", "fisher", "mst")
 # Profile metrics whose neighbour count is geo.layer_profile's ``k`` (the k slider); the others
 # use their own fixed parameters and are computed once.
 K_DEPENDENT_METRICS = ("knn_agreement",)
+# Charts whose title states the k they were computed with (the live view's deviation AUROC follows k too).
+K_TITLED = (*K_DEPENDENT_METRICS, "deviation_auroc")
 _bokehjs_loaded_at: int | None = None
 
 
@@ -75,7 +77,9 @@ class LayerProfile(_Worker, ipywidgets.VBox):
     """Per-layer metric charts (bokeh, via jupyter_bokeh), updated in place.
 
     One small line chart per metric of ``geo.layer_profile`` plus, with a session, the
-    kNN-deviation AUROC per layer. Hover shows the value; a dashed line marks ``layer``; tapping
+    kNN-deviation AUROC per layer. Each chart's y range follows its data (padded, so the extreme
+    points show whole) after every update, and a k-dependent chart's title states its k. Hover
+    shows the value; a dashed line marks ``layer``; tapping
     a point sets ``layer`` (the Explorer links it to its layer). Data changes are sent by
     assigning the charts' data sources, so the charts update without being re-created. BokehJS
     comes from the installed bokeh package (inline), never from a CDN.
@@ -168,6 +172,7 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         load_bokehjs_inline()
         self.values: dict[str, list[float]] = {m: [math.nan] * len(layers) for m in names}
         self.figure = profile_figure(self.values, layers, current_layer=layer or layers[-1], ncols=ncols)
+        self.figure.set_k(k, K_TITLED)
         self.bokeh = _ClosableBokehModel(self.figure.layout)
         self.status_bar = StatusBar(view="profile", root_class="gw-profile", needs_bokeh=True)
         super().__init__(children=[self.status_bar, self.bokeh], **kwargs)
@@ -278,11 +283,16 @@ class LayerProfile(_Worker, ipywidgets.VBox):
         if metrics:
             cheap = cheap and all(s.has_graph(layer) for layer in s.layers)
 
-        def compute() -> dict[str, list[float]]:
+        def compute() -> tuple[int, dict[str, list[float]]]:
             values = profile_values(s.profile(metrics, k=k), s.layers) if metrics else {}
-            return {**values, "deviation_auroc": s.auroc(k)}
+            return k, {**values, "deviation_auroc": s.auroc(k)}
 
-        self.lane("k").submit(compute, self._apply_values, inline=cheap, message="computing the k-dependent metrics…")
+        def apply(result: tuple[int, dict[str, list[float]]]) -> None:
+            k_done, values = result
+            self.figure.set_k(k_done, K_TITLED)
+            self._apply_values(values)
+
+        self.lane("k").submit(compute, apply, inline=cheap, message="computing the k-dependent metrics…")
 
     def _on_current(self, change: dict) -> None:
         def apply(_: Any) -> None:

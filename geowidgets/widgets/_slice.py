@@ -19,14 +19,17 @@ __all__ = ["SliceView"]
 
 
 class SliceView(ViewBase):
-    """Decision-boundary slice as an image: class colour, confidence as lightness.
+    """Decision-boundary slice as an image: class color, confidence as lightness.
 
     The plane passes through three anchor samples (A, B, C) in the space of ``layer`` (or of the
     model's input with ``layer="input"``). The data nearest the plane are drawn projected onto it,
-    fading with their distance from it. A temperature move rescales the cached slice logits (no
-    forward pass) and sends only the new confidences. A click on the image sets ``clicked``
-    (plane coordinates ``[alpha, beta]``) and makes the sample nearest the click the new anchor,
-    replacing the anchors in turn (A, then B, then C).
+    fading with their distance from it (opaque on the plane, faint beyond three times the median
+    distance of the drawn samples, as the legend says). Hovering a sample gives its own label,
+    prediction and distance to the plane; the background color is the model's decision on the
+    plane itself, which an off-plane sample's projection need not share. A temperature move
+    rescales the cached slice logits (no forward pass) and sends only the new confidences. A click
+    on the image sets ``clicked`` (plane coordinates ``[alpha, beta]``) and makes the sample
+    nearest the click the new anchor, replacing the anchors in turn (A, then B, then C).
 
     Parameters
     ----------
@@ -77,20 +80,35 @@ class SliceView(ViewBase):
     extent = traitlets.List(
         traitlets.Float(),
         default_value=[],
-        help="[alpha0, alpha1, beta0, beta1] (4 floats): plane coordinates of the first and last grid-point centres.",
+        read_only=True,
+        help="[alpha0, alpha1, beta0, beta1] (4 floats): plane coordinates of the first and last grid-point centres; "
+        "alpha runs from A towards B, beta across it towards C, in the units of the sliced space.",
     ).tag(sync=True)
-    n_classes = traitlets.Int(0, help="Number of classes C of the model (int); sets the class colour palette.").tag(
-        sync=True
-    )
+    n_classes = traitlets.Int(
+        0, read_only=True, help="Number of classes C of the model (int); sets the class color palette."
+    ).tag(sync=True)
     class_names = traitlets.List(
-        traitlets.Unicode(), default_value=[], help="Class names (list of str), indexed by class code."
+        traitlets.Unicode(), default_value=[], read_only=True, help="Class names (list of str), indexed by class code."
     ).tag(sync=True)
     points = array_trait(
         "float32", "[M, 2]", "Plane coordinates (alpha, beta) of the M samples nearest the plane, float32 [M, 2]."
     )
     point_labels = array_trait(
-        "int32", "[M]", "Class of each drawn sample, int32 [M]: its label, or its prediction without labels."
+        "int32", "[M]", "Label of each drawn sample, int32 [M] (-1: none; the dot is then colored by its prediction)."
     )
+    point_predictions = array_trait(
+        "int32",
+        "[M]",
+        "The model's prediction for each drawn sample itself (not its projection), int32 [M]; -1: unknown.",
+    )
+    point_distance = array_trait(
+        "float32", "[M]", "Distance of each drawn sample from the plane, float32 [M], in the units of the sliced space."
+    )
+    distance_scale = traitlets.Float(
+        0.0,
+        read_only=True,
+        help="Median distance from the plane of the drawn samples (float >= 0): opacity falls to its floor at 3x this.",
+    ).tag(sync=True)
     point_alpha = array_trait(
         "uint8", "[M]", "Opacity of each drawn sample, uint8 [M], 0..255: fades with its distance from the plane."
     )
@@ -111,7 +129,9 @@ class SliceView(ViewBase):
     ).tag(sync=True)
     hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse, -1 if none.").tag(sync=True)
     size = traitlets.Int(440, help="Image width and height in CSS pixels (int).").tag(sync=True)
-    title = traitlets.Unicode("", help="Title line above the image (str), set by the view.").tag(sync=True)
+    title = traitlets.Unicode("", read_only=True, help="Title line above the image (str), set by the view.").tag(
+        sync=True
+    )
     layer = traitlets.Unicode(
         "", help="Where the plane lies (str): one of session.layers, or 'input' for the model's input space."
     ).tag(sync=True)
@@ -141,7 +161,7 @@ class SliceView(ViewBase):
             kwargs.setdefault("layer", source.layers[0])
             kwargs.setdefault("anchors", list(source.default_anchors()))
             super().__init__(**kwargs)
-            self.class_names = source.class_names
+            self.set_trait("class_names", list(source.class_names))
             self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points"])
             self.observe(self._on_temperature, names=["temperature"])
             self.observe(self._on_click, names=["clicked"])
@@ -158,8 +178,9 @@ class SliceView(ViewBase):
         self.set_trait("layer", source.layer or INPUT_LAYER)
         self.set_trait("resolution", source.resolution)
         n_classes = int(source.logits.shape[-1])
-        self.class_names = (
-            [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(n_classes)]
+        self.set_trait(
+            "class_names",
+            [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(n_classes)],
         )
         if source.data_coords is None:
             coords, dist, point_labels = np.zeros((0, 2), np.float32), np.zeros(0), np.zeros(0, np.int32)
@@ -173,10 +194,11 @@ class SliceView(ViewBase):
                 )
         anchors = np.asarray(source.anchor_coords, dtype=np.float32)
         self._show(source, coords, dist, point_labels, anchors if anchors.shape == (3, 2) else None, n_classes)
-        self.title = (
+        self.set_trait(
+            "title",
             "decision slice"
             + (f" in layer {source.layer}" if source.layer else " in input space")
-            + (" · static (no session): the plane is fixed")
+            + " · static (no session): the plane is fixed",
         )
         self.observe(self._on_temperature, names=["temperature"])
 
@@ -245,10 +267,10 @@ class SliceView(ViewBase):
     def _apply_plane(self, result: tuple) -> None:
         sl, coords, dist, max_points = result
         s = self.session
-        labels = s.labels if s.labels is not None else s.predictions
-        self._show(sl, coords, dist, labels, coords[list(self.anchors)], int(s.logits.shape[1]), max_points)
-        where = "input space" if self.layer == INPUT_LAYER else f"layer {self.layer}"
-        self.title = f"decision slice in {where} through #{self.anchors[0]}, #{self.anchors[1]}, #{self.anchors[2]}"
+        labels = s.labels if s.labels is not None else np.full(s.n, -1)
+        anchor_xy = coords[list(self.anchors)]
+        self._show(sl, coords, dist, labels, anchor_xy, int(s.logits.shape[1]), max_points, s.predictions)
+        self.set_trait("title", slice_title(self.layer, self.anchors))
 
     def _show(
         self,
@@ -259,18 +281,23 @@ class SliceView(ViewBase):
         anchor_xy: np.ndarray | None,
         n_classes: int,
         max_points: int | None = None,
+        predictions: np.ndarray | None = None,
     ) -> None:
         """Set the image and point traits from a slice and its data's plane coordinates."""
         order = np.argsort(dist, kind="stable")[: self.max_points if max_points is None else max_points]
-        scale = float(np.median(dist[order])) if order.size else 1.0
+        scale = float(np.median(dist[order])) if order.size else 0.0
         alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
         self._slice, self._coords = sl, coords
         self.set_trait("classes", np.asarray(sl.classes).astype(np.uint8))
         self.set_trait("confidence", self._confidence_image(sl, self.temperature))  # the temperature now
-        self.extent = [float(v) for v in sl.extent]
-        self.n_classes = n_classes
+        self.set_trait("extent", [float(v) for v in sl.extent])
+        self.set_trait("n_classes", n_classes)
+        self.set_trait("distance_scale", scale)
         self.set_trait("points", coords[order].astype(np.float32))
         self.set_trait("point_labels", np.asarray(labels)[order].astype(np.int32))
+        preds = np.full(order.size, -1) if predictions is None else np.asarray(predictions)[order]
+        self.set_trait("point_predictions", preds.astype(np.int32))
+        self.set_trait("point_distance", dist[order].astype(np.float32))
         self.set_trait("point_alpha", np.rint(alpha * 255).astype(np.uint8))
         self.set_trait("point_index", order.astype(np.int32))
         if anchor_xy is not None:
@@ -304,3 +331,15 @@ class SliceView(ViewBase):
             raise ValueError("no slice has been computed yet")
         d = ((self._coords - np.array([alpha, beta], dtype=np.float32)) ** 2).sum(1)
         return int(np.argmin(d))
+
+
+def slice_title(layer: str, anchors: list[int]) -> str:
+    """The title of a live slice: where the plane lies and which samples A, B, C are.
+
+    Examples
+    --------
+    >>> slice_title("fc1", [3, 4, 7])
+    'decision slice in layer fc1 · A = #3, B = #4, C = #7'
+    """
+    where = "input space" if layer == INPUT_LAYER else f"layer {layer}"
+    return f"decision slice in {where} · " + ", ".join(f"{n} = #{i}" for n, i in zip("ABC", anchors))

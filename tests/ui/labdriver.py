@@ -74,6 +74,7 @@ class LabPage:
         self.server = server
         self.artifacts = artifacts
         self.console_errors: list[str] = []
+        self.console_warnings: list[str] = []
         self.requests: list[str] = []
         self.blocked: list[str] = []
         self.notebook: str | None = None
@@ -255,6 +256,10 @@ class LabPage:
         return path
 
     # -- checks -------------------------------------------------------------------------------------
+    def view_warnings(self, patterns: tuple[str, ...] = ("bokeh", "geowidgets", "gw-", "anywidget")) -> list[str]:
+        """Console warnings logged so far that come from the views (BokehJS, geowidgets, anywidget)."""
+        return [w for w in self.console_warnings if any(p.lower() in w.lower() for p in patterns)]
+
     def is_expected_error(self, message: str) -> bool:
         return any(pattern in message for pattern, _why in EXPECTED_CONSOLE_ERRORS)
 
@@ -306,6 +311,8 @@ def open_lab_page(browser: Any, server: Any, name: str, artifacts: Path) -> Iter
     def on_console(msg: Any) -> None:
         if msg.type == "error":
             lab.console_errors.append(f"console.error: {msg.text}")
+        elif msg.type == "warning":
+            lab.console_warnings.append(msg.text)
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: lab.console_errors.append(f"uncaught exception: {exc}\n{exc.stack or ''}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import traitlets
 
 from geowidgets.widgets import SliceView
 
@@ -45,7 +46,7 @@ def test_click_replaces_anchors_in_turn_with_the_nearest_sample(session):
     expected = int(np.argmin(((coords - np.array(view.clicked)) ** 2).sum(1)))
     assert view.anchors == [expected, old[1], old[2]]
     assert view.wait(30)
-    assert view.title.endswith(f"#{expected}, #{old[1]}, #{old[2]}")
+    assert view.title.endswith(f"A = #{expected}, B = #{old[1]}, C = #{old[2]}")
 
 
 def test_bad_values(session):
@@ -58,3 +59,17 @@ def test_bad_values(session):
         view.resolution = 4
     with pytest.raises(ValueError, match="Session"):
         SliceView(object())
+
+
+def test_drawn_points_carry_their_own_prediction_and_distance(session):
+    view = SliceView(session, layer="input", resolution=16)
+    assert view.wait(30)
+    sl = session.decision_slice("input", tuple(view.anchors), 16)
+    space = session.slice_space("input")
+    dist = np.asarray(sl.distance_to_plane(space), dtype=np.float64)
+    idx = np.asarray(view.point_index)
+    np.testing.assert_array_equal(np.asarray(view.point_predictions), np.asarray(session.predictions)[idx])
+    np.testing.assert_allclose(np.asarray(view.point_distance), dist[idx], rtol=1e-6, atol=1e-6)
+    assert view.distance_scale == pytest.approx(float(np.median(dist[idx])), rel=1e-12)
+    with pytest.raises(traitlets.TraitError):
+        view.title = "something else"
