@@ -140,13 +140,17 @@ function render({ model, el }) {
       d.style.opacity = String(a);
       return d;
     });
-    near.append(
-      dots[0],
-      ' on the plane ',
-      dots[1],
-      dots[2],
-      ` faded with distance from it (faint beyond ${fmt(3 * scale)}, 3× the median)`,
-    );
+    if (scale > 0) {
+      near.append(
+        dots[0],
+        ' on the plane ',
+        dots[1],
+        dots[2],
+        ` faded with distance from it (faint beyond ${fmt(3 * scale)}, 3× the median)`,
+      );
+    } else {
+      near.append(dots[0], ' every sample lies on the plane');
+    }
     legendBox.replaceChildren(
       line('background: model decision on the plane (lightness = confidence); dots: samples by label (else prediction)', 'gw-legend-title'),
       ...items,

@@ -286,6 +286,11 @@ class SliceView(ViewBase):
         """Set the image and point traits from a slice and its data's plane coordinates."""
         order = np.argsort(dist, kind="stable")[: self.max_points if max_points is None else max_points]
         scale = float(np.median(dist[order])) if order.size else 0.0
+        spread = float(np.ptp(coords[order])) if order.size else 0.0
+        if scale <= 1e-9 * max(spread, 1.0):
+            # Rounding only (e.g. a 2-D layer, where the plane is the whole space): every sample is on it.
+            dist = np.zeros_like(dist)
+            scale = 0.0
         alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
         self._slice, self._coords = sl, coords
         self.set_trait("classes", np.asarray(sl.classes).astype(np.uint8))
