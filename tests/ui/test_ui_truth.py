@@ -67,7 +67,8 @@ def _dom_text(lab, selector: str) -> str:
 
 def _wait_dom_text(lab, selector: str, expected: str, timeout: float = 20.0) -> None:
     lab.wait_until(
-        f"() => {{ const e = document.querySelector({json.dumps(selector)}); return !!e && e.textContent === {json.dumps(expected)}; }}",
+        f"() => {{ const e = document.querySelector({json.dumps(selector)});"
+        f" return !!e && e.textContent === {json.dumps(expected)}; }}",
         timeout=timeout,
         what=f"{selector} to read {expected!r} (it reads {_dom_text(lab, selector)!r})",
     )
