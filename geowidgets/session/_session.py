@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -366,7 +367,8 @@ class Session:
             return None
         rows = out.reshape(out.shape[0], length, -1)
         return rows[
-            torch.from_numpy(self.tokens["sample"].to_numpy()), torch.from_numpy(self.tokens["position"].to_numpy())
+            torch.as_tensor(self.tokens["sample"].to_numpy().copy()),
+            torch.as_tensor(self.tokens["position"].to_numpy().copy()),
         ]
 
     @property
@@ -454,29 +456,47 @@ class Session:
 
     # ------------------------------------------------------------------ neighbours and deviation
     def knn_graph(self, layer: str) -> KNNGraph:
-        """The layer's kNN graph at ``k_max`` (computed once)."""
+        """The layer's kNN graph (computed once): the layer's one neighbour search.
+
+        It holds ``k_max`` neighbours plus enough extra ones to read the deviation tables off it
+        (:meth:`deviation_tables`): about twice the non-reference samples expected among a
+        sample's ``k_max`` neighbours, ``ceil(2·k_max·n_out/n_ref) + 4``, capped at ``N − 1``.
+        Every k-dependent view slices it (``graph.slice(k)`` for any ``k <= k_max``).
+        """
         from geowidgets import geometry as geo
 
         X = self.features(layer)
-        return self._memo["graph"].get(layer, lambda: geo.knn_graph(X, self.k_max, metric=self.metric))
+
+        def build() -> KNNGraph:
+            try:
+                n_ref = int(self.reference_mask.sum())
+            except ValueError:  # too few reference samples: the tables will say so; no extra neighbours
+                n_ref = self.n
+            extra = math.ceil(2 * self.k_max * (self.n - n_ref) / max(n_ref, 1)) + 4 if n_ref < self.n else 0
+            return geo.knn_graph(X, min(self.k_max + extra, self.n - 1), metric=self.metric)
+
+        return self._memo["graph"].get(layer, build)
 
     def has_graph(self, layer: str) -> bool:
         """True if the layer's kNN graph is cached (so k moves are cheap)."""
         return layer in self._memo["graph"]
 
     def deviation_tables(self, layer: str) -> DeviationTables:
-        """The layer's cached deviation tables at ``k_max`` (``DeviationTables.from_samples``).
+        """The layer's cached deviation tables at ``k_max``, read off its kNN graph (``DeviationTables.from_graph``).
 
         Every sample is scored against the reference set (:attr:`reference_mask`); reference
-        samples by their leave-one-out baseline, so no sample counts itself as a neighbour.
-        Results are numpy.
+        samples by their leave-one-out baseline, so no sample counts itself as a neighbour. The
+        tables equal ``DeviationTables.from_samples`` but reuse :meth:`knn_graph` instead of a
+        second search (rows with too few reference neighbours in the graph are searched exactly
+        against the reference). Results are numpy.
         """
         from geowidgets.geometry import DeviationTables
 
         X = self.features(layer)
 
         def build():
-            tables = DeviationTables.from_samples(X, self.reference_mask, self.k_max, metric=self.metric)
+            mask = self.reference_mask
+            tables = DeviationTables.from_graph(X, mask, self.knn_graph(layer), self.k_max, metric=self.metric)
             numpy_kind = ArrayKind(is_numpy=True, device=torch.device("cpu"), dtype=tables.kind.dtype)
             return dataclasses.replace(tables, kind=numpy_kind)
 
@@ -739,6 +759,9 @@ class Session:
 
         def compute():
             if method == "pca":
+                if X.shape[1] < 2:  # one feature (e.g. a regressor's output): the value along x, centred
+                    x = X[:, 0].double().numpy()
+                    return np.stack([x - x.mean(), np.zeros_like(x)], 1).astype(np.float32)
                 return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
             init = reference if reference is not None and reference.shape == (self.n, 2) else None
             if init is None:
@@ -981,7 +1004,7 @@ class Session:
             neighbours[layer] = knn_placement(Q, X, k, metric=self.metric)
         divergence = np.asarray(geo.divergence_layers(z, threshold), dtype=np.int64)
         table = pd.DataFrame({layer: z[j] for j, layer in enumerate(self.layers)})
-        table["divergence_layer"] = [self.layers[d] if d >= 0 else None for d in divergence]
+        table["divergence_layer"] = pd.Series([self.layers[d] if d >= 0 else None for d in divergence], dtype=object)
         if labels is None and acts.labels is not None:
             labels = acts.labels
         if labels is not None:
@@ -1003,6 +1026,19 @@ class Session:
         del self.added[name]
         with self._lock:
             self.revision += 1
+
+    def close(self) -> None:
+        """Free the captured activations and every cached result.
+
+        The session stays usable: anything asked for later is captured and computed again. The
+        Explorer calls this from its ``close()`` for a session it built.
+        """
+        with self._lock:
+            self._acts = None
+            self._logits_np = None
+            for memo in (*self._memo.values(), *self._small.values()):
+                memo.clear()
+            self.probe.clear_cache()
 
     def __repr__(self) -> str:
         layers = self.layers if len(self.layers) <= 4 else [*self.layers[:2], "…", self.layers[-1]]
