@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import Array
@@ -98,7 +99,7 @@ def boundary_search(
     *,
     method: str = "line",
     layer: str | None = None,
-    carrier: Array | None = None,
+    carrier: torch.Tensor | np.ndarray | None = None,
     space: str = "auto",
     start: Array | None = None,
     data: Array | None = None,

@@ -243,16 +243,17 @@ class DeviationTables:
         ((100,), True)
         """
         mask = reference.detach().cpu().numpy() if isinstance(reference, torch.Tensor) else np.asarray(reference)
-        n = int(X.shape[0]) if hasattr(X, "shape") else len(X)
+        data: torch.Tensor | np.ndarray = X if isinstance(X, torch.Tensor) else np.asarray(X)
+        n = int(data.shape[0]) if data.ndim else 0
         if mask.dtype != bool or mask.shape != (n,):
             raise ValueError(f"reference must be a bool mask of shape ({n},), got {mask.dtype} {mask.shape}")
-        pick = torch.from_numpy(mask) if isinstance(X, torch.Tensor) else mask
-        R = X[pick]
+        pick = torch.from_numpy(mask) if isinstance(data, torch.Tensor) else mask
+        R = data[pick]
         has_queries = not bool(mask.all())
         # With no rows outside the reference, one reference row stands in as the query (to fix the
         # kind and dtype) and its row is dropped below.
         tables = cls.from_data(
-            X[~pick] if has_queries else R[:1], R, k_max, metric=metric, normalize=normalize, knn=knn
+            data[~pick] if has_queries else R[:1], R, k_max, metric=metric, normalize=normalize, knn=knn
         )
         q_dist, q_idx = (
             (tables.query_dist, tables.query_idx) if has_queries else (tables.query_dist[:0], tables.query_idx[:0])

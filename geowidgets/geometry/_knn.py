@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ try:  # pragma: no cover - depends on the environment
 
     _faiss_ok = True
 except Exception:  # pragma: no cover
-    _faiss = None
+    _faiss = None  # type: ignore[assignment]
     _faiss_ok = False
 
 
@@ -57,10 +57,10 @@ def faiss_available() -> bool:
     return _faiss_ok
 
 
-def _check_metric(metric: str) -> str:
+def _check_metric(metric: str) -> Metric:
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    return metric
+    return cast(Metric, metric)
 
 
 def _normalize_rows(t: torch.Tensor, name: str) -> torch.Tensor:
@@ -318,8 +318,8 @@ def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: i
     if use_faiss:
         index = _faiss.IndexFlatL2(Rw.shape[1])
         index.add(Rw.numpy())
-        vals_all, cand_all = index.search(Qw.numpy(), min(m, kc + int(exclude_self)))
-        cand_all = torch.from_numpy(cand_all)
+        vals_all, cand_np = index.search(Qw.numpy(), min(m, kc + int(exclude_self)))
+        cand_all = torch.from_numpy(cand_np)
         approx_all = torch.from_numpy(vals_all).max(1).values  # every other point scores at least this
         if exclude_self:
             own = torch.arange(n).unsqueeze(1)

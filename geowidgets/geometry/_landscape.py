@@ -243,7 +243,7 @@ def interpolate(
     alpha = _check_alpha(alpha)
     _check_same_architecture(model_a, model_b)
     out = copy.deepcopy(model_a)
-    tensors_b = dict(model_b.named_parameters())
+    tensors_b: dict[str, torch.Tensor] = dict(model_b.named_parameters())
     tensors_b.update(dict(model_b.named_buffers()))
     with torch.no_grad():
         for name, t in [*out.named_parameters(), *out.named_buffers()]:
@@ -433,7 +433,15 @@ class _HVP:
     each product re-runs the forward and backward passes batch by batch (memory of one batch).
     """
 
-    def __init__(self, model, loss_fn, inputs, labels, params, batch_size):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: Any,
+        labels: Any,
+        params: Sequence[tuple[str, nn.Parameter]],
+        batch_size: int,
+    ) -> None:
         self.model, self.loss_fn, self.inputs, self.labels = model, loss_fn, inputs, labels
         self.params = [p for _, p in params]
         self.batch_size = batch_size
@@ -456,7 +464,7 @@ class _HVP:
         hv: list[torch.Tensor | None] = [None] * len(self.params)
         if live:
             parts = torch.autograd.grad(
-                [grads[i] for i in live],
+                [g for i in live if (g := grads[i]) is not None],
                 self.params,
                 grad_outputs=[vs[i] for i in live],
                 retain_graph=keep,
@@ -720,7 +728,8 @@ def _lanczos(
     n = q0.shape[0]
     basis = np.empty((steps, n))
     basis[0] = q0
-    alpha, beta = [], []
+    alpha: list[float] = []
+    beta: list[float] = []
     for j in range(steps):
         w = matvec(torch.from_numpy(basis[j])).numpy()
         a = float(basis[j] @ w)
@@ -1075,9 +1084,10 @@ def _given_direction(d: Any, chosen: list[tuple[str, nn.Parameter]], which: str)
 
 def _grid_axis(span: Any, resolution: int) -> np.ndarray:
     if isinstance(span, numbers.Real) and not isinstance(span, bool):
-        if not (math.isfinite(span) and span > 0):
+        half = float(span)
+        if not (math.isfinite(half) and half > 0):
             raise ValueError(f"span must be a positive number or a (low, high) pair, got {span!r}")
-        lo, hi = -float(span), float(span)
+        lo, hi = -half, half
     else:
         try:
             lo, hi = (float(s) for s in span)

@@ -116,7 +116,7 @@ def mixup_path(
     steps: int = 101,
     *,
     layer: str | None = None,
-    carrier: Array | None = None,
+    carrier: torch.Tensor | np.ndarray | None = None,
     space: str = "auto",
     temperature: float = 1.0,
     data: Array | None = None,

@@ -165,7 +165,7 @@ def plane_directions(
     origin: Array | None = None,
     model: Any = None,
     layer: str | None = None,
-    carrier: Array | None = None,
+    carrier: torch.Tensor | np.ndarray | None = None,
     dim: int | None = None,
     random_state: int = 0,
 ) -> Any:

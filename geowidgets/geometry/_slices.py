@@ -265,7 +265,7 @@ def decision_slice(
     extent: tuple[float, float, float, float] | None = None,
     margin: float = 0.25,
     plane_space: str = "auto",
-    carrier: Array | None = None,
+    carrier: torch.Tensor | np.ndarray | None = None,
     batch_size: int = 4096,
     data: Array | None = None,
 ) -> DecisionSlice:

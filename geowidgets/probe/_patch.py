@@ -87,6 +87,8 @@ def _rebuild(out: Any, old: torch.Tensor, new: torch.Tensor, select: int | str) 
     if isinstance(out, torch.Tensor):
         return new
     if isinstance(out, (tuple, list)):
+        if not isinstance(select, int):
+            raise TypeError(f"the layer returns a {type(out).__name__}; select must be an int position, got {select!r}")
         items = list(out)
         items[select] = _rebuild(items[select], old, new, 0)
         return type(out)(items) if isinstance(out, list) else tuple(items)
@@ -304,7 +306,7 @@ class PatchedModel:
         self,
         model: nn.Module,
         layer: str | None = None,
-        carrier: Any = None,
+        carrier: torch.Tensor | np.ndarray | None = None,
         *,
         input_shape: tuple[int, ...] | None = None,
         select: int | str = 0,
@@ -317,12 +319,13 @@ class PatchedModel:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
         self.layer = None if layer is None else resolve_layers(model, [layer])[0]
-        self._module = None if layer is None else dict(model.named_modules())[self.layer]
+        self._module: nn.Module | None = None if layer is None else dict(model.named_modules())[self.layer]
         self.select = select
         self.batch_size = batch_size
         self.device = model_device(model)
         self.dtype = _float_dtype(model)
         self.forward_calls = 0
+        self.carrier: torch.Tensor | None
         if carrier is not None:
             c = _as_tensor(carrier, "carrier")
             if layer is None and not (c.is_floating_point() or c.is_complex()):
@@ -349,11 +352,13 @@ class PatchedModel:
             with patch_activation(model, self.layer, None, select=select) as patch, _eval_mode(model):
                 with torch.inference_mode():
                     model(self.carrier.unsqueeze(0))
+            if patch.last_shape is None:
+                raise ValueError(f"layer {self.layer!r} did not run when the model ran on the carrier")
             self.sample_shape = tuple(patch.last_shape[1:])
         self.dim = None if self.sample_shape is None else math.prod(self.sample_shape)
 
     # ------------------------------------------------------------------ evaluation
-    def _check_points(self, points: Any) -> torch.Tensor:
+    def _check_points(self, points: torch.Tensor | np.ndarray) -> torch.Tensor:
         p = _as_tensor(points, "points") if not isinstance(points, torch.Tensor) else points
         if p.ndim != 2:
             raise ValueError(f"points must have shape [B, D], got {tuple(p.shape)}")
@@ -362,16 +367,23 @@ class PatchedModel:
             raise ValueError(f"points have {p.shape[1]} features but the {space} space has {self.dim}")
         return p.to(self.device, self.dtype)
 
+    def _hidden(self) -> tuple[nn.Module, str, torch.Tensor]:
+        """The patched module, its name and the carrier (a hidden layer has all three, see __init__)."""
+        if self._module is None or self.layer is None or self.carrier is None:
+            raise RuntimeError("input space has no patched layer or carrier")
+        return self._module, self.layer, self.carrier
+
     def _forward_repeat(self, p: torch.Tensor) -> torch.Tensor:
-        carrier = self.carrier.unsqueeze(0).expand(p.shape[0], *self.carrier.shape)
-        with _patched(self._module, self.layer, p, self.select):
+        module, layer, carrier = self._hidden()
+        with _patched(module, layer, p, self.select):
             self.forward_calls += 1
-            return model_logits(self.model(carrier))
+            return model_logits(self.model(carrier.unsqueeze(0).expand(p.shape[0], *carrier.shape)))
 
     def _forward_broadcast(self, p: torch.Tensor) -> torch.Tensor:
-        with _patched(self._module, self.layer, p, self.select):
+        module, layer, carrier = self._hidden()
+        with _patched(module, layer, p, self.select):
             self.forward_calls += 1
-            z = model_logits(self.model(self.carrier.unsqueeze(0)))
+            z = model_logits(self.model(carrier.unsqueeze(0)))
         if z.shape[0] != p.shape[0]:
             raise ValueError("broadcast carrier changed the batch size")
         return z
@@ -399,7 +411,7 @@ class PatchedModel:
             return self._forward_broadcast(p)
         return self._forward_repeat(p)
 
-    def logits(self, points: Any) -> torch.Tensor:
+    def logits(self, points: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Logits ``[B, C]`` (float32, on the CPU) at points ``[B, D]`` of this space, in batches."""
         p = self._check_points(points)
         out = []
@@ -410,7 +422,7 @@ class PatchedModel:
             raise ValueError("points are empty; give at least one point")
         return torch.cat(out)
 
-    def logits_with_grad(self, points: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_with_grad(self, points: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits with autograd enabled: returns ``(points_leaf, logits)``, both on the model's device.
 
         ``points_leaf`` requires grad, so ``torch.autograd.grad(f(logits), points_leaf)`` gives the
@@ -421,7 +433,7 @@ class PatchedModel:
             z = self._forward(p)
         return p, z
 
-    def to_space(self, inputs: Any) -> torch.Tensor:
+    def to_space(self, inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Map input samples ``[M, *input_shape]`` to this space: ``[M, D]`` float32 on the CPU.
 
         For ``layer=None`` this only flattens; for a layer it runs the model and records the
