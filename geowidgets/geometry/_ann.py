@@ -35,13 +35,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import KNNGraph, _fingerprint, faiss_available, knn
+from geowidgets.geometry._knn import KNNGraph, Metric, _fingerprint, faiss_available, knn
 
 __all__ = [
     "ApproxKNNGraph",
@@ -56,9 +56,11 @@ Engine = Literal["auto", "exact", "hnsw", "ivf", "nndescent"]
 _ENGINES = ("auto", "exact", "hnsw", "ivf", "nndescent")
 _APPROX = ("hnsw", "ivf", "nndescent")
 
-#: Below this many rows ``engine="auto"`` uses exact search. Measured on a 2-core CPU with
-#: ``benchmarks/knn_scale.py`` (see ``benchmarks/RESULTS_knn_scale.md``).
-APPROX_MIN_POINTS = 50_000
+#: Below this many rows ``engine="auto"`` uses exact search. On a 2-core CPU at D=768, k=50,
+#: HNSW (with its recall checks) took 2.0-2.5x the exact time at N=10^4 and 1.8x at 3·10^4, and
+#: about 0.5x at 10^5; the log-log interpolation crosses 1 near 5.3·10^4, so below 6·10^4 exact
+#: search is as fast or faster and has no recall loss (``benchmarks/RESULTS_knn_scale.md``).
+APPROX_MIN_POINTS = 60_000
 #: Recall@10 an approximate graph must reach on the measured sample, else ``"auto"`` goes exact.
 TARGET_RECALL = 0.99
 #: Neighbour count the recall is measured at.
@@ -100,7 +102,7 @@ class KNNRecall:
     min_row: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApproxKNNGraph(KNNGraph):
     """A :class:`KNNGraph` that also says how it was built and how exact it is.
 
@@ -129,10 +131,10 @@ class ApproxKNNGraph(KNNGraph):
     seconds: float = 0.0
 
 
-def _check_engine(engine: str) -> str:
+def _check_engine(engine: str) -> Engine:
     if engine not in _ENGINES:
         raise ValueError(f"engine must be one of {_ENGINES}, got {engine!r}")
-    return engine
+    return cast(Engine, engine)
 
 
 def _search_rows(Xt: torch.Tensor, metric: str) -> tuple[np.ndarray, torch.Tensor | None]:
@@ -191,7 +193,7 @@ def _rescore(
     return d[:, :k].contiguous(), safe[:, :k].contiguous()
 
 
-def _exact_reference(Xt: torch.Tensor, rows: np.ndarray, k: int, metric: str) -> torch.Tensor:
+def _exact_reference(Xt: torch.Tensor, rows: np.ndarray, k: int, metric: Metric) -> torch.Tensor:
     """The true k-th neighbour distance of each sampled row (self excluded), by exact brute force."""
     X = Xt.detach().cpu()
     d, i = knn(X[torch.as_tensor(rows)], k + 1, Y=X, metric=metric)
@@ -263,7 +265,7 @@ def knn_recall(graph: KNNGraph, X: Array, k: int = RECALL_K, *, sample: int = 51
         )
     k = check_k(k, graph.k_max, what=f"neighbours in this graph (k_max={graph.k_max})")
     rows = _sample_rows(Xt.shape[0], int(sample), seed)
-    kth = _exact_reference(Xt, rows, k, graph.metric)
+    kth = _exact_reference(Xt, rows, k, cast(Metric, graph.metric))
     found = torch.as_tensor(np.asarray(graph.dist[:, :k].cpu() if torch.is_tensor(graph.dist) else graph.dist))
     return _recall_of(found[torch.as_tensor(rows)], kth, k)
 
@@ -274,12 +276,15 @@ class _Index:
     def __init__(self, engine: str, Xs: np.ndarray, kc: int, seed: int, on_cuda: bool):
         self.engine, self.Xs, self.kc = engine, Xs, kc
         self.params: dict[str, Any] = {}
+        self.ladder: tuple[int, ...]
+        self.index: Any  # a faiss index (CPU or GPU), for the faiss engines
         n, d = Xs.shape
         if engine in ("hnsw", "ivf"):
             if not faiss_available():
                 raise ImportError(f"engine={engine!r} needs the faiss package (pip install faiss-cpu)")
             import faiss
 
+            index: Any
             if engine == "hnsw":
                 index = faiss.IndexHNSWFlat(d, _HNSW_M)
                 index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
@@ -396,8 +401,8 @@ def approximate_knn_graph(
     def exact() -> ApproxKNNGraph:
         d, i = knn(Xt, k_max, metric=metric)
         return ApproxKNNGraph(
-            to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, "exact", 1.0, rk, 0,
-            tuple(note.items()), time.perf_counter() - t0,
+            to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, engine="exact", recall=1.0, recall_k=rk,
+            recall_sample=0, params=tuple(note.items()), seconds=time.perf_counter() - t0,
         )  # fmt: skip
 
     on_cuda = Xt.device.type == "cuda"
@@ -432,6 +437,6 @@ def approximate_knn_graph(
     d = d.to(device=Xt.device, dtype=Xt.dtype)
     i = i.to(Xt.device)
     return ApproxKNNGraph(
-        to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, chosen, final.recall, rk, final.sample,
-        tuple(index.params.items()), time.perf_counter() - t0,
+        to_kind(d, kind), to_kind(i, kind), metric, k_max, fp, engine=chosen, recall=final.recall, recall_k=rk,
+        recall_sample=final.sample, params=tuple(index.params.items()), seconds=time.perf_counter() - t0,
     )  # fmt: skip
