@@ -28,12 +28,13 @@ EXPECTED = [
     "03_knn_deviation.ipynb",
     "04_geometry_through_training.ipynb",
     "05_bring_your_own_model.ipynb",
+    "06_reasoning_steps.ipynb",
 ]
 
 pytestmark = pytest.mark.notebooks
 
 
-def test_the_five_tutorials_exist() -> None:
+def test_the_tutorials_exist() -> None:
     assert [p.name for p in TUTORIALS] == EXPECTED
 
 
