@@ -87,7 +87,11 @@ def _matmul_roundoff(dtype: torch.dtype, device: torch.device) -> float:
         precision = torch.get_float32_matmul_precision()
         if precision == "medium":
             u = max(u, 2.0**-9)  # bfloat16 products
-        elif precision == "high" or getattr(torch.backends.cuda.matmul, "allow_tf32", False):
+        elif (
+            precision == "high"
+            or getattr(torch.backends.cuda.matmul, "fp32_precision", None) == "tf32"
+            or getattr(torch.backends.cuda.matmul, "allow_tf32", False)
+        ):
             u = max(u, 2.0**-11)  # TF32 products
     return u
 
