@@ -949,7 +949,9 @@ class Session:
         layer's cached :class:`~geowidgets.geometry.DeviationTables` baseline, so z is
         ``geo.knn_deviation(new, reference, k).z``), and its placement among the session's
         samples (its ``k`` nearest samples in the layer's feature space with inverse-distance
-        weights, so it can be drawn in any layout of that layer without moving a point).
+        weights, so it can be drawn in any layout of that layer without moving a point). The
+        group's tables are kept at ``k_max``, so its z at another k is an O(M) re-read
+        (``session.added[name].deviation(k)``; the deviation map follows its k this way).
 
         Parameters
         ----------
@@ -992,6 +994,7 @@ class Session:
         m = int(next(iter(acts.values())).shape[0])
         z = np.zeros((len(self.layers), m), dtype=np.float32)
         neighbours = {}
+        scored_tables = {}  # at k_max: a later k re-reads them (AddedSamples.deviation)
         for j, layer in enumerate(self.layers):
             Q = acts[layer]
             X = self.features(layer)
@@ -1000,6 +1003,7 @@ class Session:
             scored = DeviationTables.from_data(
                 Q, reference, self.k_max, metric=self.metric, knn=(tables.reference_dist, tables.reference_idx)
             )
+            scored_tables[layer] = scored
             z[j] = np.asarray(scored.result(k, percentile=False).z, dtype=np.float32)
             neighbours[layer] = knn_placement(Q, X, k, metric=self.metric)
         divergence = np.asarray(geo.divergence_layers(z, threshold), dtype=np.int64)
@@ -1013,7 +1017,15 @@ class Session:
             out = acts.outputs.numpy()
             table["prediction"] = out.argmax(1) if self.task == "classification" else out.reshape(m)
         self.added[name] = AddedSamples(
-            name, table, z, divergence, neighbours, k, float(threshold), {layer: acts[layer] for layer in self.layers}
+            name,
+            table,
+            z,
+            divergence,
+            neighbours,
+            k,
+            float(threshold),
+            {layer: acts[layer] for layer in self.layers},
+            scored_tables,
         )
         with self._lock:
             self.revision += 1

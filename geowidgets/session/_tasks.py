@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -294,6 +294,9 @@ class AddedSamples:
     threshold : float
     features : dict of str to Tensor
         The new samples' activations ``[M, D]`` per layer.
+    tables : dict of str to DeviationTables
+        Per layer (session layer order), the new samples' deviation tables against the reference
+        set at the session's ``k_max``; :meth:`deviation` re-reads them at another k.
     """
 
     name: str
@@ -304,11 +307,33 @@ class AddedSamples:
     k: int
     threshold: float
     features: dict
+    tables: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         """Number of samples in the group."""
         return int(self.z.shape[1])
+
+    def deviation(self, k: int) -> np.ndarray:
+        """The group's deviation z at every layer at ``k`` neighbours, float32 ``[L, M]``.
+
+        ``tables[layer].result(k).z`` per layer (kNN deviation against the reference set, see
+        :class:`~geowidgets.geometry.DeviationTables`): an O(M) re-read of the tables cached at
+        ``k_max``, equal to ``geo.knn_deviation(new, reference, k).z``. At the k the group was
+        added with (or without tables) it is :attr:`z`.
+
+        Raises
+        ------
+        ValueError
+            ``k`` outside ``1..k_max`` of the tables.
+        """
+        k = int(k)
+        if k == self.k or not self.tables:
+            if k != self.k:
+                raise ValueError(f"group {self.name!r} holds no deviation tables; it was scored at k={self.k} only")
+            return self.z
+        rows = [np.asarray(tables.result(k, percentile=False).z, dtype=np.float32) for tables in self.tables.values()]
+        return np.stack(rows).reshape(len(rows), self.n)
 
     def positions(self, layer: str, layout: np.ndarray) -> np.ndarray:
         """The group's positions ``[M, 2]`` in ``layout`` (the session's samples' ``[N, 2]`` layout of ``layer``)."""

@@ -148,7 +148,7 @@ class DeviationMap(ViewBase):
         traitlets.Dict(),
         default_value=[],
         help="Added sample groups (Session.add_samples) drawn below the samples: list of dict with 'name' (str), "
-        "'start' (int, first row of z), 'count' (int) and 'k' (int, neighbours they were scored with); their rows "
+        "'start' (int, first row of z), 'count' (int) and 'k' (int, the map's k, at which their z is read); their rows "
         "have row_index -1, -2, ...",
     ).tag(sync=True)
 
@@ -291,16 +291,18 @@ class DeviationMap(ViewBase):
         z = self._profile.z
         z_rows, index, div = z[:, order].T, order.astype(np.int32), divergence[order].astype(np.int32)
         groups = [] if self.session is None else list(self.session.added.values())
+        k = int(self._profile.k)  # the k of the samples' rows: added groups are re-read at it too
         if groups:  # added samples after the session's rows, in their groups, with negative row indices
             from geowidgets import geometry as geo
 
-            z_rows = np.concatenate([z_rows, *(g.z.T for g in groups)])
-            added_div = [np.asarray(geo.divergence_layers(g.z, self.threshold), dtype=np.int32) for g in groups]
+            added_z = [g.deviation(k) for g in groups]  # O(M) re-read of each group's k_max tables
+            z_rows = np.concatenate([z_rows, *(gz.T for gz in added_z)])
+            added_div = [np.asarray(geo.divergence_layers(gz, self.threshold), dtype=np.int32) for gz in added_z]
             div = np.concatenate([div, *added_div])
             n_added = sum(g.n for g in groups)
             index = np.concatenate([index, -1 - np.arange(n_added, dtype=np.int32)])
         starts = np.cumsum([order.size] + [g.n for g in groups])
-        added = [{"name": g.name, "start": int(a), "count": g.n, "k": g.k} for g, a in zip(groups, starts)]
+        added = [{"name": g.name, "start": int(a), "count": g.n, "k": k} for g, a in zip(groups, starts)]
         self.set_trait("z", np.ascontiguousarray(z_rows, dtype=np.float32))
         self.set_trait("row_index", index.astype(np.int32))
         self.set_trait("divergence", div.astype(np.int32))

@@ -96,3 +96,39 @@ def test_token_mode_refuses_add_samples(demo):
     s = Session(lm, ids, layers=["blocks.0"], pooling="tokens", task="embedding", k_max=5)
     with pytest.raises(ValueError, match="token mode"):
         s.add_samples(ids[:2])
+
+
+def test_added_group_follows_k(demo, new_inputs):
+    """After a k move the deviation map shows the group's z at the new k (geo.knn_deviation), and says that k."""
+    from geowidgets import Explorer
+
+    ex = Explorer(demo.model, demo.inputs, demo.labels, layers=demo.layers, k_max=20, method="pca", k=4)
+    assert ex.wait()
+    ex.add_samples(new_inputs, name="ood")
+    assert ex.wait()
+    ref = ex.session.reference_mask
+    n, m = demo.inputs.shape[0], len(new_inputs)
+    for k in (4, 13):
+        ex.k = k
+        assert ex.wait()
+        expected = np.stack(
+            [
+                np.asarray(
+                    geo.knn_deviation(
+                        _prefix_outputs(demo.model, new_inputs, layer),
+                        _prefix_outputs(demo.model, demo.inputs, layer)[ref],
+                        k=k,
+                    ).z
+                )
+                for layer in demo.layers
+            ],
+            1,
+        )
+        np.testing.assert_allclose(ex.deviation_map.z[n:], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(
+            ex.deviation_map.divergence[n:], geo.divergence_layers(expected.T, ex.deviation_map.threshold)
+        )
+        assert ex.deviation_map.added_groups == [{"name": "ood", "start": n, "count": m, "k": k}]
+        np.testing.assert_allclose(ex.session.added["ood"].deviation(k), expected.T, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        ex.session.added["ood"].deviation(21)
