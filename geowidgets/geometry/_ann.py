@@ -25,6 +25,8 @@ is used for all rows. The final graph's recall is then measured on a second, ind
 exact search below :data:`APPROX_MIN_POINTS` rows (measured in ``benchmarks/knn_scale.py``), and
 falls back to exact search when no effort reaches the target.
 
+Formulas, defaults, cost and validation: docs/probes.md#approximate-knn-graph.
+
 Recall@k here counts a returned neighbour as a hit when its exact distance is at most the true
 k-th distance (so exact ties in distance are not misses); without ties this is the usual
 ``|approx ∩ exact| / k``.

@@ -12,6 +12,9 @@ two checkpoints) and may have different widths.
   "The Platonic Representation Hypothesis").
 * :func:`cka_matrix`: CKA between every layer of one model and every layer of another.
 
+Formulas, defaults, cost and validation: docs/probes.md#cka-and-cka-matrix and
+docs/probes.md#mutual-knn.
+
 Everything is computed in float64 on the data's device (MPS uses the CPU). Linear CKA is computed
 in feature space (``‖YᵀX‖²_F`` on centred data, chunked over rows, no N×N matrix) when that is the
 cheaper side; otherwise, and for the RBF kernel, the Gram matrices are built one block of rows at

@@ -18,6 +18,10 @@
   eigenvectors or by filter-normalised random directions (Li, Xu, Taylor, Studer & Goldstein
   2018, "Visualizing the Loss Landscape of Neural Nets").
 
+Formulas, defaults, cost and validation: docs/probes.md#linear-interpolation-and-loss-barrier,
+docs/probes.md#hessian-eigenvalues, docs/probes.md#hessian-trace,
+docs/probes.md#hessian-spectral-density and docs/probes.md#loss-surface.
+
 The Hessian is that of the mean loss over all given samples (batches are weighted by their size;
 ``loss_fn`` must average over its batch), in evaluation mode (dropout off, BatchNorm uses its
 running statistics).
