@@ -60,6 +60,11 @@ class Memo:
         with self._guard:
             return key in self._data
 
+    def clear(self) -> None:
+        """Drop every stored value (a computation under way still stores its own when it ends)."""
+        with self._guard:
+            self._data.clear()
+
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """The value stored under ``key``, computing (once) and storing ``compute()`` if absent."""
         with self._guard:

@@ -16,25 +16,33 @@ How a request flows (see docs/architecture.md#how-a-slider-move-flows):
 
 Inside a running kernel, results computed on a worker thread are applied on the kernel's main
 thread (through its asyncio loop), so comm messages and observers stay on one thread.
+
+Views built inside :meth:`Scheduler.attach` (the Explorer's) share one :class:`Scheduler`
+instead of a thread per lane: one prioritised queue, so the work the user looks at (the current
+layer's first picture, then its UMAP, deviation column and metrics) runs first and does not
+compete for the cores with work on other layers. Newest-wins per lane still holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
+import itertools
 import pathlib
 import queue
 import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
-__all__ = ["STATIC", "Lane", "ViewBase", "StatusBar", "check_keywords"]
+__all__ = ["STATIC", "Lane", "Scheduler", "Task", "ViewBase", "StatusBar", "check_keywords"]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
@@ -57,6 +65,39 @@ def check_keywords(owner: str, given: Any, allowed: Any) -> None:
         what = "an unexpected keyword argument" if len(unknown) == 1 else "unexpected keyword arguments"
         names = ", ".join(repr(u) for u in unknown)
         raise TypeError(f"{owner}() got {what} {names}; allowed: {', '.join(sorted(allowed))}")
+
+
+def release_file_watchers(widget: Any) -> None:
+    """Disconnect ``widget`` from the class-level file watchers anywidget gives file-based ``_esm``/``_css``.
+
+    anywidget (0.9-0.11) turns a class's ``_esm = path`` into a ``FileContents`` whose ``changed``
+    signal every instance connects to with a strong reference to itself (for hot reload), so a
+    view is never garbage collected, even after ``close()``. Views call this when closed.
+    """
+    try:
+        from anywidget._file_contents import FileContents
+    except ImportError:  # pragma: no cover - another anywidget layout: nothing to release
+        return
+    for klass in type(widget).__mro__:
+        for key in ("_esm", "_css"):
+            contents = vars(klass).get(key)
+            if not isinstance(contents, FileContents):
+                continue
+            for slot in list(getattr(contents.changed, "_slots", ())):
+                try:
+                    fn = slot.dereference()
+                except Exception:  # noqa: BLE001 - a dead or foreign slot
+                    continue
+                cells = getattr(fn, "__closure__", None) or ()
+                if any(_cell_holds(cell, widget) for cell in cells):
+                    contents.changed.disconnect(fn)
+
+
+def _cell_holds(cell: Any, obj: Any) -> bool:
+    try:
+        return cell.cell_contents is obj
+    except ValueError:  # empty cell
+        return False
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -121,6 +162,8 @@ class Lane:
         message : str
             Progress text shown while busy.
         """
+        scheduler = self.owner._scheduler
+        new_thread: threading.Thread | None = None
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -129,8 +172,7 @@ class Lane:
                 self._pending = (generation, compute, apply)
                 self._busy = True
                 self._idle.clear()
-                new_thread: threading.Thread | None = None
-                if self._thread is None:
+                if scheduler is None and self._thread is None:
                     # Not a daemon: interpreter exit waits for the running job, instead of tearing torch down
                     # under it ("terminate called without an active exception", exit code 134).
                     new_thread = threading.Thread(target=self._work, name=f"geowidgets-{self.name}", daemon=False)
@@ -144,7 +186,9 @@ class Lane:
             self._apply(generation, apply, result)
             return
         self.owner._refresh_status(message)
-        if new_thread is not None:
+        if scheduler is not None:
+            scheduler.enqueue(self)
+        elif new_thread is not None:
             new_thread.start()
 
     def cancel(self) -> None:
@@ -153,29 +197,55 @@ class Lane:
             self._generation += 1
             self._pending = None
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                job = self._pending
-                self._pending = None
-                if job is None:
-                    self._thread = None
-                    self._busy = False
-                    break
-            generation, compute, apply = job
-            try:
-                result = compute()
-            except Exception as exc:  # noqa: BLE001 - shown in the widget
-                if generation == self._generation:
-                    self.owner._deliver(functools.partial(self._fail, exc))
-                continue
+    @property
+    def has_pending(self) -> bool:
+        """True while a request waits to run."""
+        return self._pending is not None
+
+    def _take(self) -> tuple | None:
+        """The waiting request (and it is no longer waiting), or None: then the lane is idle."""
+        with self._lock:
+            job = self._pending
+            self._pending = None
+            if job is None:
+                self._thread = None
+                self._busy = False
+            return job
+
+    def _execute(self, job: tuple) -> None:
+        generation, compute, apply = job
+        try:
+            result = compute()
+        except Exception as exc:  # noqa: BLE001 - shown in the widget
             if generation == self._generation:
-                self.owner._deliver(functools.partial(self._apply, generation, apply, result))
+                self.owner._deliver(functools.partial(self._fail, exc))
+            return
+        if generation == self._generation:
+            self.owner._deliver(functools.partial(self._apply, generation, apply, result))
+
+    def _finish(self) -> None:
         # Refresh the status before signalling idle, so wait() never returns while "busy" shows.
         self.owner._deliver(lambda: self.owner._refresh_status())
         with self._lock:
             if not self._busy:  # a request submitted meanwhile keeps the lane busy
                 self._idle.set()
+
+    def _work(self) -> None:
+        while (job := self._take()) is not None:
+            self._execute(job)
+        self._finish()
+
+    def run_step(self) -> None:
+        """Run the waiting request, if any (a :class:`Scheduler` worker calls this); idle when none is left."""
+        job = self._take()
+        if job is not None:
+            self._execute(job)
+            with self._lock:
+                if self._pending is not None:
+                    return  # a newer request waits; the scheduler keeps this lane queued
+                self._busy = False
+                self._thread = None
+        self._finish()
 
     def _apply(self, generation: int, apply: Callable[[Any], None], result: Any) -> None:
         if generation != self._generation:
@@ -200,6 +270,298 @@ class Lane:
         return self._idle.wait(timeout)
 
 
+_CURRENT_SCHEDULER: contextvars.ContextVar[Scheduler | None] = contextvars.ContextVar(
+    "geowidgets_scheduler", default=None
+)
+
+
+class Task:
+    """Shared work queued on a :class:`Scheduler` that belongs to no view (e.g. one layer's kNN graph).
+
+    Parameters
+    ----------
+    key : hashable
+        Identity of the work; a scheduler queues one task per key.
+    fn : callable
+        Does the work (its result is not kept: it fills a cache, such as the session's memo).
+    layer : str, optional
+        The layer the work is for (the scheduler's policy ranks it by it).
+    stage : str
+        What the work is (e.g. ``"graph"``, ``"tables"``), also used for ranking and progress.
+
+    Attributes
+    ----------
+    done : bool
+        True once ``fn`` has run (successfully or not).
+    error : str or None
+        ``"Type: message"`` of the exception ``fn`` raised, if any.
+    """
+
+    def __init__(self, key: Any, fn: Callable[[], Any], *, layer: str | None = None, stage: str = ""):
+        self.key = key
+        self.fn: Callable[[], Any] | None = fn
+        self.layer = layer
+        self.stage = stage
+        self.done = False
+        self.error: str | None = None
+
+    @property
+    def has_pending(self) -> bool:
+        """True until the task has run."""
+        return not self.done
+
+    def run_step(self) -> None:
+        """Run ``fn`` once (errors are kept in :attr:`error`; the views that need the result report them)."""
+        fn, self.fn = self.fn, None
+        try:
+            if fn is not None:
+                fn()
+        except Exception as exc:  # noqa: BLE001 - the view asking for the same result shows it
+            self.error = _error_text(exc)
+        finally:
+            self.done = True
+
+    def __repr__(self) -> str:
+        return f"Task({self.stage!r}, layer={self.layer!r}, done={self.done})"
+
+
+class Scheduler:
+    """One prioritised queue for the work of several views and shared tasks, run by one worker thread.
+
+    Views built inside :meth:`attach` submit their lanes' requests here instead of to a thread of
+    their own. A worker always runs the queued item of lowest rank, ``policy(item)`` evaluated
+    when it picks (so a change of what the user looks at reorders the queue at once); equal
+    ranks run in the order they were queued. Each lane keeps its newest-wins rule: a lane is
+    queued once, runs its newest request, and a stale result is never applied. Requests whose
+    rank is below ``urgent_rank`` (e.g. a new layer's first picture) may run on a second worker
+    while the first is busy with a long job, so they never wait for it.
+
+    Worker threads start when work is queued and end when the queue is empty, so an idle
+    scheduler holds no thread (and keeps nothing alive).
+
+    Parameters
+    ----------
+    policy : callable, optional
+        ``policy(item) -> tuple`` for a :class:`Lane` or :class:`Task`: smaller runs first.
+        Default: first queued, first run.
+    urgent_rank : tuple, optional
+        Items ranked below it may use the second worker; None: one worker only.
+
+    Attributes
+    ----------
+    history : list of (str, str or None)
+        ``(what, layer)`` of every item that ran, in completion order: ``what`` is
+        ``"ViewClass.lane"`` for a view's request or the task's stage.
+    listeners : list of callable
+        Called as ``listener(item)`` on the worker thread after each item ran.
+
+    Examples
+    --------
+    >>> order = []
+    >>> sched = Scheduler(policy=lambda item: (0 if item.layer == "b" else 1,))
+    >>> with sched.hold():
+    ...     for layer in "abc":
+    ...         _ = sched.add_task(layer, lambda layer=layer: order.append(layer), layer=layer, stage="graph")
+    >>> sched.wait(10), order[0]
+    (True, 'b')
+    """
+
+    def __init__(
+        self,
+        policy: Callable[[Any], tuple] | None = None,
+        *,
+        urgent_rank: tuple | None = None,
+        name: str = "geowidgets",
+    ):
+        self.policy = policy
+        self.urgent_rank = urgent_rank
+        self.name = name
+        self.history: list[tuple[str, str | None]] = []
+        self.listeners: list[Callable[[Any], None]] = []
+        self._cv = threading.Condition()
+        self._queued: dict[Any, int] = {}
+        self._running: set[Any] = set()
+        self._tasks: dict[Any, Task] = {}
+        self._seq = itertools.count()
+        self._main: threading.Thread | None = None
+        self._urgent: threading.Thread | None = None
+        self._held = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def attach(self) -> Iterator[Scheduler]:
+        """Views (and lanes) created inside this block use this scheduler."""
+        token = _CURRENT_SCHEDULER.set(self)
+        try:
+            yield self
+        finally:
+            _CURRENT_SCHEDULER.reset(token)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Scheduler]:
+        """Queue without starting anything inside this block (so the first pick sees every item)."""
+        self.pause()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+    def pause(self) -> None:
+        """Start nothing new until the matching :meth:`resume` (running items finish)."""
+        with self._cv:
+            self._held += 1
+
+    def resume(self) -> None:
+        """Undo one :meth:`pause`; the queue runs again once every pause is undone."""
+        with self._cv:
+            self._held = max(0, self._held - 1)
+            self._kick()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def enqueue(self, item: Lane | Task) -> None:
+        """Queue a lane with a waiting request, or a task (queued at most once at a time)."""
+        with self._cv:
+            if not self._closed:
+                if item not in self._queued:
+                    self._queued[item] = next(self._seq)
+                self._kick()
+                return
+        if isinstance(item, Lane):  # closed: drop the request so the lane turns idle
+            item.cancel()
+            item.run_step()
+
+    def add_task(self, key: Any, fn: Callable[[], Any], *, layer: str | None = None, stage: str = "") -> Task:
+        """Queue shared work once per ``key`` (a key seen before returns its task, done or not)."""
+        with self._cv:
+            task = self._tasks.get(key)
+            if task is None:
+                task = self._tasks[key] = Task(key, fn, layer=layer, stage=stage)
+                if not self._closed:
+                    self._queued[task] = next(self._seq)
+                    self._kick()
+            return task
+
+    def tasks(self, stage: str | None = None) -> list[Task]:
+        """The tasks added so far (of one ``stage``, if given)."""
+        with self._cv:
+            return [t for t in self._tasks.values() if stage is None or t.stage == stage]
+
+    def describe(self, item: Lane | Task) -> tuple[str, str | None]:
+        """``(what, layer)`` of a queued item, as recorded in :attr:`history`."""
+        if isinstance(item, Task):
+            return item.stage, item.layer
+        return f"{type(item.owner).__name__}.{item.name}", getattr(item.owner, "layer", None)
+
+    def rank(self, item: Lane | Task) -> tuple:
+        """``policy(item)`` (``()`` without a policy or when it fails)."""
+        if self.policy is None:
+            return ()
+        try:
+            return tuple(self.policy(item))
+        except Exception:  # noqa: BLE001 - a policy error must not stop the queue
+            return ()
+
+    def _urgent_item(self, item: Any) -> bool:
+        return self.urgent_rank is not None and self.rank(item) < self.urgent_rank
+
+    def _pick(self, urgent: bool) -> Any:
+        best, best_key = None, None
+        for item, seq in self._queued.items():
+            if item in self._running or (urgent and not self._urgent_item(item)):
+                continue
+            key = (self.rank(item), seq)
+            if best_key is None or key < best_key:
+                best, best_key = item, key
+        return best
+
+    def _kick(self) -> None:
+        """Start the workers the queue needs (call with the lock held)."""
+        if self._held or self._closed or not self._queued:
+            return
+        if self._main is None:
+            self._main = threading.Thread(target=self._work, args=(False,), name=f"{self.name}-worker", daemon=False)
+            self._main.start()
+        elif self._urgent is None and self.urgent_rank is not None and self._pick(True) is not None:
+            self._urgent = threading.Thread(target=self._work, args=(True,), name=f"{self.name}-urgent", daemon=False)
+            self._urgent.start()
+
+    def _work(self, urgent: bool) -> None:
+        while True:
+            with self._cv:
+                item = None if (self._closed or self._held) else self._pick(urgent)
+                if item is None:
+                    if urgent:
+                        self._urgent = None
+                    else:
+                        self._main = None
+                    self._cv.notify_all()
+                    return
+                del self._queued[item]
+                self._running.add(item)
+                what = self.describe(item)
+            ran = item.has_pending
+            try:
+                item.run_step()
+            finally:
+                with self._cv:
+                    self._running.discard(item)
+                    if item.has_pending and not self._closed and item not in self._queued:
+                        self._queued[item] = next(self._seq)
+                    if ran:
+                        self.history.append(what)
+                    self._kick()
+                    self._cv.notify_all()
+            for listener in list(self.listeners):
+                try:
+                    listener(item)
+                except Exception:  # noqa: BLE001 - a progress display must not stop the queue
+                    pass
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is queued or running."""
+        with self._cv:
+            return bool(self._queued or self._running)
+
+    def wait(self, timeout: float | None = 60.0) -> bool:
+        """Block until nothing is queued or running; True if so, False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._running and (self._closed or not self._queued), timeout)
+
+    def close(self, timeout: float | None = 60.0) -> bool:
+        """Drop the queue, make running requests stale, and wait for the workers to end.
+
+        Returns True if every worker thread has ended within ``timeout`` seconds.
+        """
+        with self._cv:
+            self._closed = True
+            items = [*self._queued, *self._running]
+            self._queued.clear()
+            threads = [t for t in (self._main, self._urgent) if t is not None]
+            self._cv.notify_all()
+        for item in items:
+            if isinstance(item, Lane):
+                item.cancel()
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join(timeout)
+        for item in items:  # lanes whose request was dropped turn idle
+            if isinstance(item, Lane) and item.busy and item not in self._running:
+                item.run_step()
+        self.listeners.clear()
+        self.policy = None
+        return not any(t.is_alive() for t in threads)
+
+    def __repr__(self) -> str:
+        with self._cv:
+            return f"Scheduler(queued={len(self._queued)}, running={len(self._running)}, closed={self._closed})"
+
+
 class _Worker:
     """Mixin: lanes plus delivery of results to the thread that owns the traits.
 
@@ -215,6 +577,7 @@ class _Worker:
         def hold_sync(self) -> AbstractContextManager[Any]: ...
 
     def _init_worker(self) -> None:
+        self._scheduler: Scheduler | None = _CURRENT_SCHEDULER.get()
         self._lanes: dict[str, Lane] = {}
         self._loop = _running_loop()
         self._main_thread = threading.get_ident()
@@ -328,6 +691,13 @@ class ViewBase(_Worker, anywidget.AnyWidget):
         self._init_worker()
         super().__init__(**kwargs)
 
+    def close(self) -> None:
+        """Close the widget and release what keeps it alive (its lanes' waiting requests, file watchers)."""
+        for lane in list(self._lanes.values()):
+            lane.cancel()
+        release_file_watchers(self)
+        super().close()
+
     @classmethod
     def keyword_traits(cls) -> list[str]:
         """The traits a constructor accepts as keywords: the view's own settable traits, plus ``layout``."""
@@ -379,3 +749,8 @@ class StatusBar(anywidget.AnyWidget):
     needs_bokeh = traitlets.Bool(
         False, help="Whether the view needs BokehJS on the page (bool); if missing, the status line says so."
     ).tag(sync=True)
+
+    def close(self) -> None:
+        """Close the status line and release anywidget's file watcher reference to it."""
+        release_file_watchers(self)
+        super().close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import ipywidgets
@@ -12,7 +13,7 @@ from torch import nn
 
 from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
-from geowidgets.widgets._base import StatusBar, check_keywords
+from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
 from geowidgets.widgets._layer_profile import LayerProfile
@@ -163,6 +164,7 @@ class Explorer(ipywidgets.VBox):
             pooling=pooling,
             attention_mask=attention_mask,
         )
+        self._owns_session = True  # close() frees it
         self._build(session, **view_options)
 
     @classmethod
@@ -215,27 +217,42 @@ class Explorer(ipywidgets.VBox):
         temperature = session.check_temperature(temperature)
         options = session.usable_colorings()
         color_by = color_by or next(c for c in ("label", "target", "prediction", "deviation") if c in options)
-        self.embedding = EmbeddingView(
-            session, layer=layer, k=k, temperature=temperature, color_by=color_by, method=method, size=size
-        )
-        # The slice and the temperature need class logits: without them, one line says why they are absent.
-        self.slice: SliceView | None = None
-        self.no_slice_reason = ""
-        if session.has_logits and session.tokens is None:
-            self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
-            slice_box: ipywidgets.Widget = self.slice
-        else:
-            self.no_slice_reason = (
-                "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane through"
-                if session.has_logits
-                else f"Decision slice and temperature hidden: this model has no class logits (task={session.task!r})"
+        # One prioritised queue for every view and the per-layer work (see _rank): the current
+        # layer's picture first, then its UMAP, deviation column and metrics, other layers after.
+        self._owns_session = getattr(self, "_owns_session", False)
+        self._shown_layer = layer
+        self.scheduler = Scheduler(self._rank, urgent_rank=(0, 2), name="geowidgets-explorer")
+        self.scheduler.listeners.append(self._on_progress)
+        with self.scheduler.attach(), self.scheduler.hold():
+            self.embedding = EmbeddingView(
+                session, layer=layer, k=k, temperature=temperature, color_by=color_by, method=method, size=size
             )
-            if session.task == "embedding":
-                self.no_slice_reason += "; pass head= (a module mapping the features to logits) to add them"
-            slice_box = ipywidgets.HTML(f"<i>{self.no_slice_reason}.</i>", layout=ipywidgets.Layout(width=f"{size}px"))
-            slice_box.add_class("gw-no-slice")
-        self.deviation_map = DeviationMap(session, k=k, layer=layer, size=size)
-        self.profile = LayerProfile(session, k=k, layer=layer, ncols=2)
+            # The slice and the temperature need class logits: without them, one line says why they are absent.
+            self.slice: SliceView | None = None
+            self.no_slice_reason = ""
+            if session.has_logits and session.tokens is None:
+                self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
+                slice_box: ipywidgets.Widget = self.slice
+            else:
+                self.no_slice_reason = (
+                    "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane through"
+                    if session.has_logits
+                    else "Decision slice and temperature hidden: this model has no class logits "
+                    f"(task={session.task!r})"
+                )
+                if session.task == "embedding":
+                    self.no_slice_reason += "; pass head= (a module mapping the features to logits) to add them"
+                slice_box = ipywidgets.HTML(
+                    f"<i>{self.no_slice_reason}.</i>", layout=ipywidgets.Layout(width=f"{size}px")
+                )
+                slice_box.add_class("gw-no-slice")
+            self.deviation_map = DeviationMap(session, k=k, layer=layer, size=size)
+            self.profile = LayerProfile(session, k=k, layer=layer, ncols=2)
+            for name in session.layers:
+                self.scheduler.add_task(("graph", name), partial(session.knn_graph, name), layer=name, stage="graph")
+                self.scheduler.add_task(
+                    ("tables", name), partial(session.deviation_tables, name), layer=name, stage="tables"
+                )
         self._views = [v for v in (self.embedding, self.slice, self.deviation_map, self.profile) if v is not None]
         self._dirty = True
 
@@ -333,6 +350,7 @@ class Explorer(ipywidgets.VBox):
         self.layer = self.session.layers[change["new"]]
 
     def _on_layer(self, change: dict) -> None:
+        self._shown_layer = self.layer  # the queue now ranks this layer's work first
         self._dirty = True
         self.layer_scrubber.value = self.session.layers.index(self.layer)
         self.embedding.layer = self.layer
@@ -476,8 +494,93 @@ class Explorer(ipywidgets.VBox):
                 f"{len(self.selection)} selected sample{'' if len(self.selection) == 1 else 's'}"
             )
 
+    # ------------------------------------------------------------------ scheduling
+    #: Rank of the current layer's work, in the order the user sees it: the first picture (PCA) and
+    #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
+    _STAGES = {
+        "EmbeddingView.layout": 0,
+        "EmbeddingView.values": 1,
+        "graph": 2,
+        "EmbeddingView.refine": 3,
+        "tables": 4,
+        "SliceView.slice": 5,
+    }
+    #: Work over every layer, after every layer's graph and tables: the deviation map, then the profile.
+    _ALL_LAYERS = ("DeviationMap.matrix", "LayerProfile.k", "LayerProfile.profile")
+
+    def _rank(self, item: Lane | Task) -> tuple:
+        """Queue rank (smaller first): ``(0, stage)`` for the current layer, ``(1, distance, stage)`` for
+        another layer (nearest first), ``(2, order)`` for the views that show every layer."""
+        what, layer = self.scheduler.describe(item)
+        if what in self._ALL_LAYERS:
+            return (2, self._ALL_LAYERS.index(what))
+        stage = self._STAGES.get(what, len(self._STAGES))
+        current = self._shown_layer
+        if layer is None or layer == current or layer not in self.session.layers:
+            return (0, stage)
+        distance = abs(self.session.layers.index(layer) - self.session.layers.index(current))
+        return (1, distance, stage)
+
+    def progress(self) -> dict[str, tuple[int, int]]:
+        """Per-layer work done so far: ``{"graph": (done, total), "tables": (done, total)}``."""
+        out = {}
+        for stage in ("graph", "tables"):
+            tasks = self.scheduler.tasks(stage)
+            out[stage] = (sum(t.done for t in tasks), len(tasks))
+        return out
+
+    def _on_progress(self, item: Lane | Task) -> None:
+        """After each queued item: the views over every layer say how many layers are done."""
+        if not isinstance(item, Task) or self.scheduler.closed:
+            return
+        done = self.progress()
+
+        def show() -> None:
+            if self.scheduler.closed:
+                return
+            tables, graphs = done["tables"], done["graph"]
+            if self.deviation_map.status == "busy":
+                self.deviation_map.message = f"kNN deviations: layers done {tables[0]}/{tables[1]}…"
+            if self.profile.status == "busy":
+                self.profile.message = f"per-layer metrics: kNN graphs done {graphs[0]}/{graphs[1]}…"
+
+        self.deviation_map._deliver(show)
+
+    def close(self) -> None:
+        """Stop the queued work and close every widget of the Explorer, so nothing keeps its data alive.
+
+        Queued requests are dropped, a running one finishes but is never drawn, and every view,
+        control and status line is closed (ipywidgets keeps open widgets in a registry until they
+        are closed). A session the Explorer built itself is closed too (its caches are freed); one
+        given to :meth:`from_session` is left as it is.
+        """
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self.scheduler.close()
+        self.unobserve_all()
+        for view in self._views:
+            view.unobserve_all()
+        stack: list[Any] = [self]
+        seen: set[int] = set()
+        while stack:
+            widget = stack.pop()
+            if id(widget) in seen:
+                continue
+            seen.add(id(widget))
+            stack.extend(getattr(widget, "children", ()) or ())
+            for name in ("bokeh", "status_bar"):
+                child = getattr(widget, name, None)
+                if child is not None:
+                    stack.append(child)
+            if widget is not self:
+                widget.close()
+        if self._owns_session:
+            self.session.close()
+        super().close()
+
     def wait(self, timeout: float | None = 120.0) -> bool:
         """Block until every view is idle and its results applied (for scripts and tests)."""
-        ok = all(view.wait(timeout) for view in self._views)
+        ok = all(view.wait(timeout) for view in self._views) and self.scheduler.wait(timeout)
         self._on_view_state()
         return ok
