@@ -33,6 +33,7 @@ __all__ = [
     "check_k",
     "check_positive",
     "to_kind",
+    "unit_rows",
     "spectral_device",
 ]
 
@@ -384,6 +385,31 @@ def check_positive(value: Any, name: str) -> float:
     if not (v > 0 and math.isfinite(v)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v
+
+
+def unit_rows(t: torch.Tensor, name: str = "X", *, remedy: str = "drop them or pass normalize=False") -> torch.Tensor:
+    """Rows of ``t`` [N, D] divided by their Euclidean norms (the one row normalisation of every probe).
+
+    Raises
+    ------
+    ValueError
+        If a row is all zeros (it has no direction); the message counts them, names the first and
+        ends with ``remedy``.
+
+    Examples
+    --------
+    >>> unit_rows(torch.tensor([[3.0, 4.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
+    norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    zero = norms.squeeze(1) == 0
+    if bool(zero.any()):
+        first = int(torch.nonzero(zero)[0])
+        raise ValueError(
+            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}) that cannot be unit-normalised; "
+            f"{remedy}"
+        )
+    return t / norms
 
 
 def spectral_device(t: torch.Tensor) -> torch.device:

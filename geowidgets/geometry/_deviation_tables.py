@@ -15,8 +15,8 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, check_k
-from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, _normalize_rows, resolve_knn
+from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, check_k, unit_rows
+from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
 
 __all__ = ["KNNDeviation", "DeviationTables", "knn_deviation", "Statistic"]
@@ -195,7 +195,7 @@ class DeviationTables:
         Q, R = Q.to(dtype), R.to(dtype)
         k_max = check_k(k_max, R.shape[0] - 1, what="other reference points (leave-one-out baseline)")
         if normalize:
-            Q, R = _normalize_rows(Q, "queries"), _normalize_rows(R, "reference")
+            Q, R = unit_rows(Q, "queries"), unit_rows(R, "reference")
         ref_dist, ref_idx = resolve_knn(R, k_max, knn, metric)
         q_dist, q_idx = knn_search(Q, k_max, Y=R, metric=metric)
         return cls(q_dist, q_idx, ref_dist, ref_idx, k_max, metric, bool(normalize), kind)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_labels, as_tensor, to_kind
-from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff, _normalize_rows
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, to_kind, unit_rows
+from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff
 from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["MSTSeparability", "mst_separability", "minimum_spanning_tree"]
@@ -271,7 +271,7 @@ def mst_separability(
     else:
         indices = torch.arange(n_total, device=Xt.device)
     if normalize:
-        Xt = _normalize_rows(Xt, "X")
+        Xt = unit_rows(Xt, "X")
     edges, lengths = _prim(Xt)
     longest = lengths.max()
     if not float(longest) > 0:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind, unit_rows
 
 __all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
 
@@ -88,18 +88,6 @@ def clear_spectral_cache() -> None:
     >>> clear_spectral_cache()
     """
     _SPECTRAL_CACHE.clear()
-
-
-def _normalized_rows(X: torch.Tensor, name: str = "X") -> torch.Tensor:
-    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-    zero = norms.squeeze(1) == 0
-    if bool(zero.any()):
-        first = int(torch.nonzero(zero)[0])
-        raise ValueError(
-            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}); rows cannot be unit-normalised. "
-            "Drop them or pass normalize=False"
-        )
-    return X / norms
 
 
 def eigvalsh_f64(A: torch.Tensor) -> torch.Tensor:
@@ -173,7 +161,7 @@ def prefetch_raw_and_centred(X: torch.Tensor, source: Any) -> None:
 def _prepare(X: torch.Tensor, center: bool, normalize_rows: bool) -> torch.Tensor:
     Xd = X.to(device=spectral_device(X), dtype=torch.float64)
     if normalize_rows:
-        Xd = _normalized_rows(Xd)
+        Xd = unit_rows(Xd, "X", remedy="drop them or switch the row normalisation off")
     if center:
         Xd = Xd - Xd.mean(dim=0, keepdim=True)
     return Xd
