@@ -341,7 +341,7 @@ def approximate_knn_graph(
     engine: Engine = "auto",
     target_recall: float = TARGET_RECALL,
     recall_sample: int = 512,
-    min_points: int = APPROX_MIN_POINTS,
+    min_points: int | None = None,
     seed: int = 0,
 ) -> ApproxKNNGraph:
     """A kNN graph of ``X`` (self excluded) from an approximate index, with its measured recall.
@@ -361,7 +361,7 @@ def approximate_knn_graph(
         Recall@10 the search effort is raised until (``"hnsw"``, ``"ivf"``, ``"auto"``).
     recall_sample : int
         Rows sampled to choose the effort and, independently, to measure the final recall.
-    min_points : int
+    min_points : int, optional
         Rows below which ``"auto"`` uses exact search (default :data:`APPROX_MIN_POINTS`).
     seed : int
         Seed of the row samples and of the index construction where it is random.
@@ -408,6 +408,7 @@ def approximate_knn_graph(
         )  # fmt: skip
 
     on_cuda = Xt.device.type == "cuda"
+    min_points = APPROX_MIN_POINTS if min_points is None else int(min_points)
     if engine == "exact" or (engine == "auto" and (n < min_points or on_cuda)):
         return exact()
     chosen = "hnsw" if engine == "auto" else engine

@@ -457,6 +457,13 @@ class KNNGraph:
     fingerprint : tuple
         (N, D, checksum) of the data the graph was built on, used to reject a graph from
         other data.
+    engine : str
+        ``"exact"``, or the approximate index the neighbours came from (``"hnsw"``, ``"ivf"``,
+        ``"nndescent"``; see :func:`geowidgets.geometry.approximate_knn_graph`).
+    recall : float
+        Recall@10 measured against exact search on ``recall_sample`` random rows (1.0 if exact).
+    recall_sample : int
+        Rows the recall was measured on (0 for an exact graph).
     """
 
     dist: Any
@@ -464,10 +471,14 @@ class KNNGraph:
     metric: str
     k_max: int
     fingerprint: tuple
+    engine: str = "exact"
+    recall: float = 1.0
+    recall_sample: int = 0
 
     def __repr__(self) -> str:
         device = self.dist.device if isinstance(self.dist, torch.Tensor) else "cpu"
-        return f"KNNGraph(n={self.n}, k_max={self.k_max}, metric={self.metric!r}, device={str(device)!r})"
+        approx = "" if self.engine == "exact" else f", engine={self.engine!r}, recall@10={self.recall:.3f}"
+        return f"KNNGraph(n={self.n}, k_max={self.k_max}, metric={self.metric!r}, device={str(device)!r}{approx})"
 
     @property
     def n(self) -> int:
@@ -494,8 +505,16 @@ class KNNGraph:
 PrecomputedKNN: TypeAlias = "KNNGraph | tuple[Array, Array]"
 
 
-def knn_graph(X: Array, k_max: int = 50, metric: Metric = "euclidean", *, chunk_size: int | None = None) -> KNNGraph:
-    """Compute the exact kNN graph of ``X`` (self excluded) once, at ``k_max``.
+def knn_graph(
+    X: Array,
+    k_max: int = 50,
+    metric: Metric = "euclidean",
+    *,
+    chunk_size: int | None = None,
+    exact: bool | None = None,
+    engine: str = "auto",
+) -> KNNGraph:
+    """Compute the kNN graph of ``X`` (self excluded) once, at ``k_max``: exact, or approximate at scale.
 
     ``k_max`` is capped at ``N - 1`` only if you ask for it explicitly; a larger value is an
     error, never silently clipped.
@@ -506,10 +525,24 @@ def knn_graph(X: Array, k_max: int = 50, metric: Metric = "euclidean", *, chunk_
     k_max : int
         Largest k any slider will ask for.
     metric : {"euclidean", "cosine"}
+    exact : bool, optional
+        ``True``: exact search whatever N. ``False``: an approximate index whatever N (``engine``;
+        HNSW for ``"auto"``). ``None`` (default): exact below
+        ``geowidgets.geometry._ann.APPROX_MIN_POINTS`` rows or for CUDA data; above it HNSW when
+        its recall@10, measured against exact search on a random sample, reaches 0.99, else exact.
+    engine : {"auto", "hnsw", "ivf", "nndescent"}
+        The approximate index, when one is used (see
+        :func:`geowidgets.geometry.approximate_knn_graph`).
 
     Returns
     -------
     KNNGraph
+        ``engine``, ``recall`` and ``recall_sample`` say how exact it is.
+
+    Raises
+    ------
+    ValueError
+        For ``exact=True`` together with an approximate ``engine``.
 
     Examples
     --------
@@ -520,6 +553,16 @@ def knn_graph(X: Array, k_max: int = 50, metric: Metric = "euclidean", *, chunk_
     True
     """
     Xt, kind = as_tensor(X, "X")
+    if engine not in ("auto", "exact", "hnsw", "ivf", "nndescent"):
+        raise ValueError(f"engine must be one of ('auto', 'exact', 'hnsw', 'ivf', 'nndescent'), got {engine!r}")
+    if exact is True and engine not in ("auto", "exact"):
+        raise ValueError(f"exact=True asks for exact search, but engine={engine!r} is approximate")
+    if exact is not True and engine != "exact":
+        from geowidgets.geometry._ann import APPROX_MIN_POINTS, approximate_knn_graph
+
+        if exact is False or Xt.shape[0] >= APPROX_MIN_POINTS:
+            chosen = "hnsw" if exact is False and engine == "auto" else engine
+            return approximate_knn_graph(X, k_max, metric, engine=chosen)  # type: ignore[arg-type]
     d, i = knn(Xt, k_max, metric=metric, chunk_size=chunk_size)
     return KNNGraph(to_kind(d, kind), to_kind(i, kind), metric, int(k_max), _fingerprint(Xt))
 

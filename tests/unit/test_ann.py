@@ -159,3 +159,31 @@ def test_errors():
     Z[3] = 0
     with pytest.raises(ValueError, match="all-zero"):
         approximate_knn_graph(Z, k_max=5, metric="cosine", engine="nndescent")
+
+
+def test_knn_graph_default_stays_exact_below_threshold():
+    X = clustered(400, 6, seed=8)
+    g = knn_graph(X, k_max=8)
+    assert type(g) is KNNGraph and g.engine == "exact" and g.recall == 1.0 and g.recall_sample == 0
+    ref = sklearn_neighbours(X, 8)
+    np.testing.assert_array_equal(g.idx, ref)
+
+
+@needs_faiss
+def test_knn_graph_exact_switch_and_threshold(monkeypatch):
+    X = clustered(900, 12, seed=9)
+    approx = knn_graph(X, k_max=10, exact=False)
+    assert isinstance(approx, ApproxKNNGraph) and approx.engine == "hnsw" and approx.recall_sample > 0
+    check_exact_distances(X, approx)
+    assert "engine='hnsw'" in repr(approx)
+    # Above the threshold the default goes approximate; exact=True keeps exact search there.
+    monkeypatch.setattr(_ann, "APPROX_MIN_POINTS", 500)
+    assert knn_graph(X, k_max=10).engine == "hnsw"
+    exact = knn_graph(X, k_max=10, exact=True)
+    assert exact.engine == "exact"
+    np.testing.assert_array_equal(exact.idx, sklearn_neighbours(X, 10))
+    assert knn_graph(X, k_max=10, engine="ivf").engine == "ivf"
+    with pytest.raises(ValueError, match="approximate"):
+        knn_graph(X, k_max=10, exact=True, engine="hnsw")
+    with pytest.raises(ValueError, match="engine must be"):
+        knn_graph(X, k_max=10, engine="annoy")
