@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterator, Mapping
+import json
+import os
+import pathlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, cast
 
@@ -25,6 +28,8 @@ _MASKED_POOLINGS = ("mean", "first", "cls", "last")  # read the attention mask
 _OUTPUT = "__output__"
 _LABELS = "__labels__"
 _TOKENS = "__tokens__"
+# The file naming a store's layers, shapes and pooling (Probe.capture(..., store=path)).
+_STORE_MANIFEST = "geowidgets-activations.json"
 _MASK_KEY = "attention_mask"
 _LABEL_KEYS = ("labels", "label")
 
@@ -534,6 +539,45 @@ class Activations(Mapping):
         self.labels = labels
         self.tokens = tokens
 
+    @classmethod
+    def open(cls, store: str | os.PathLike) -> Activations:
+        """Reopen activations written by ``Probe.capture(..., store=path)``, as memory-mapped tensors.
+
+        Each layer is a float32 CPU tensor ``[N, D]`` over a copy-on-write memory map of its
+        ``.npy`` file: nothing is read until used, and writes stay in memory (the files are not
+        changed). ``outputs`` and ``labels`` are loaded if they were stored.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``store`` holds no capture (no manifest).
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> from geowidgets import Probe
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+        >>> path = tempfile.mkdtemp()
+        >>> acts = Probe(model, device="cpu").capture(torch.randn(5, 4), progress=False, store=path)
+        >>> torch.equal(Activations.open(path)["1"], acts["1"])
+        True
+        """
+        root = pathlib.Path(store)
+        manifest_path = root / _STORE_MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"no geowidgets capture in {root} (missing {_STORE_MANIFEST})")
+        manifest = json.loads(manifest_path.read_text())
+        data, shapes = {}, {}
+        for entry in manifest["layers"]:
+            data[entry["name"]] = torch.from_numpy(np.load(root / entry["file"], mmap_mode="c"))
+            shapes[entry["name"]] = tuple(entry["shape"])
+
+        def optional(name: str) -> torch.Tensor | None:
+            path = root / name
+            return torch.from_numpy(np.load(path)) if path.is_file() else None
+
+        return cls(data, optional("outputs.npy"), shapes, dict(manifest["pooling"]), labels=optional("labels.npy"))
+
     @property
     def layers(self) -> list[str]:
         """Layer names in capture order."""
@@ -708,6 +752,7 @@ class Probe:
         *,
         pooling: str | dict[str, str] | None = None,
         attention_mask: torch.Tensor | np.ndarray | None = None,
+        store: str | os.PathLike | None = None,
     ) -> Activations:
         """Run the model over ``inputs`` and return the probed layers' activations.
 
@@ -777,6 +822,14 @@ class Probe:
         attention_mask : Tensor or ndarray, optional
             ``[N, L]`` 0/1 mask for Tensor/array ``inputs`` ``[N, L, ...]``. Mappings, Datasets and
             DataLoaders carry theirs as an ``attention_mask`` entry instead.
+        store : str or path-like, optional
+            A directory for activations too large for memory: each layer is written batch by batch
+            to ``<store>/<i>.npy`` (a numpy ``.npy`` file, float32 ``[N, D]``), so the process
+            never holds more than one batch of it, and the returned tensors are memory maps of
+            those files (pages are read from disk on demand; writes to them stay in memory). The
+            model's outputs and labels are stored beside them, and :meth:`Activations.open`
+            reopens the store in another process. A store capture is not cached (the files are
+            the cache). Needs inputs of known length and a per-sample pooling (not ``"tokens"``).
 
         Returns
         -------
@@ -804,6 +857,8 @@ class Probe:
         """
         poolings = self.pooling if pooling is None else self._poolings(pooling)
         token_mode = any(p == "tokens" for p in poolings.values())
+        if store is not None and token_mode:
+            raise ValueError("store= writes one row per sample; pooling='tokens' is not supported with a store")
         if attention_mask is not None:
             if not isinstance(inputs, (torch.Tensor, np.ndarray)):
                 raise ValueError(
@@ -817,6 +872,8 @@ class Probe:
                     f"{tuple(mask.shape)}"
                 )
             attention_mask = mask
+        if store is not None:
+            return self._capture_to_store(inputs, store, batch_size, progress, poolings, attention_mask)
         data_key = (_data_key(inputs), None if attention_mask is None else _data_key(attention_mask))
         model_key = self._model_key()
         if model_key != self._cached_model:  # the old weights' activations can no longer be asked for
@@ -852,6 +909,57 @@ class Probe:
             tokens=token_frame,
         )
 
+    def _capture_to_store(
+        self,
+        inputs: Any,
+        store: str | os.PathLike,
+        batch_size: int,
+        progress: bool,
+        poolings: dict[str, str],
+        attention_mask: torch.Tensor | None,
+    ) -> Activations:
+        """:meth:`capture` into ``.npy`` files under ``store``, one batch at a time (see ``store=``)."""
+        from numpy.lib.format import open_memmap
+
+        _, _, n = iterate_batches(inputs, batch_size)
+        if n is None:
+            raise ValueError(
+                "store= needs to know the number of samples up front (a Tensor, array, mapping, sized Dataset or "
+                "DataLoader over one)"
+            )
+        root = pathlib.Path(store)
+        root.mkdir(parents=True, exist_ok=True)
+        files = {name: root / f"{i}.npy" for i, name in enumerate(self.layers)}
+        arrays: dict[str, np.ndarray] = {}
+
+        def sink(name: str, rows: torch.Tensor, offset: int) -> None:
+            if not bool(torch.isfinite(rows).all()):
+                bad = int((~torch.isfinite(rows)).sum())
+                raise ValueError(f"layer {name!r} produced {bad} NaN/inf activation value(s)")
+            if name not in arrays:
+                arrays[name] = open_memmap(files[name], mode="w+", dtype=np.float32, shape=(n, rows.shape[1]))
+            arrays[name][offset : offset + rows.shape[0]] = rows.numpy()
+
+        captured, outputs, labels, _ = self._run(
+            inputs, list(self.layers), batch_size, progress, poolings, attention_mask, sink
+        )
+        for arr in arrays.values():
+            arr.flush()
+        arrays.clear()
+        if outputs is not None:
+            np.save(root / "outputs.npy", outputs.numpy())
+        if labels is not None:
+            np.save(root / "labels.npy", labels.numpy())
+        manifest = {
+            "layers": [
+                {"name": name, "file": files[name].name, "shape": list(captured[name][1])} for name in self.layers
+            ],
+            "pooling": {name: poolings[name] for name in self.layers},
+            "n": n,
+        }
+        (root / _STORE_MANIFEST).write_text(json.dumps(manifest, indent=1))
+        return Activations.open(root)
+
     def _run(
         self,
         inputs: Any,
@@ -860,7 +968,9 @@ class Probe:
         progress: bool,
         poolings: dict[str, str],
         attention_mask: torch.Tensor | None,
+        sink: Callable[[str, torch.Tensor, int], None] | None = None,
     ):
+        """One pass over the inputs; with ``sink``, each batch's rows go to ``sink(layer, rows, offset)``."""
         from tqdm.auto import tqdm
 
         modules = dict(self.model.named_modules())
@@ -953,7 +1063,10 @@ class Probe:
                         if self.repeated == "mean" and count > 1:
                             t = t / count
                         shapes[name] = shape
-                        pieces[name].append(t.cpu())
+                        if sink is None:
+                            pieces[name].append(t.cpu())
+                        else:
+                            sink(name, t.cpu(), n_seen)
                     if token_mode:
                         token_parts.append(_token_index(mask, {name: shapes[name] for name in layers}, n, n_seen))
                     n_seen += n
@@ -967,6 +1080,9 @@ class Probe:
             raise ValueError("inputs are empty: the Dataset/DataLoader yielded no samples")
         result = {}
         for name in layers:
+            if sink is not None:
+                result[name] = (None, shapes[name])
+                continue
             t = torch.cat(pieces[name])
             if not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
