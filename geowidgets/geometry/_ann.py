@@ -60,8 +60,9 @@ _APPROX = ("hnsw", "ivf", "nndescent")
 
 #: Below this many rows ``engine="auto"`` uses exact search. On a 2-core CPU at D=768, k=50,
 #: HNSW (with its recall checks) took 2.0-2.5x the exact time at N=10^4 and 1.8x at 3·10^4, and
-#: about 0.5x at 10^5; the log-log interpolation crosses 1 near 5.3·10^4, so below 6·10^4 exact
-#: search is as fast or faster and has no recall loss (``benchmarks/RESULTS_knn_scale.md``).
+#: about 0.5x at 10^5 (measured earlier on trained activations); the log-log interpolation crosses
+#: 1 near 5.3·10^4, so below 6·10^4 exact search is as fast or faster and has no recall loss
+#: (``benchmarks/RESULTS_knn_scale.md``).
 APPROX_MIN_POINTS = 60_000
 #: Recall@10 an approximate graph must reach on the measured sample, else ``"auto"`` goes exact.
 TARGET_RECALL = 0.99
