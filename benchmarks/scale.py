@@ -1,0 +1,177 @@
+"""The Explorer at real sizes: time to first picture, to the current layer's UMAP, to everything settled, peak RSS.
+
+The issue's model: an MLP 128→512→256→10 trained briefly on 10-class synthetic data (class means
+on a sphere plus unit noise), explored at three layers (the two hidden ReLU outputs and the logits;
+the current layer is the last hidden one). Each size runs in a fresh subprocess (so peak RSS is that
+size's own), and in the same process, after the Explorer, the peers on the current layer's
+activations: plain ``umap.UMAP().fit_transform`` and faiss exact kNN (``IndexFlatL2``, k = 51, self
+included). Ratios are the Explorer's time over the peer's. Every Explorer number counts from the
+constructor call: ``first picture`` = the embedding holds positions (PCA), ``UMAP`` = its title says
+UMAP, ``settled`` = every view idle (``ex.wait()``). With ``--current-only`` (used for 10^6) the
+run stops after the current layer's UMAP.
+
+Usage::
+
+    python benchmarks/scale.py [--sizes 10000 50000] [--current-only-sizes 1000000] [--out results.json]
+
+Prints a markdown table. The machine is shared: read ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """10 classes in 128-d: class means on a sphere of radius 4, unit Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(10, 128))
+    means *= 4.0 / np.linalg.norm(means, axis=1, keepdims=True)
+    y = rng.integers(0, 10, size=n)
+    X = means[y] + rng.normal(size=(n, 128))
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def trained_model(X: np.ndarray, y: np.ndarray, epochs: int = 2):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(128, 512), torch.nn.ReLU(), torch.nn.Linear(512, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    Xt, yt = torch.from_numpy(X[:20000]), torch.from_numpy(y[:20000])
+    for _ in range(epochs):
+        for s in range(0, len(Xt), 256):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[s : s + 256]), yt[s : s + 256]).backward()
+            opt.step()
+    return model.eval()
+
+
+def _poll(predicate, timeout: float) -> float | None:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if predicate():
+            return time.perf_counter()
+        time.sleep(0.02)
+    return None
+
+
+def run_one(n: int, current_only: bool, timeout: float) -> dict:
+    """One size, in this process: the Explorer, then the peers."""
+    import torch
+
+    import geowidgets as gw
+    from geowidgets import geometry as geo
+
+    X, y = make_data(n)
+    model = trained_model(X, y)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    geo.warm_up_umap()  # the numba compile is another issue's (disk cache); time the work, not the compile
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    ex = gw.Explorer(model, Xt, yt, layers=["1", "3", "4"], method="umap")
+    t_ctor = time.perf_counter() - t0
+    layer = "3"
+    ex.layer = layer
+    t_first = _poll(lambda: ex.embedding.n_points == n, timeout)
+    t_umap = _poll(lambda: ex.embedding.title.endswith("UMAP") and ex.embedding.layer == layer, timeout)
+    out = {
+        "n": n,
+        "constructor_s": t_ctor,
+        "first_picture_s": None if t_first is None else t_first - t0,
+        "umap_s": None if t_umap is None else t_umap - t0,
+        "settled_s": None,
+        "history": [list(h) for h in ex.scheduler.history],
+    }
+    if not current_only:
+        ok = ex.wait(timeout)
+        out["settled_s"] = time.perf_counter() - t0 if ok else None
+    out["history"] = [list(h) for h in ex.scheduler.history]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_before_mb"] = rss0
+    acts = ex.session.features(layer).numpy()
+    out["activations_mb"] = sum(ex.session.features(name).numel() * 4 for name in ex.session.layers) / 2**20
+    ex.close()
+    # Peers on the same layer's activations, same process, after the Explorer.
+    import umap
+
+    t = time.perf_counter()
+    umap.UMAP().fit_transform(acts)
+    out["umap_learn_s"] = time.perf_counter() - t
+    try:
+        import faiss
+
+        t = time.perf_counter()
+        index = faiss.IndexFlatL2(acts.shape[1])
+        index.add(acts)
+        index.search(acts, 51)
+        out["faiss_exact_knn_s"] = time.perf_counter() - t
+    except ImportError:
+        out["faiss_exact_knn_s"] = None
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000])
+    parser.add_argument("--current-only-sizes", type=int, nargs="*", default=[])
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--out", default=None, help="also write the raw results as JSON")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--current-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print("RESULT " + json.dumps(run_one(args.one, args.current_only, args.timeout)), flush=True)
+        return
+    rows = []
+    jobs = [(n, False) for n in args.sizes] + [(n, True) for n in args.current_only_sizes]
+    for n, current_only in jobs:
+        cmd = [sys.executable, __file__, "--one", str(n), "--timeout", str(args.timeout)]
+        cmd += ["--current-only"] if current_only else []
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            print(f"N={n}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(line[len("RESULT ") :]))
+        print(f"N={n} done", file=sys.stderr, flush=True)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+    def f(v):
+        return "—" if v is None else f"{v:.1f}"
+
+    def ratio(a, b):
+        return "—" if a is None or not b else f"{a / b:.2f}×"
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f} at the end\n"
+    )
+    print(
+        "| N | constructor s | first picture s | current UMAP s | settled s | umap-learn s | UMAP / umap-learn "
+        "| faiss exact kNN s | peak RSS MB | activations MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['n']:,} | {f(r['constructor_s'])} | {f(r['first_picture_s'])} | {f(r['umap_s'])} | "
+            f"{f(r['settled_s'])} | {f(r['umap_learn_s'])} | {ratio(r['umap_s'], r['umap_learn_s'])} | "
+            f"{f(r['faiss_exact_knn_s'])} | {r['peak_rss_mb']:.0f} | {r['activations_mb']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
