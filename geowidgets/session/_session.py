@@ -141,6 +141,10 @@ class Session:
     >>> view = gw.EmbeddingView(session, method="pca")  # live: k / temperature / layer follow
     """
 
+    #: Padding of a decision slice's frame on each side, as a fraction of the span of the samples'
+    #: projections (``geo.decision_slice``'s ``margin``): small, so the data fill the picture.
+    SLICE_MARGIN: float = 0.05
+
     def __init__(
         self,
         model: nn.Module,
@@ -821,7 +825,10 @@ class Session:
     def decision_slice(self, layer: str, anchors: tuple[int, int, int], resolution: int = 128) -> DecisionSlice:
         """The decision slice (at temperature 1) through three samples, at a layer or at the input.
 
-        Cached per (layer, anchors, resolution); use ``.with_temperature(T)`` for other T.
+        The frame fits the data: it is the box around every sample's projection on the plane (the
+        anchors are samples, so they are inside), padded by :attr:`SLICE_MARGIN` of its span on each
+        side, so the samples span ``1 / (1 + 2 * SLICE_MARGIN)`` (about 91%) of each axis. Cached per
+        (layer, anchors, resolution); use ``.with_temperature(T)`` for other T.
         """
         from geowidgets import geometry as geo
 
@@ -843,7 +850,9 @@ class Session:
             if layer != INPUT_LAYER:
                 kwargs.update(layer=layer, plane_space="layer")
             with model_lock(self.model):
-                return geo.decision_slice(self.model, plane, resolution=resolution, data=space, **kwargs)
+                return geo.decision_slice(
+                    self.model, plane, resolution=resolution, data=space, margin=self.SLICE_MARGIN, **kwargs
+                )
 
         return self._answer(self._memo["slice"].get((layer, anchors, resolution), compute))
 
