@@ -47,7 +47,8 @@ class Explorer(ipywidgets.VBox):
     labels : array-like, optional
         True classes ``[N]`` (class indices, or names listed in ``class_names``).
     layers : list of str, optional
-        Layers to explore (default every leaf module).
+        Layers to explore (default: the outputs of the model's blocks, without Dropout/Identity/Flatten
+        duplicates; :attr:`layer_note` says which).
     reference : array-like of bool, optional
         Trusted samples for kNN deviation (default all, correctly classified ones).
     k_max : int
@@ -69,8 +70,12 @@ class Explorer(ipywidgets.VBox):
         One row per sample: columns become colorings and tooltip lines, and searchable.
     texts : list of str, optional
         Hover text per sample (e.g. the sentence).
-    pooling, attention_mask : optional
-        Capture settings (``pooling="tokens"``: one point per real token).
+    pooling : str or dict of str to str, optional
+        How a layer's output becomes one row per sample, forwarded to the Session: ``"mean"`` (over
+        space, the default for the default layers), ``"flatten"`` (the default for given layers),
+        ``"tokens"`` (one point per real token)...
+    attention_mask : optional
+        Capture setting for token models.
     k : int
         Initial neighbour count.
     temperature : float
@@ -92,6 +97,9 @@ class Explorer(ipywidgets.VBox):
     ----------
     session : Session
     embedding, slice, deviation_map, profile : the views.
+    layer_note : ipywidgets.HTML
+        The session's ``layer_note`` (which default layers were chosen and how conv maps are pooled),
+        shown under the controls when the layers were chosen by default.
 
     Examples
     --------
@@ -290,7 +298,14 @@ class Explorer(ipywidgets.VBox):
         controls2 = ipywidgets.HBox([*extra, self.color_dropdown, self.search_box, self.search_note])
         row1 = ipywidgets.HBox([self.embedding, slice_box])
         row2 = ipywidgets.HBox([self.deviation_map, self.profile])
-        super().__init__(children=[controls, controls2, self.status_bar, row1, row2])
+        # How the layers were chosen (Session.layer_note: default blocks, conv maps mean-pooled), one line
+        # under the controls; no line when the layers were given.
+        from html import escape
+
+        self.layer_note = ipywidgets.HTML(escape(session.layer_note))
+        self.layer_note.add_class("gw-layer-note")
+        notes = [self.layer_note] if session.layer_note else []
+        super().__init__(children=[controls, controls2, *notes, self.status_bar, row1, row2])
         self.add_class("gw-explorer")
         self.set_trait("layer", layer)
         self.set_trait("k", k)
