@@ -276,14 +276,19 @@ function render({ model, el }) {
     }
     if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
     if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
+    let colourKey = null;
     if (values.length === n && !['label', 'prediction'].includes(model.get('color_label'))) {
       const kind = model.get('color_kind');
       const cats = model.get('categories');
       const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
-      rows.push(line(`${model.get('color_label')}: ${v}`));
+      colourKey = `${model.get('color_label')}: `;
+      rows.push(line(`${colourKey}${v}`));
     }
     const details = model.get('details');
-    if (details.length === n && details[i]) for (const d of details[i].split('\n')) rows.push(line(d));
+    if (details.length === n && details[i]) {
+      // A metadata column that is also the colouring is already shown by the line above.
+      for (const d of details[i].split('\n')) if (!colourKey || !d.startsWith(colourKey)) rows.push(line(d));
+    }
     const images = decodeArray(model.get('images'), 'uint8');
     if (images.shape.length >= 3 && i < images.shape[0]) {
       const shape = images.shape.slice(1); // [H, W] or [H, W, 3]
