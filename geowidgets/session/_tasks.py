@@ -148,6 +148,17 @@ class PredictionModel(nn.Module):
     def named_modules(self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True):
         return self.model.named_modules(memo, prefix, remove_duplicate)
 
+    # The wrapped model holds the train/eval mode: a wrapper's own flag (True after nn.Module's
+    # __init__) would be "restored" onto the user's model after a capture and flip it to train mode.
+    @property  # type: ignore[override]
+    def training(self) -> bool:
+        inner = self._modules.get("model")
+        return True if inner is None else inner.training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass  # train()/eval() reach the wrapped model (and head) through children()
+
     def _predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         t = select_prediction(self.model(*args, **kwargs), self.output)
         return t if self.head is None else self.head(t)

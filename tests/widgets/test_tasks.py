@@ -154,3 +154,16 @@ def test_token_mode_rows_and_per_sample_values():
     with torch.no_grad():
         logits = lm(ids)
     np.testing.assert_allclose(s.outputs.numpy(), logits[sample, s.tokens["position"].to_numpy()].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", [False, True])
+def test_session_leaves_the_models_mode_alone(mode):
+    """A capture through the prediction wrapper restores the user's own train/eval mode."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train(mode)
+    x = torch.randn(30, 4)
+    stats = model[1].running_mean.clone()
+    s = Session(model, x, np.arange(30) % 3, output=lambda out: out, k_max=5)
+    s.activations()
+    assert model.training is mode
+    assert all(m.training is mode for m in model.modules())
+    torch.testing.assert_close(model[1].running_mean, stats)  # captured in eval mode: BatchNorm stats untouched
