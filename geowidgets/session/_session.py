@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
 from geowidgets.probe import Probe, iterate_batches
 from geowidgets.probe._layers import default_layers
+from geowidgets.session._boundary import BOUNDARY_COLORINGS, BoundaryGeometry
 from geowidgets.session._colorings import (
     COLOR_BY,
     ColorSpec,
@@ -74,7 +75,7 @@ _NEEDS_LABELS = ("label", "correct", "knn_agreement")
 _NEEDS_TARGETS = ("target", "abs_error")
 
 
-class Session:
+class Session(BoundaryGeometry):
     """A model, its data and a cache of every per-layer result the views show.
 
     Pass a session to any view (``gw.EmbeddingView(session)``, ``gw.SliceView(session)``...) to
@@ -608,6 +609,8 @@ class Session:
             return categorical_coloring(self.predictions, self.class_names, "prediction")
         if color_by == "correct":
             return categorical_coloring(self.correct.astype(np.int64), ["wrong", "correct"], "correct")
+        if color_by in BOUNDARY_COLORINGS:
+            return self.boundary_coloring(color_by, layer, k)
         if color_by == "deviation":
             z = self.deviation(self.check_layer(layer), k).z
             return value_coloring(z, "diverging", vmin=-5.0, vmax=5.0, name="deviation z")
@@ -725,6 +728,8 @@ class Session:
             return self.has_graph(layer)
         return True
 
+        if color_by in BOUNDARY_COLORINGS:
+            return self.has_boundary_coloring(color_by, layer)
     # Deprecated spellings, kept for one release.
     def colour_values(self, colour_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0):
         """Deprecated alias of :meth:`color_values`."""
