@@ -6,6 +6,7 @@
 import { decodeArray, pixelToPlane, planeToPixel } from './codecs.js';
 import { categoryColour, sliceRGBA } from './colour.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+import { PLANE_LABELS, drawBoundary, drawSearch, searchLegend } from './boundary.js';
 
 const className = (names, c) => (c >= 0 && c < names.length ? names[c] : c >= 0 ? String(c) : '—');
 
@@ -47,7 +48,18 @@ function render({ model, el }) {
   frame.appendChild(canvas);
   const legendBox = document.createElement('div');
   legendBox.className = 'gw-legend';
-  body.append(title, frame, legendBox);
+  // The plane's choice (live slices only) and the boundary search's result (boundary.js).
+  const planeBox = document.createElement('label');
+  planeBox.className = 'gw-slice-plane';
+  const planeSelect = document.createElement('select');
+  planeSelect.className = 'gw-plane-select';
+  planeBox.append('plane: ', planeSelect);
+  planeSelect.addEventListener('change', () => {
+    model.set('plane', planeSelect.value);
+    model.save_changes();
+  });
+  const searchBox = line('', 'gw-legend-note gw-boundary-search');
+  body.append(title, planeBox, frame, legendBox, searchBox);
   const tooltip = makeTooltip(frame);
   const ctx = canvas.getContext('2d');
   const image = document.createElement('canvas');
@@ -83,6 +95,9 @@ function render({ model, el }) {
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = 'high';
       ctx.drawImage(image, 0, 0, size, size);
+      if (model.get('show_boundary')) {
+        el.dataset.gwBoundarySegments = String(drawBoundary(ctx, decodeArray(model.get('classes'), 'uint8').data, g, size, extent));
+      }
     }
     if (extent.length !== 4) return;
     const pts = decodeArray(model.get('points'), 'float32').data; // [M, 2] plane coordinates
@@ -126,6 +141,20 @@ function render({ model, el }) {
       ctx.textBaseline = 'middle';
       ctx.fillText(names[j] ?? String(j), px, py);
     }
+    const path = decodeArray(model.get('boundary_path'), 'float32');
+    const arcs = decodeArray(model.get('boundary_arcs'), 'float32');
+    el.dataset.gwBoundarySearch = drawSearch(ctx, path.data, arcs.data, arcs.shape, size, extent, g) ? String(model.get('boundary_from')) : '';
+  }
+
+  /** The plane dropdown (hidden for a static slice) and the boundary search's legend line. */
+  function controls() {
+    const kinds = model.get('plane_kinds');
+    planeBox.style.display = kinds.length ? '' : 'none';
+    if (planeSelect.options.length !== kinds.length) {
+      planeSelect.replaceChildren(...kinds.map((k) => new Option(PLANE_LABELS[k] ?? k, k)));
+    }
+    planeSelect.value = model.get('plane');
+    searchBox.textContent = searchLegend(model.get('boundary_from'), model.get('boundary_distance'), model.get('boundary_summary'));
   }
 
   function legend() {
@@ -168,6 +197,7 @@ function render({ model, el }) {
     title.textContent = model.get('title');
     if (pendingImage) pendingImage = !buildImage();
     legend();
+    controls();
     paint();
     markDrawn(el, model.get('revision'), since);
   };
@@ -188,7 +218,8 @@ function render({ model, el }) {
   };
   const onLinked = () => paint();
   const DRAWN = ['title', 'extent', 'points', 'point_labels', 'point_alpha', 'point_index', 'anchor_xy',
-    'class_names', 'n_classes', 'distance_scale'];
+    'class_names', 'n_classes', 'distance_scale', 'show_boundary', 'boundary_path', 'boundary_arcs', 'boundary_from',
+    'boundary_distance', 'boundary_summary', 'plane', 'plane_kinds'];
   model.on('change:classes', onImage);
   model.on('change:confidence', onImage);
   model.on('change:revision', onRevision);
@@ -205,7 +236,13 @@ function render({ model, el }) {
     if (extent.length !== 4) return;
     const [px, py] = locate(e);
     const [a, b] = pixelToPlane(px, py, size, size, extent, gridSize());
-    model.set('clicked', [a, b]);
+    if (e.altKey || e.shiftKey) {
+      // alt: a boundary search from the nearest sample; shift: pick it for a MixUp pair.
+      const seq = (model.get('modified_click').seq ?? 0) + 1;
+      model.set('modified_click', { alpha: a, beta: b, modifier: e.altKey ? 'alt' : 'shift', seq });
+    } else {
+      model.set('clicked', [a, b]);
+    }
     model.save_changes();
   });
   canvas.addEventListener('mousemove', (e) => {

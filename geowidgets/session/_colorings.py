@@ -40,9 +40,9 @@ COLOR_BY: dict[str, tuple[str, bool, bool]] = {
     "entropy": ("continuous", False, True),
     "energy": ("continuous", False, True),
     "margin": ("continuous", False, True),
-}
     "boundary_distance": ("continuous", False, False),
     "lodd": ("continuous", True, False),
+}
 #: The colorings that are temperature scores of the logits (``geo.temperature_scores`` fields).
 TEMPERATURE_COLORINGS = ("confidence", "entropy", "energy", "margin")
 

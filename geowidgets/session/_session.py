@@ -722,14 +722,14 @@ class Session(BoundaryGeometry):
         """True if :meth:`color_values` answers from cache or in O(N·k) (no kNN search)."""
         if not self.captured or color_by in self._colorings:
             return False
+        if color_by in BOUNDARY_COLORINGS:
+            return self.has_boundary_coloring(color_by, layer)
         if color_by == "deviation":
             return self.has_tables(layer)
         if color_by == "knn_agreement":
             return self.has_graph(layer)
         return True
 
-        if color_by in BOUNDARY_COLORINGS:
-            return self.has_boundary_coloring(color_by, layer)
     # Deprecated spellings, kept for one release.
     def colour_values(self, colour_by: str, layer: str | None = None, k: int = 10, temperature: float = 1.0):
         """Deprecated alias of :meth:`color_values`."""

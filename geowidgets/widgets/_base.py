@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from geowidgets.widgets._export import ViewExport
+
 __all__ = ["STATIC", "Lane", "Scheduler", "Task", "ViewBase", "StatusBar", "check_keywords"]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
@@ -649,7 +651,7 @@ class _Worker:
                 self.status = "idle"
 
 
-class ViewBase(_Worker, anywidget.AnyWidget):
+class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
     """Base of the anywidget views: ``revision``, ``status``, ``message`` and worker lanes.
 
     Attributes

@@ -17,6 +17,7 @@ from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_key
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
 from geowidgets.widgets._layer_profile import LayerProfile
+from geowidgets.widgets._export import ExplorerState, forget_added, remember_added
 from geowidgets.widgets._slice import SliceView
 
 __all__ = ["Explorer"]
@@ -25,7 +26,7 @@ __all__ = ["Explorer"]
 _VIEW_OPTIONS = ("k", "temperature", "color_by", "method", "size", "colour_by")
 
 
-class Explorer(ipywidgets.VBox):
+class Explorer(ExplorerState, ipywidgets.VBox):
     """The composed dashboard: embedding, decision slice, deviation map and layer profile, linked.
 
     Controls: a layer dropdown and a scrubber (slider over the layer index), a k slider, a
@@ -506,12 +507,14 @@ class Explorer(ipywidgets.VBox):
             self.status_bar.revision = self.revision
             self.status_bar.summary = (
                 f"N={self.session.n} · layer {self.layer} · k={self.k} · T={self.temperature:.3g} · "
+        remember_added(self, name, inputs, labels)  # for ex.state
                 f"{len(self.selection)} selected sample{'' if len(self.selection) == 1 else 's'}"
             )
 
     # ------------------------------------------------------------------ scheduling
     #: Rank of the current layer's work, in the order the user sees it: the first picture (PCA) and
     #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
+        forget_added(self, name)
     _STAGES = {
         "EmbeddingView.layout": 0,
         "EmbeddingView.values": 1,

@@ -14,6 +14,7 @@ from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import StatusBar, _Worker, check_keywords
 
+from geowidgets.widgets._export import ViewExport
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -73,7 +74,7 @@ class _ClosableBokehModel(BokehModel):
         ipywidgets.DOMWidget.close(self)
 
 
-class LayerProfile(_Worker, ipywidgets.VBox):
+class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
     """Per-layer metric charts (bokeh, via jupyter_bokeh), updated in place.
 
     One small line chart per metric of ``geo.layer_profile`` plus, with a session, the

@@ -9,6 +9,7 @@ import traitlets
 from numpy.typing import ArrayLike
 
 from geowidgets.session import INPUT_LAYER, Session
+from geowidgets.session._boundary import PLANE_KINDS
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
 
@@ -30,6 +31,15 @@ class SliceView(ViewBase):
     rescales the cached slice logits (no forward pass) and sends only the new confidences. A click
     on the image sets ``clicked`` (plane coordinates ``[alpha, beta]``) and makes the sample
     nearest the click the new anchor, replacing the anchors in turn (A, then B, then C).
+
+    The decision boundary is drawn as lines between neighbouring grid cells of different classes
+    (``show_boundary``). ``plane`` chooses the plane from the data instead of the anchors (through
+    A along the top two PCA axes, the margin gradient at A, class centroids or random directions;
+    a dropdown above the image). An alt-click on a sample (or setting ``boundary_from``) runs
+    CGBA's boundary search from it (``Session.boundary_hit``) and draws the ray, the semicircle
+    arcs and the boundary point projected on the plane, with the distance found
+    (``boundary_distance``). A shift-click adds the nearest sample to ``picked`` (the last two: a
+    MixUp pair).
 
     Parameters
     ----------
@@ -139,6 +149,48 @@ class SliceView(ViewBase):
         1.0, help="Softmax temperature (float > 0) of the confidence; a change rescales the held logits only."
     ).tag(sync=True)
     max_points = traitlets.Int(5000, help="Most samples drawn on the plane (int): those nearest to it.").tag(sync=True)
+    plane = traitlets.Unicode(
+        "anchors",
+        help="How the plane is chosen (str, one of plane_kinds): 'anchors' (through A, B, C), or through A along "
+        "'pca' (top two principal axes), 'gradient' (margin gradient at A), 'centroids' (class centroids of the "
+        "anchors' labels) or 'random' directions (Session.slice_plane).",
+    ).tag(sync=True)
+    plane_kinds = traitlets.List(
+        traitlets.Unicode(),
+        default_value=[],
+        read_only=True,
+        help="The plane choices offered (list of str); empty for a static slice (its plane is fixed).",
+    ).tag(sync=True)
+    show_boundary = traitlets.Bool(
+        True, help="Draw the decision boundary (bool): lines between neighbouring grid cells of different classes."
+    ).tag(sync=True)
+    modified_click = traitlets.Dict(
+        default_value={},
+        help="Last click with a modifier (dict: alpha, beta, modifier 'alt' or 'shift', seq): alt starts a boundary "
+        "search from the nearest sample (boundary_from), shift adds it to `picked`.",
+    ).tag(sync=True)
+    boundary_from = traitlets.Int(
+        -1, help="Sample (int) the CGBA boundary search starts from (Session.boundary_hit), -1 for none."
+    ).tag(sync=True)
+    boundary_path = array_trait(
+        "float32",
+        "[P, 2]",
+        "The boundary search projected on the plane, float32 [P, 2]: the sample, then each boundary point found.",
+    )
+    boundary_arcs = array_trait(
+        "float32", "[A, S, 2]", "The search's semicircle arcs (S points each) on the plane, float32 [A, S, 2]."
+    )
+    boundary_distance = traitlets.Float(
+        float("nan"),
+        read_only=True,
+        help="Distance (float) from boundary_from to the boundary point found, in the sliced space's units; NaN: none.",
+    ).tag(sync=True)
+    boundary_summary = traitlets.Unicode(
+        "", read_only=True, help="What the boundary search found (str), shown under the legend."
+    ).tag(sync=True)
+    picked = traitlets.List(
+        traitlets.Int(), default_value=[], help="The last two samples shift-clicked (list of int): a MixUp pair."
+    ).tag(sync=True)
 
     def __init__(
         self,
@@ -162,7 +214,11 @@ class SliceView(ViewBase):
             kwargs.setdefault("anchors", list(source.default_anchors()))
             super().__init__(**kwargs)
             self.set_trait("class_names", list(source.class_names))
-            self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points"])
+            if source.task == "classification":
+                self.set_trait("plane_kinds", list(PLANE_KINDS))
+            self.observe(self._on_plane, names=["layer", "anchors", "resolution", "max_points", "plane"])
+            self.observe(self._on_modified_click, names=["modified_click"])
+            self.observe(self._on_boundary_from, names=["boundary_from"])
             self.observe(self._on_temperature, names=["temperature"])
             self.observe(self._on_click, names=["clicked"])
             self._on_plane()
@@ -247,10 +303,10 @@ class SliceView(ViewBase):
 
     def _on_plane(self, change: dict | None = None) -> None:
         s, layer, anchors, g = self.session, self.layer, tuple(self.anchors), self.resolution
-        max_points = self.max_points
+        max_points, plane, classes = self.max_points, self.plane, self._plane_classes()
 
         def compute():
-            sl = s.decision_slice(layer, anchors, g)
+            sl = s.plane_slice(layer, anchors, g, plane, classes)
             space = s.slice_space(layer)
             coords = np.asarray(sl.coords(space), dtype=np.float32)
             dist = np.asarray(sl.distance_to_plane(space), dtype=np.float64)
@@ -270,7 +326,10 @@ class SliceView(ViewBase):
         labels = s.labels if s.labels is not None else np.full(s.n, -1)
         anchor_xy = coords[list(self.anchors)]
         self._show(sl, coords, dist, labels, anchor_xy, int(s.logits.shape[1]), max_points, s.predictions)
-        self.set_trait("title", slice_title(self.layer, self.anchors))
+        title = slice_title(self.layer, self.anchors)
+        self.set_trait("title", title if self.plane == "anchors" else f"{title} · plane: {self.plane} through A")
+        if self.boundary_from >= 0:
+            self._on_boundary_from()
 
     def _show(
         self,
@@ -330,12 +389,81 @@ class SliceView(ViewBase):
         self._next_anchor = (self._next_anchor + 1) % 3
         self.anchors = anchors
 
+    @traitlets.validate("plane")
+    def _check_plane(self, proposal: dict) -> str:
+        if self.session is None:
+            self._needs_session("plane", proposal["value"], "anchors")
+        elif proposal["value"] not in self.plane_kinds:
+            raise ValueError(f"plane must be one of {self.plane_kinds}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    def _plane_classes(self) -> tuple[int, ...] | None:
+        """For ``plane="centroids"``: the distinct labels of A, B, C in order (None: the two largest classes)."""
+        labels = None if self.session is None else self.session.labels
+        if labels is None:
+            return None
+        distinct = tuple(dict.fromkeys(int(labels[a]) for a in self.anchors))
+        return distinct if len(distinct) >= 2 else None
+
+    def _on_modified_click(self, change: dict) -> None:
+        click = self.modified_click
+        if self._coords is None or not {"alpha", "beta", "modifier"} <= set(click):
+            return
+        nearest = self.nearest_sample(float(click["alpha"]), float(click["beta"]))
+        if click["modifier"] == "alt":
+            self.boundary_from = nearest
+        elif click["modifier"] == "shift":
+            self.picked = [*[i for i in self.picked if i != nearest][-1:], nearest]
+
+    def _on_boundary_from(self, change: dict | None = None) -> None:
+        """Run (or take from the session's cache) the CGBA search from ``boundary_from``; project it on the plane."""
+        s, start, layer, sl = self.session, self.boundary_from, self.layer, self._slice
+        if start < 0 or s is None or sl is None or s.task != "classification":
+            with self.hold_sync():
+                self.set_trait("boundary_path", None)
+                self.set_trait("boundary_arcs", None)
+                self.set_trait("boundary_distance", float("nan"))
+                self.set_trait("boundary_summary", "")
+            return
+
+        def compute():
+            hit = s.boundary_hit(layer, start)
+            path = np.asarray(sl.coords(np.asarray(torch_cpu(hit.path))), dtype=np.float32).reshape(-1, 2)
+            arcs = None
+            if hit.arcs is not None:
+                a = np.asarray(torch_cpu(hit.arcs))
+                arcs = np.asarray(sl.coords(a.reshape(-1, a.shape[-1])), dtype=np.float32).reshape(a.shape[0], -1, 2)
+            return hit, path, arcs
+
+        def apply(result: tuple) -> None:
+            hit, path, arcs = result
+            names = self.class_names
+            name = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
+            summary = (
+                f"boundary search (CGBA) from #{start}: distance {hit.distance:.4g} to the boundary "
+                f"{name(hit.from_class)} → {name(hit.to_class)} in {'input space' if layer == INPUT_LAYER else layer}"
+                if hit.found
+                else f"boundary search from #{start}: no class change found within reach"
+            )
+            with self.hold_sync():
+                self.set_trait("boundary_path", path)
+                self.set_trait("boundary_arcs", arcs)
+                self.set_trait("boundary_distance", float(hit.distance) if hit.found else float("nan"))
+                self.set_trait("boundary_summary", summary)
+
+        self.lane("boundary").submit(compute, apply, message=f"searching the boundary from #{start}…")
+
     def nearest_sample(self, alpha: float, beta: float) -> int:
         """Index of the sample whose projection on the current plane is nearest ``(alpha, beta)``."""
         if self._coords is None:
             raise ValueError("no slice has been computed yet")
         d = ((self._coords - np.array([alpha, beta], dtype=np.float32)) ** 2).sum(1)
         return int(np.argmin(d))
+
+
+def torch_cpu(x: Any) -> Any:
+    """A tensor moved to the CPU and detached (numpy arrays pass through)."""
+    return x.detach().cpu() if hasattr(x, "detach") else x
 
 
 def slice_title(layer: str, anchors: list[int]) -> str:
