@@ -8,7 +8,7 @@ import { build } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, '..', 'geowidgets', 'static');
-const entries = ['embedding', 'slice', 'deviation', 'status'];
+const entries = ['embedding', 'slice', 'deviation', 'status', 'standalone'];
 mkdirSync(out, { recursive: true });
 await build({
   entryPoints: Object.fromEntries(entries.map((e) => [e, join(here, `${e}.js`)])),

@@ -2,6 +2,7 @@
 // the visible status line (.gw-status), and the tooltip (.gw-tooltip).
 
 import { categoryColour } from './colour.js';
+import { answerSnapshots } from './snapshot.js';
 
 /** Prepare `el` as a view root: data-gw-view, a header with a .gw-status line, and a body. */
 export function makeRoot(el, view, model) {
@@ -31,7 +32,10 @@ export function makeRoot(el, view, model) {
   model.on('change:message', showStatus);
   model.on('change:revision', onRevision);
   showStatus();
+  // view.save_png(): the kernel's {type: "snapshot"} message is answered with this root as a PNG.
+  const stopSnapshots = answerSnapshots(model, () => el);
   const cleanup = () => {
+    stopSnapshots();
     model.off('change:status', showStatus);
     model.off('change:message', showStatus);
     model.off('change:revision', onRevision);

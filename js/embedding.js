@@ -7,6 +7,7 @@ import { decodeArray, splitXY } from './codecs.js';
 import { encodeColours, scaleColours } from './colour.js';
 import { pointSizeFor } from './points.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
+import { createFallbackScatterplot, FALLBACK_MESSAGE, webglAvailable } from './fallback2d.js';
 
 let sharedRenderer = null;
 let rendererSize = 0;
@@ -93,19 +94,36 @@ function render({ model, el }) {
   body.append(title, frame, legendBox);
   const tooltip = makeTooltip(frame);
 
-  const scatterplot = createScatterplot({
-    renderer: renderer(size),
-    canvas,
-    width: size,
-    height: size,
-    pointSize: pointSizeFor(model.get('point_size'), 0),
-    backgroundColor: [1, 1, 1, 1],
-    pointColorHover: [0, 0, 0, 1],
-    pointColorActive: [0.1, 0.1, 0.1, 1],
-    lassoColor: [0.1, 0.4, 0.9, 1],
-    opacityInactiveScale: 0.35,
-    actionKeyMap: { lasso: 'shift', rotate: 'alt' },
-  });
+  // Without WebGL (disabled, blocked, no GPU) a 2-D canvas draws the points instead (js/fallback2d.js).
+  let scatterplot = null;
+  if (webglAvailable()) {
+    try {
+      scatterplot = createScatterplot({
+        renderer: renderer(size),
+        canvas,
+        width: size,
+        height: size,
+        pointSize: pointSizeFor(model.get('point_size'), 0),
+        backgroundColor: [1, 1, 1, 1],
+        pointColorHover: [0, 0, 0, 1],
+        pointColorActive: [0.1, 0.1, 0.1, 1],
+        lassoColor: [0.1, 0.4, 0.9, 1],
+        opacityInactiveScale: 0.35,
+        actionKeyMap: { lasso: 'shift', rotate: 'alt' },
+      });
+    } catch {
+      scatterplot = null; // e.g. a context lost or refused after the probe
+    }
+  }
+  if (!scatterplot) {
+    scatterplot = createFallbackScatterplot({ canvas, width: size, height: size, pointSize: pointSizeFor(model.get('point_size'), 0) });
+    const note = line(FALLBACK_MESSAGE, 'gw-fallback-note');
+    Object.assign(note.style, { color: '#8a5a00', fontSize: '11px', maxWidth: `${size}px` });
+    body.insertBefore(note, frame);
+    el.dataset.gwRenderer = '2d';
+  } else {
+    el.dataset.gwRenderer = 'webgl';
+  }
 
   // Exposed for debugging and browser tests (e.g. reading the camera); not part of the model.
   Object.defineProperty(el, 'gwScatterplot', { value: scatterplot, configurable: true });

@@ -2,6 +2,8 @@
 // enclosing Box (class `root_class`) as the view root: data-gw-view, and data-gw-drawn once
 // the revision is painted (for the Explorer: once every nested view has drawn its revision).
 
+import { answerSnapshots } from './snapshot.js';
+
 function findRoot(el, cls) {
   return el.closest(`.${cls}`);
 }
@@ -79,7 +81,10 @@ function render({ model, el }) {
   model.on('change:revision', onChange);
   show();
   markWhenDrawn();
+  // save_png() of a Box-based view (the profile): the whole Box, bokeh canvases included.
+  const stopSnapshots = answerSnapshots(model, () => root ?? findRoot(el, model.get('root_class')));
   return () => {
+    stopSnapshots();
     cancelAnimationFrame(frame);
     model.off('change:status', onChange);
     model.off('change:message', show);

@@ -513,8 +513,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
 
     # ------------------------------------------------------------------ scheduling
     #: Rank of the current layer's work, in the order the user sees it: the first picture (PCA) and
-    #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
         forget_added(self, name)
+    #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
     _STAGES = {
         "EmbeddingView.layout": 0,
         "EmbeddingView.values": 1,
