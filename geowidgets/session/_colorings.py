@@ -36,6 +36,7 @@ COLOR_BY: dict[str, tuple[str, bool, bool]] = {
     "correct": ("categorical", False, False),
     "deviation": ("diverging", True, False),
     "knn_agreement": ("continuous", True, False),
+    "neighbourhood_kept": ("continuous", True, False),
     "confidence": ("continuous", False, True),
     "entropy": ("continuous", False, True),
     "energy": ("continuous", False, True),

@@ -617,6 +617,12 @@ class Session(BoundaryGeometry):
         if color_by == "knn_agreement":
             v = self._agreement(self.check_layer(layer), self.check_k(k))
             return value_coloring(v, "continuous", vmin=0.0, vmax=1.0, name="kNN label agreement")
+        if color_by == "neighbourhood_kept":
+            from geowidgets.session._neighbours import neighbourhood_kept_coloring
+
+            layer, k = self.check_layer(layer), self.check_k(k)
+            compute_kept = lambda: neighbourhood_kept_coloring(self, layer, k)  # noqa: E731
+            return self._answer(self._small["agreement"].get(("kept", layer, k), compute_kept))
         from geowidgets import geometry as geo
 
         t = self.check_temperature(temperature)
@@ -648,7 +654,7 @@ class Session(BoundaryGeometry):
         built_in = {
             "classification": list(COLOR_BY),
             "regression": ["target", "prediction", "abs_error", "deviation"],
-            "embedding": ["label", "deviation", "knn_agreement"],
+            "embedding": ["label", "deviation", "knn_agreement", "neighbourhood_kept"],
         }[self.task]
         return [*built_in, *self.metadata_colorings, *self._colorings]
 
@@ -728,6 +734,9 @@ class Session(BoundaryGeometry):
             return self.has_tables(layer)
         if color_by == "knn_agreement":
             return self.has_graph(layer)
+        if color_by == "neighbourhood_kept":
+            j = self.layers.index(layer)
+            return j > 0 and self.has_graph(layer) and self.has_graph(self.layers[j - 1])
         return True
 
     # Deprecated spellings, kept for one release.
@@ -1040,6 +1049,7 @@ class Session(BoundaryGeometry):
             float(threshold),
             {layer: acts[layer] for layer in self.layers},
             scored_tables,
+            acts.outputs if self.task == "classification" else None,
         )
         with self._lock:
             self.revision += 1

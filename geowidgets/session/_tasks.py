@@ -308,6 +308,8 @@ class AddedSamples:
     tables : dict of str to DeviationTables
         Per layer (session layer order), the new samples' deviation tables against the reference
         set at the session's ``k_max``; :meth:`deviation` re-reads them at another k.
+    outputs : Tensor or None
+        The new samples' model outputs ``[M, C]`` (a classifier's logits; the temperature panel scores them).
     """
 
     name: str
@@ -319,6 +321,7 @@ class AddedSamples:
     threshold: float
     features: dict
     tables: dict = field(default_factory=dict)
+    outputs: Any = None
 
     @property
     def n(self) -> int:

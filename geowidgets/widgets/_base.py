@@ -673,6 +673,20 @@ class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
     message = traitlets.Unicode(
         "", help="Progress text while busy, the error text after a failure, else empty (str); shown in .gw-status."
     ).tag(sync=True)
+    neighbour_of = traitlets.Int(
+        -1, help="Sample (int) whose neighbours are highlighted (the hovered or clicked one), -1 if none."
+    ).tag(sync=True)
+    neighbours = traitlets.List(
+        traitlets.Int(),
+        default_value=[],
+        help="Indices (list of int) of the k nearest neighbours of neighbour_of in the current layer's space, "
+        "nearest first; drawn as a highlight.",
+    ).tag(sync=True)
+    neighbour_distances = traitlets.List(
+        traitlets.Float(),
+        default_value=[],
+        help="Distances (list of float, the session's metric) of the neighbours, in the order of neighbours.",
+    ).tag(sync=True)
     _css = STATIC / "widgets.css"
 
     #: Deprecated keyword spellings a view still accepts for one release: old -> new.

@@ -17,8 +17,10 @@ from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_key
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
 from geowidgets.widgets._layer_profile import LayerProfile
+from geowidgets.widgets._neighbours import NeighbourLink
 from geowidgets.widgets._export import ExplorerState, forget_added, remember_added
 from geowidgets.widgets._slice import SliceView
+from geowidgets.widgets._temperature_panel import TemperaturePanel
 
 __all__ = ["Explorer"]
 
@@ -123,6 +125,18 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         traitlets.Int(), default_value=[], help="Indices (list of int) of the samples selected in any view."
     )
     hovered = traitlets.Int(-1, help="Index (int) of the sample under the mouse in any view, -1 if none.")
+    neighbour_of = traitlets.Int(
+        -1, help="Sample (int) whose neighbours are highlighted: the hovered one, else a clicked one, else -1."
+    )
+    neighbours = traitlets.List(
+        traitlets.Int(),
+        default_value=[],
+        help="Indices (list of int) of the k nearest neighbours of neighbour_of in the current layer's space "
+        "(geo.knn on the layer, nearest first), highlighted in every view.",
+    )
+    neighbour_distances = traitlets.List(
+        traitlets.Float(), default_value=[], help="Distances (list of float) of the neighbours, nearest first."
+    )
     revision = traitlets.Int(0, help="Counter (int): bumped once all views have applied a change.")
     status = traitlets.Unicode("idle", help='Combined state (str): "error" if any view failed, else "busy" or "idle".')
     message = traitlets.Unicode("", help="Progress or error text (str) of the first busy or failed view.")
@@ -297,6 +311,11 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.search_box.observe(self._on_search, names=["value"])
         extra = [self.temperature_slider] if session.has_logits else []
         controls2 = ipywidgets.HBox([*extra, self.color_dropdown, self.search_box, self.search_note])
+        # Beside the temperature slider: what T does to reference-vs-rest separation and calibration.
+        self.temperature_panel: TemperaturePanel | None = None
+        if session.has_logits:
+            self.temperature_panel = TemperaturePanel(session, temperature=temperature)
+            self._views.append(self.temperature_panel)
         row1 = ipywidgets.HBox([self.embedding, slice_box])
         row2 = ipywidgets.HBox([self.deviation_map, self.profile])
         # How the layers were chosen (Session.layer_note: default blocks, conv maps mean-pooled), one line
@@ -306,7 +325,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.layer_note = ipywidgets.HTML(escape(session.layer_note))
         self.layer_note.add_class("gw-layer-note")
         notes = [self.layer_note] if session.layer_note else []
-        super().__init__(children=[controls, controls2, *notes, self.status_bar, row1, row2])
+        panel = [self.temperature_panel] if self.temperature_panel is not None else []
+        super().__init__(children=[controls, controls2, *panel, *notes, self.status_bar, row1, row2])
         self.add_class("gw-explorer")
         self.set_trait("layer", layer)
         self.set_trait("k", k)
@@ -326,6 +346,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             traitlets.link((view, "selection"), (self, "selection"))
             traitlets.link((view, "hovered"), (self, "hovered"))
         traitlets.link((self.profile, "layer"), (self, "layer"))
+        # The hovered or clicked sample's k nearest neighbours in the current layer, in every view.
+        self.neighbour_link = NeighbourLink(self)
         self.observe(self._on_layer, names=["layer"])
         self.observe(self._on_k, names=["k"])
         self.observe(self._on_temperature, names=["temperature"])
@@ -389,6 +411,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.embedding.temperature = self.temperature
         if self.slice is not None:
             self.slice.temperature = self.temperature
+        if self.temperature_panel is not None:
+            self.temperature_panel.temperature = self.temperature
         self._on_view_state()
 
     def _on_color(self, change: dict) -> None:
@@ -445,6 +469,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.wait()
         self.embedding.refresh_added()
         self.deviation_map.refresh_added()
+        if self.temperature_panel is not None:
+            self.temperature_panel.refresh()  # the added samples are now what the reference is compared with
 
     def add_coloring(self, name: str, fn: Any, kind: str = "continuous", **kwargs: Any) -> None:
         """Add any per-sample probe to the color-by menu (see :meth:`Session.add_coloring`).

@@ -95,7 +95,8 @@ def test_embedding_explorer_with_metadata_texts_and_search(demo):
     s = ex.session
     assert s.predictions is None and s.correct is None
     assert ex.slice is None and "head=" in ex.no_slice_reason
-    assert list(ex.color_dropdown.options) == ["label", "deviation", "knn_agreement", "parity", "size"]
+    options = ["label", "deviation", "knn_agreement", "neighbourhood_kept", "parity", "size"]
+    assert list(ex.color_dropdown.options) == options
     parity = s.color_values("parity")
     cat = pd.Categorical(meta["parity"])
     assert parity.kind == "categorical" and parity.categories == list(cat.categories)
