@@ -25,7 +25,18 @@ from geowidgets.probe import Activations, LayerInfo, Probe, list_layers
 
 __version__ = "0.1.0"
 
-_WIDGETS = ("Explorer", "EmbeddingView", "SliceView", "DeviationMap", "LayerProfile")
+_WIDGETS = (
+    "Explorer",
+    "EmbeddingView",
+    "SliceView",
+    "DeviationMap",
+    "LayerProfile",
+    "TrainingProfile",
+    "CompareView",
+    "LossSurfaceView",
+    "HessianView",
+    "BarrierChart",
+)
 _LAZY = {"Session": "geowidgets.session"}
 
 __all__ = [

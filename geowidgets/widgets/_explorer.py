@@ -14,6 +14,7 @@ from torch import nn
 from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
+from geowidgets.widgets._checkpoints import attach_steps, model_family, swap_session
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
 from geowidgets.widgets._layer_profile import LayerProfile
@@ -42,9 +43,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
 
     Parameters
     ----------
-    model : nn.Module
+    model : nn.Module, list of nn.Module or state dicts, or callable
         A classifier returning logits. To reuse a :class:`~geowidgets.Session`, use
-        :meth:`from_session`.
+        :meth:`from_session`. Several checkpoints of one architecture (a list of modules or of
+        state dicts, loaded into a copy of the first module of the list; or a callable
+        ``step -> model`` with ``steps=``) add a step scrubber: each step gets its own session,
+        built on first visit and cached, and :attr:`training_profile` charts every metric over
+        steps × layers. Two models with ``interpolate=`` add an α scrubber over
+        ``geo.interpolate(model_a, model_b, α)`` and :attr:`barrier_chart` (``geo.loss_barrier``).
     inputs : Tensor, ndarray or sized Dataset
         Samples ``[N, ...]``.
     labels : array-like, optional
@@ -79,6 +85,11 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         ``"tokens"`` (one point per real token)...
     attention_mask : optional
         Capture setting for token models.
+    steps : list of int or float, optional
+        Labels of the checkpoints (default 0, 1, ...; required with a callable ``model``).
+    interpolate : bool or int
+        With two models: show the weights ``(1 − α)·θ_a + α·θ_b`` on ``linspace(0, 1, n)`` (True: 11
+        values) instead of the two checkpoints; ``ex.step`` is then α.
     k : int
         Initial neighbour count.
     temperature : float
@@ -138,6 +149,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         traitlets.Float(), default_value=[], help="Distances (list of float) of the neighbours, nearest first."
     )
     revision = traitlets.Int(0, help="Counter (int): bumped once all views have applied a change.")
+    step = traitlets.Any(
+        None, help="Checkpoint step (or interpolation α) shown by every view: one of ex.steps; None for one model."
+    )
     status = traitlets.Unicode("idle", help='Combined state (str): "error" if any view failed, else "busy" or "idle".')
     message = traitlets.Unicode("", help="Progress or error text (str) of the first busy or failed view.")
 
@@ -161,6 +175,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         texts: Any = None,
         pooling: str | dict[str, str] | None = None,
         attention_mask: Any = None,
+        steps: list[Any] | None = None,
+        interpolate: bool | int = False,
         **view_options: Any,
     ):
         if isinstance(model, Session):
@@ -168,11 +184,10 @@ class Explorer(ExplorerState, ipywidgets.VBox):
                 "Explorer's first argument is a model; to explore a Session use Explorer.from_session(session)"
             )
         check_keywords("Explorer", view_options, _VIEW_OPTIONS)
-        session = Session(
-            model,
-            inputs,
-            labels,
-            layers,
+        session_kwargs = dict(
+            inputs=inputs,
+            labels=labels,
+            layers=layers,
             reference=reference,
             k_max=k_max,
             class_names=class_names,
@@ -187,8 +202,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             pooling=pooling,
             attention_mask=attention_mask,
         )
+        # Several checkpoints (or two models to interpolate): one session per step, see _checkpoints.py.
+        family = model_family(model, steps, interpolate, session_kwargs)
+        session = Session(model, **session_kwargs) if family is None else family.session(0)
         self._owns_session = True  # close() frees it
         self._build(session, **view_options)
+        if family is not None:
+            attach_steps(self, family)
+            self.observe(lambda change: swap_session(self, family.index(change["new"])), names=["step"])
 
     @classmethod
     def from_session(
@@ -368,6 +389,13 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
         return self.session.check_layer(proposal["value"])
+
+    @traitlets.validate("step")
+    def _check_step(self, proposal: dict) -> Any:
+        family = getattr(self, "step_family", None)
+        if family is None:
+            raise ValueError("this Explorer shows one model; pass a list of checkpoints to scrub steps")
+        return family.steps[family.index(proposal["value"])]
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
@@ -621,6 +649,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
                 widget.close()
         if self._owns_session:
             self.session.close()
+            if getattr(self, "step_family", None) is not None:
+                self.step_family.close(keep=self.session)
         super().close()
 
     def wait(self, timeout: float | None = 120.0) -> bool:
