@@ -123,6 +123,34 @@ export function sliceRGBA(classes, confidence, resolution, nClasses) {
   return out;
 }
 
+/** Hex colour of `t` in [0, 1] on a scale: kind "continuous" (viridis) or "diverging" (blue-white-red). */
+export function scaleColour(kind, t) {
+  return rgbToHex(interpolate(kind === 'diverging' ? DIVERGING : VIRIDIS, t));
+}
+
+/**
+ * RGBA pixels of a regression slice: `values` (G x G row-major, row 0 at beta_min) on the viridis
+ * scale from `vmin` to `vmax` (clipped at the ends; NaN grey); the image puts beta_max on top.
+ */
+export function valueRGBA(values, resolution, vmin, vmax) {
+  const g = resolution;
+  const out = new Uint8ClampedArray(g * g * 4);
+  const span = vmax - vmin || 1;
+  for (let row = 0; row < g; row++) {
+    const src = (g - 1 - row) * g;
+    for (let col = 0; col < g; col++) {
+      const v = values[src + col];
+      const c = Number.isFinite(v) ? interpolate(VIRIDIS, (v - vmin) / span) : [158, 158, 158];
+      const o = (row * g + col) * 4;
+      out[o] = c[0];
+      out[o + 1] = c[1];
+      out[o + 2] = c[2];
+      out[o + 3] = 255;
+    }
+  }
+  return out;
+}
+
 /** CSS colour of a deviation z-score on the diverging scale clipped at +-zmax. */
 export function zColour(z, zmax = 5) {
   if (!Number.isFinite(z)) return '#cccccc';

@@ -3,9 +3,12 @@
 // temperature move only sends new confidences; a click sets `clicked` = [alpha, beta] and the
 // kernel picks a new anchor. Hovering a sample describes the sample itself (its label, its
 // prediction, its distance to the plane), then the model's decision on the plane at that spot.
+// A regression slice (mode "regression") shows the predicted value on the viridis scale with a
+// colour bar, the samples coloured by their target on the same scale.
 import { decodeArray, pixelToPlane, planeToPixel } from './codecs.js';
-import { categoryColour, sliceRGBA } from './colour.js';
+import { categoryColour, scaleColour, scaleColours, sliceRGBA, valueRGBA } from './colour.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+import { drawNeighbourRings, markNeighbours, onNeighbours } from './neighbours.js';
 import { PLANE_LABELS, drawBoundary, drawSearch, searchLegend } from './boundary.js';
 
 const className = (names, c) => (c >= 0 && c < names.length ? names[c] : c >= 0 ? String(c) : '—');
@@ -15,19 +18,42 @@ const className = (names, c) => (c >= 0 && c < names.length ? names[c] : c >= 0 
  * to the plane (not the decision at its projected pixel, which an off-plane sample need not share).
  */
 export function sampleRows(model, i, id) {
+  if (model.get('mode') === 'regression') return regressionRows(model, i, id);
   const names = model.get('class_names');
   const labels = decodeArray(model.get('point_labels'), 'int32').data;
   const preds = decodeArray(model.get('point_predictions'), 'int32').data;
-  const dist = decodeArray(model.get('point_distance'), 'float32').data;
   const rows = [line(`#${id}`, 'gw-tip-index')];
   if (i < labels.length && labels[i] >= 0) rows.push(line(`label: ${className(names, labels[i])}`, 'gw-tip-label'));
   if (i < preds.length && preds[i] >= 0) rows.push(line(`prediction: ${className(names, preds[i])}`, 'gw-tip-prediction'));
-  if (i < dist.length) {
-    const scale = model.get('distance_scale');
-    const off = scale > 0 && dist[i] > scale ? ' (off the plane: drawn at its projection)' : '';
-    rows.push(line(`distance to the plane: ${fmt(dist[i])}${off}`, 'gw-tip-distance'));
-  }
+  const d = distanceRow(model, i);
+  if (d) rows.push(d);
   return rows;
+}
+
+/** Distance line of drawn sample `i` (says when it is off the plane, drawn at its projection). */
+function distanceRow(model, i) {
+  const dist = decodeArray(model.get('point_distance'), 'float32').data;
+  if (i >= dist.length) return null;
+  const scale = model.get('distance_scale');
+  const off = scale > 0 && dist[i] > scale ? ' (off the plane: drawn at its projection)' : '';
+  return line(`distance to the plane: ${fmt(dist[i])}${off}`, 'gw-tip-distance');
+}
+
+/** Tooltip lines of drawn sample `i` of a regression slice: its target, its own prediction, its distance. */
+export function regressionRows(model, i, id) {
+  const targets = decodeArray(model.get('point_targets'), 'float32').data;
+  const preds = decodeArray(model.get('point_values'), 'float32').data;
+  const rows = [line(`#${id}`, 'gw-tip-index')];
+  if (i < targets.length && Number.isFinite(targets[i])) rows.push(line(`target: ${fmt(targets[i])}`, 'gw-tip-target'));
+  if (i < preds.length && Number.isFinite(preds[i])) rows.push(line(`prediction: ${fmt(preds[i])}`, 'gw-tip-prediction'));
+  const d = distanceRow(model, i);
+  if (d) rows.push(d);
+  return rows;
+}
+
+/** Dot colour of a regression sample: its target on the slice's scale (grey without one). */
+function targetColour(v, lo, hi) {
+  return Number.isFinite(v) ? scaleColour('continuous', (v - lo) / (hi - lo || 1)) : '#999999';
 }
 
 function render({ model, el }) {
@@ -65,14 +91,25 @@ function render({ model, el }) {
   const image = document.createElement('canvas');
   let hoverPoint = -1;
 
-  /** Grid size G of the slice on hand (its classes are [G, G]); 0 before the first slice. */
+  const regression = () => model.get('mode') === 'regression';
+
+  /** Grid size G of the slice on hand (its classes or values are [G, G]); 0 before the first slice. */
   function gridSize() {
-    const { shape } = decodeArray(model.get('classes'), 'uint8');
+    const { shape } = regression() ? decodeArray(model.get('values'), 'float32') : decodeArray(model.get('classes'), 'uint8');
     return shape.length === 2 ? shape[0] : 0;
   }
 
   function buildImage() {
     const g = gridSize();
+    if (regression()) {
+      const values = decodeArray(model.get('values'), 'float32').data;
+      const range = model.get('value_range');
+      if (g === 0 || values.length !== g * g || range.length !== 2) return false;
+      image.width = g;
+      image.height = g;
+      image.getContext('2d').putImageData(new ImageData(valueRGBA(values, g, range[0], range[1]), g, g), 0, 0);
+      return true;
+    }
     const classes = decodeArray(model.get('classes'), 'uint8').data;
     const confidence = decodeArray(model.get('confidence'), 'uint8').data;
     if (g === 0 || classes.length !== g * g || confidence.length !== g * g) return false;
@@ -95,7 +132,7 @@ function render({ model, el }) {
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = 'high';
       ctx.drawImage(image, 0, 0, size, size);
-      if (model.get('show_boundary')) {
+      if (model.get('show_boundary') && !regression()) {
         el.dataset.gwBoundarySegments = String(drawBoundary(ctx, decodeArray(model.get('classes'), 'uint8').data, g, size, extent));
       }
     }
@@ -108,6 +145,9 @@ function render({ model, el }) {
     const selected = new Set(model.get('selection'));
     const hovered = model.get('hovered');
     const m = Math.floor(pts.length / 2);
+    const reg = regression();
+    const targets = reg ? decodeArray(model.get('point_targets'), 'float32').data : null;
+    const [lo, hi] = reg && model.get('value_range').length === 2 ? model.get('value_range') : [0, 1];
     for (let i = 0; i < m; i++) {
       const [px, py] = planeToPixel(pts[2 * i], pts[2 * i + 1], size, size, extent, g);
       if (px < -4 || py < -4 || px > size + 4 || py > size + 4) continue;
@@ -116,14 +156,20 @@ function render({ model, el }) {
       ctx.globalAlpha = isSel ? 1 : a;
       ctx.beginPath();
       ctx.arc(px, py, isSel ? 4 : 2.5, 0, 2 * Math.PI);
-      const cls = labels[i] >= 0 ? labels[i] : preds[i] ?? -1;
-      ctx.fillStyle = cls >= 0 ? categoryColour(cls) : '#999999';
+      if (reg) {
+        ctx.fillStyle = targetColour(targets[i], lo, hi);
+      } else {
+        const cls = labels[i] >= 0 ? labels[i] : preds[i] ?? -1;
+        ctx.fillStyle = cls >= 0 ? categoryColour(cls) : '#999999';
+      }
       ctx.fill();
       ctx.lineWidth = isSel || ids[i] === hovered ? 2 : 0.7;
       ctx.strokeStyle = isSel || ids[i] === hovered ? '#000000' : '#333333';
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
+    const toPixel = (x, y) => planeToPixel(x, y, size, size, extent, g);
+    markNeighbours(el, model.get('neighbour_of'), drawNeighbourRings(ctx, model, pts, ids, toPixel, size));
     const anchors = decodeArray(model.get('anchor_xy'), 'float32').data; // [3, 2]
     const names = ['A', 'B', 'C'];
     for (let j = 0; j < anchors.length / 2; j++) {
@@ -157,9 +203,25 @@ function render({ model, el }) {
     searchBox.textContent = searchLegend(model.get('boundary_from'), model.get('boundary_distance'), model.get('boundary_summary'));
   }
 
+  /** Regression legend: what is drawn, the colour bar with its value range, the temperature note. */
+  function valueLegend() {
+    const range = model.get('value_range');
+    const items = [line('background: predicted value on the plane; dots: samples by target (same scale)', 'gw-legend-title')];
+    if (range.length === 2) {
+      const bar = document.createElement('span');
+      bar.className = 'gw-colourbar';
+      bar.style.background = `linear-gradient(to right, ${scaleColours('continuous', 9).join(', ')})`;
+      const scale = document.createElement('span');
+      scale.className = 'gw-legend-item gw-value-scale';
+      scale.append(line(fmt(range[0]), 'gw-legend-tick'), bar, line(fmt(range[1]), 'gw-legend-tick'));
+      items.push(scale);
+    }
+    return items;
+  }
+
   function legend() {
     const names = model.get('class_names');
-    const items = categoryLegendItems(names);
+    const items = regression() ? [] : categoryLegendItems(names);
     const scale = model.get('distance_scale');
     const near = document.createElement('span');
     near.className = 'gw-legend-item gw-legend-distance';
@@ -180,10 +242,14 @@ function render({ model, el }) {
     } else {
       near.append(dots[0], ' every sample lies on the plane');
     }
+    const note = model.get('temperature_note');
     legendBox.replaceChildren(
-      line('background: model decision on the plane (lightness = confidence); dots: samples by label (else prediction)', 'gw-legend-title'),
+      ...(regression()
+        ? valueLegend()
+        : [line('background: model decision on the plane (lightness = confidence); dots: samples by label (else prediction)', 'gw-legend-title')]),
       ...items,
       near,
+      ...(note ? [line(note, 'gw-legend-note gw-temperature-note')] : []),
     );
   }
 
@@ -218,14 +284,16 @@ function render({ model, el }) {
   };
   const onLinked = () => paint();
   const DRAWN = ['title', 'extent', 'points', 'point_labels', 'point_alpha', 'point_index', 'anchor_xy',
-    'class_names', 'n_classes', 'distance_scale', 'show_boundary', 'boundary_path', 'boundary_arcs', 'boundary_from',
-    'boundary_distance', 'boundary_summary', 'plane', 'plane_kinds'];
-  model.on('change:classes', onImage);
-  model.on('change:confidence', onImage);
+    'class_names', 'n_classes', 'distance_scale', 'point_targets', 'point_values', 'temperature_note',
+    'show_boundary', 'boundary_path', 'boundary_arcs', 'boundary_from', 'boundary_distance', 'boundary_summary',
+    'plane', 'plane_kinds'];
+  const IMAGE = ['classes', 'confidence', 'values', 'value_range', 'mode'];
+  for (const name of IMAGE) model.on(`change:${name}`, onImage);
   model.on('change:revision', onRevision);
   for (const name of DRAWN) model.on(`change:${name}`, schedule);
   model.on('change:selection', onLinked);
   model.on('change:hovered', onLinked);
+  const neighboursCleanup = onNeighbours(model, onLinked);
 
   const locate = (e) => {
     const r = canvas.getBoundingClientRect();
@@ -267,10 +335,13 @@ function render({ model, el }) {
     const row = Math.min(g - 1, Math.max(0, Math.round(((b - extent[2]) / (extent[3] - extent[2])) * (g - 1))));
     const classes = decodeArray(model.get('classes'), 'uint8').data;
     const conf = decodeArray(model.get('confidence'), 'uint8').data;
+    const values = regression() ? decodeArray(model.get('values'), 'float32').data : null;
     const names = model.get('class_names');
     const k = row * g + col;
     const rows = best >= 0 ? sampleRows(model, best, ids[best]) : [];
-    if (k < classes.length) {
+    if (values && k < values.length) {
+      rows.push(line(`${best >= 0 ? 'plane here' : 'model here'}: predicted ${fmt(values[k])}`, 'gw-tip-plane'));
+    } else if (k < classes.length) {
       const where = best >= 0 ? 'plane here' : 'model here';
       rows.push(line(`${where}: ${className(names, classes[k])} (confidence ${fmt(conf[k] / 255)})`, 'gw-tip-plane'));
     }
@@ -295,12 +366,12 @@ function render({ model, el }) {
   redraw();
   return () => {
     rootCleanup();
-    model.off('change:classes', onImage);
-    model.off('change:confidence', onImage);
+    for (const name of IMAGE) model.off(`change:${name}`, onImage);
     model.off('change:revision', onRevision);
     for (const name of DRAWN) model.off(`change:${name}`, schedule);
     model.off('change:selection', onLinked);
     model.off('change:hovered', onLinked);
+    neighboursCleanup();
   };
 }
 

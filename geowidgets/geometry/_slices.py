@@ -6,6 +6,8 @@ that layer's output by activation patching (:class:`geowidgets.probe._patch.Patc
 architecture works; skip paths around the layer keep the carrier input's values.
 
 Logits are kept, so :meth:`DecisionSlice.with_temperature` rescales them without a forward pass.
+A regression model's slice (``target_index=``) holds its predicted value per grid point
+(:attr:`DecisionSlice.values`) instead of a class; the same grid evaluation serves both.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _PLANE_SPACES = ("auto", "input", "layer")
 
 @dataclass(frozen=True)
 class DecisionSlice:
-    """A model's decisions on a G×G grid of a plane.
+    """A model's decisions (classification) or predicted values (regression) on a G×G grid of a plane.
 
     ``classes[i, j]`` is the prediction at ``origin + α_j e₁ + β_i e₂`` with
     ``α = linspace(extent[0], extent[1], G)`` and ``β = linspace(extent[2], extent[3], G)``:
@@ -68,6 +70,10 @@ class DecisionSlice:
         Plane coordinates of the anchors.
     n_forward : int
         Forward passes the slice took.
+    target_index : int or None
+        None: a classifier's slice (``classes``, ``confidence``... from the logits). An int: a
+        regression slice, whose :attr:`values` are output column ``target_index`` (the scores, the
+        classes and :meth:`with_temperature` then raise ``ValueError``).
 
     Arrays are numpy when the plane's anchors were numpy, else tensors.
     """
@@ -80,10 +86,29 @@ class DecisionSlice:
     data_coords: Any = None
     data_distance: Any = None
     n_forward: int = 0
+    target_index: int | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        """True for a regression slice (``target_index`` set): :attr:`values` instead of classes."""
+        return self.target_index is not None
+
+    @property
+    def values(self) -> Any:
+        """Predicted value per pixel, ``[G, G]`` float32: output column ``target_index`` (regression slices)."""
+        if self.target_index is None:
+            raise ValueError("a classification slice has no values; read .classes / .confidence (or pass target_index)")
+        z = self.logits
+        return self._grid(torch.as_tensor(z).reshape(-1, z.shape[-1])[:, self.target_index])
 
     @cached_property
     def scores(self) -> TemperatureScores:
         """Temperature scores of the G² grid logits (rows in grid order, ``[G·G]`` per score)."""
+        if self.target_index is not None:
+            raise ValueError(
+                "a regression slice has no classes, confidences or temperature scores; read .values (the predicted "
+                "value per pixel)"
+            )
         z = self.logits
         return temperature_scores(z.reshape(-1, z.shape[-1]), self.temperature)
 
@@ -146,6 +171,8 @@ class DecisionSlice:
         >>> s.with_temperature(0.5).temperature
         0.5
         """
+        if self.target_index is not None:
+            raise ValueError("the temperature does not apply to a regression slice (its values are not logits)")
         return dataclasses.replace(self, temperature=check_temperature(temperature), n_forward=0)
 
     def nearby(self, max_distance: float) -> Any:
@@ -268,13 +295,15 @@ def decision_slice(
     carrier: torch.Tensor | np.ndarray | None = None,
     batch_size: int = 4096,
     data: Array | None = None,
+    target_index: int | None = None,
 ) -> DecisionSlice:
     """Evaluate ``model`` on a G×G grid of ``plane``, in input space or in a hidden layer.
 
     Parameters
     ----------
     model : nn.Module
-        Returns logits ``[B, C]``; run in eval mode on its own device, modes restored afterwards.
+        Returns logits ``[B, C]`` (a regressor: predictions ``[B]`` or ``[B, T]``); run in eval mode on its
+        own device, modes restored afterwards.
     plane : Plane
     layer : str, optional
         None: the plane is in input space. Else the grid points are patched into this layer's
@@ -300,6 +329,9 @@ def decision_slice(
         Grid points per forward pass.
     data : Tensor or ndarray [M, ...], optional
         Samples to place on the slice (layer vectors, or inputs mapped to the layer).
+    target_index : int, optional
+        Regression: the slice's :attr:`~DecisionSlice.values` are the model's output column
+        ``target_index`` (0 for a single-output model ``[B]`` or ``[B, 1]``). None: a classifier.
 
     Returns
     -------
@@ -315,9 +347,22 @@ def decision_slice(
     >>> s = decision_slice(model, plane, resolution=5, extent=(-1, 1, -1, 1))
     >>> s.classes[0].tolist()
     [0, 0, 0, 1, 1]
+    >>> r = decision_slice(torch.nn.Linear(2, 1), plane, resolution=5, extent=(-1, 1, -1, 1), target_index=0)
+    >>> r.values.shape
+    (5, 5)
+
+    Raises
+    ------
+    ValueError
+        A bad resolution, extent, margin, plane or ``target_index`` (not an output column), a plane
+        whose dimension fits neither the input nor the layer.
     """
     G = _check_resolution(resolution)
     T = check_temperature(temperature)
+    if target_index is not None and (
+        isinstance(target_index, bool) or not isinstance(target_index, (int, np.integer)) or target_index < 0
+    ):
+        raise ValueError(f"target_index must be None or an output column index >= 0, got {target_index!r}")
     if not isinstance(plane, Plane):
         raise ValueError(
             f"plane must be a geo.Plane (Plane.through or Plane.from_directions), got {type(plane).__name__}"
@@ -358,6 +403,10 @@ def decision_slice(
                 "shape (e.g. images), pass carrier= (one input sample) or build the plane from input-shaped samples"
             ) from exc
         raise
+    if target_index is not None and int(target_index) >= logits.shape[-1]:
+        raise ValueError(
+            f"target_index={target_index} but the model has {logits.shape[-1]} output column(s) per grid point"
+        )
     return DecisionSlice(
         logits=plane._out(logits),
         temperature=T,
@@ -367,6 +416,7 @@ def decision_slice(
         data_coords=None if data_coords is None else plane._out(data_coords),
         data_distance=None if data_distance is None else plane._out(data_distance),
         n_forward=head.forward_calls,
+        target_index=None if target_index is None else int(target_index),
     )
 
 

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProfileFigure", "profile_figure", "profile_values", "padded_range", "METRIC_TITLES"]
+__all__ = [
+    "ProfileFigure",
+    "profile_figure",
+    "profile_values",
+    "profile_reasons",
+    "padded_range",
+    "METRIC_TITLES",
+]
 
 #: Share of the data's span added above and below it, so the extreme points are drawn whole.
 RANGE_PADDING = 0.12
@@ -25,6 +32,11 @@ METRIC_TITLES = {
     "mst": "MST separability",
     "nc1": "neural collapse NC1",
     "coding_rate": "coding rate ΔR",
+    "dsmi": "diffusion spectral mutual information",
+    "nc2_equinorm": "neural collapse NC2 (equinorm)",
+    "nc2_equiangular": "neural collapse NC2 (equiangular)",
+    "nc3": "neural collapse NC3 (self-duality)",
+    "nc4": "neural collapse NC4 (NCC mismatch)",
     "deviation_auroc": "deviation AUROC (wrong vs ref.)",
 }
 
@@ -42,6 +54,9 @@ class ProfileFigure:
     markers : list of Span
         The current-layer marker of each chart.
     layers : list of str
+    figures : dict of str to bokeh figure
+    notes : dict of str to Label
+        Per chart, the centred one-line text saying why it has no data (empty text: none).
     """
 
     layout: Any
@@ -49,6 +64,19 @@ class ProfileFigure:
     markers: list
     layers: list
     figures: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+    def set_reason(self, metric: str, reason: str) -> None:
+        """Say in one centred line why ``metric``'s chart is empty (e.g. "needs class labels"); ``""`` removes it.
+
+        A chart with a reason has its data emptied, so it shows the text, not an empty axis alone.
+        """
+        if metric not in self.sources:
+            raise KeyError(f"no chart for metric {metric!r}; charts: {list(self.sources)}")
+        if reason:
+            self.sources[metric].data = _columns(self.layers, [float("nan")] * len(self.layers))
+            self.figures[metric].y_range.update(start=0.0, end=1.0)
+        self.notes[metric].text = reason
 
     def set_values(self, metric: str, values: list[float]) -> None:
         """Replace one metric's values (one per layer), in place; its y range follows them (padded)."""
@@ -138,7 +166,9 @@ def profile_figure(
 
     if not layers:
         raise ValueError("need at least one layer")
-    sources, markers, figures = {}, [], {}
+    from bokeh.models import Label
+
+    sources, markers, figures, notes = {}, [], {}, {}
     where = layers.index(current_layer) if current_layer in layers else 0
     for metric, vals in values.items():
         if len(vals) != len(layers):
@@ -167,10 +197,23 @@ def profile_figure(
         fig.title.text_font_size = "11px"
         span = Span(location=where, dimension="height", line_dash="dashed", line_color="#e15759", line_width=2)
         fig.add_layout(span)
-        sources[metric], figures[metric] = src, fig
+        # Why the chart is empty (set_reason), centred in data units: the x range is fixed, and an
+        # empty chart's y range is (0, 1).
+        note = Label(
+            x=(len(layers) - 1) / 2,
+            y=0.5,
+            text="",
+            text_align="center",
+            text_baseline="middle",
+            text_font_size="12px",
+            text_color="#555555",
+            text_font_style="italic",
+        )
+        fig.add_layout(note)
+        sources[metric], figures[metric], notes[metric] = src, fig, note
         markers.append(span)
     grid = gridplot(list(figures.values()), ncols=ncols, toolbar_location=None)
-    return ProfileFigure(grid, sources, markers, list(layers), figures)
+    return ProfileFigure(grid, sources, markers, list(layers), figures, notes)
 
 
 def profile_values(table: Any, layers: list[str]) -> dict[str, list[float]]:
@@ -188,4 +231,34 @@ def profile_values(table: Any, layers: list[str]) -> dict[str, list[float]]:
         rows = table[table["metric"] == metric]
         by_layer = dict(zip(rows["layer"], rows["value"]))
         out[str(metric)] = [float(by_layer.get(layer, np.nan)) for layer in layers]
+    return out
+
+
+#: Display text of ``geo.layer_profile``'s ``params["skipped"]`` reasons.
+_SKIP_TEXT = {"needs labels": "needs class labels"}
+
+
+def profile_reasons(table: Any) -> dict[str, str]:
+    """Why each metric of ``geo.layer_profile``'s table that has no finite value at any layer is missing.
+
+    The reason is the rows' ``params["skipped"]`` (``"needs labels"`` reads "needs class labels") or
+    ``params["error"]`` (the first layer's); a metric with a value at some layer has no reason.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"layer": ["a", "a"], "metric": ["rankme", "fisher"], "value": [1.0, float("nan")],
+    ...                   "params": [{}, {"skipped": "needs labels"}]})
+    >>> profile_reasons(t)
+    {'fisher': 'needs class labels'}
+    """
+    out: dict[str, str] = {}
+    for metric in dict.fromkeys(table["metric"]):
+        rows = table[table["metric"] == metric]
+        if np.isfinite(rows["value"].to_numpy(dtype=float)).any():
+            continue
+        params = [p for p in (rows["params"] if "params" in rows.columns else []) if isinstance(p, dict)]
+        given = [p.get("skipped") or p.get("error") for p in params]
+        reason = next((str(r) for r in given if r), "")
+        out[str(metric)] = _SKIP_TEXT.get(reason, reason or "no value at any layer")
     return out

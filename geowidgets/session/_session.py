@@ -843,6 +843,10 @@ class Session(BoundaryGeometry):
         anchors are samples, so they are inside), padded by :attr:`SLICE_MARGIN` of its span on each
         side, so the samples span ``1 / (1 + 2 * SLICE_MARGIN)`` (about 91%) of each axis. Cached per
         (layer, anchors, resolution); use ``.with_temperature(T)`` for other T.
+
+        The model is run as the session runs it (``output=`` and ``head=`` applied). A regression
+        session's slice holds the predicted value per grid point (``.values``, ``target_index=0``)
+        instead of classes. An embedding session has nothing to slice: ``ValueError``.
         """
         from geowidgets import geometry as geo
 
@@ -852,6 +856,12 @@ class Session(BoundaryGeometry):
             raise ValueError(f"anchors must be 3 distinct sample indices in [0, {self.n}), got {anchors}")
         if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
             raise ValueError(f"resolution must be an integer in [8, 1024], got {resolution!r}")
+        if self.task == "embedding":
+            raise ValueError(
+                "an embedding session has no predictions to slice; pass head= (a module mapping the features to "
+                "logits) for a classifier's slice"
+            )
+        target_index = 0 if self.task == "regression" else None
         space = self.slice_space(layer)
 
         def compute():
@@ -865,7 +875,13 @@ class Session(BoundaryGeometry):
                 kwargs.update(layer=layer, plane_space="layer")
             with model_lock(self.model):
                 return geo.decision_slice(
-                    self.model, plane, resolution=resolution, data=space, margin=self.SLICE_MARGIN, **kwargs
+                    self.prediction_model,
+                    plane,
+                    resolution=resolution,
+                    data=space,
+                    margin=self.SLICE_MARGIN,
+                    target_index=target_index,
+                    **kwargs,
                 )
 
         return self._answer(self._memo["slice"].get((layer, anchors, resolution), compute))

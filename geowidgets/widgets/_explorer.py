@@ -71,8 +71,10 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     images : array-like, optional
         ``[N, H, W]`` hover thumbnails (default the inputs if they look like images).
     task : {"auto", "classification", "regression", "embedding"}
-        What the model predicts (see :class:`~geowidgets.Session`); without class logits the
-        slice and temperature are hidden with a one-line reason (:attr:`no_slice_reason`).
+        What the model predicts (see :class:`~geowidgets.Session`). Regression: the slice shows the
+        predicted value on the plane and the temperature is hidden with a one-line reason
+        (:attr:`no_temperature_reason`); an embedding model (no predictions): the slice and
+        temperature are hidden with a one-line reason (:attr:`no_slice_reason`).
     output, head : optional
         Where the prediction is in the model's return value, and a module mapping it to logits.
     metadata : pandas.DataFrame, optional
@@ -111,6 +113,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     ----------
     session : Session
     embedding, slice, deviation_map, profile : the views.
+    no_temperature_reason : str
+        Why the temperature control is hidden while the slice is shown (a regression model, whose
+        outputs are values, not class logits); empty otherwise.
     layer_note : ipywidgets.HTML
         The session's ``layer_note`` (which default layers were chosen and how conv maps are pooled),
         shown under the controls when the layers were chosen by default.
@@ -271,16 +276,17 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             self.embedding = EmbeddingView(
                 session, layer=layer, k=k, temperature=temperature, color_by=color_by, method=method, size=size
             )
-            # The slice and the temperature need class logits: without them, one line says why they are absent.
+            # The slice needs predictions (class logits, or a regressor's values): without them, one line says
+            # why it is absent.
             self.slice: SliceView | None = None
             self.no_slice_reason = ""
-            if session.has_logits and session.tokens is None:
+            if session.task in ("classification", "regression") and session.tokens is None:
                 self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
                 slice_box: ipywidgets.Widget = self.slice
             else:
                 self.no_slice_reason = (
                     "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane through"
-                    if session.has_logits
+                    if session.task in ("classification", "regression")
                     else "Decision slice and temperature hidden: this model has no class logits "
                     f"(task={session.task!r})"
                 )
@@ -330,7 +336,20 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.search_box.add_class("gw-search")
         self.search_note = ipywidgets.HTML("")
         self.search_box.observe(self._on_search, names=["value"])
-        extra = [self.temperature_slider] if session.has_logits else []
+        # The temperature scales class logits: a regressor's values have none, and one line says so.
+        self.no_temperature_reason = (
+            "temperature: not used for regression (the model's outputs are values, not class logits)"
+            if session.task == "regression"
+            else ""
+        )
+        if session.has_logits:
+            extra: list[ipywidgets.Widget] = [self.temperature_slider]
+        elif self.no_temperature_reason:
+            note = ipywidgets.HTML(f"<i>{self.no_temperature_reason}</i>")
+            note.add_class("gw-no-temperature")
+            extra = [note]
+        else:
+            extra = []
         controls2 = ipywidgets.HBox([*extra, self.color_dropdown, self.search_box, self.search_note])
         # Beside the temperature slider: what T does to reference-vs-rest separation and calibration.
         self.temperature_panel: TemperaturePanel | None = None

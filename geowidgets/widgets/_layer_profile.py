@@ -10,11 +10,13 @@ import traitlets
 from jupyter_bokeh import BokehModel
 
 from geowidgets.plotting import profile_figure, profile_values
+from geowidgets.plotting._profile import profile_reasons
 from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import StatusBar, _Worker, check_keywords
-
 from geowidgets.widgets._export import ViewExport
+from geowidgets.widgets._metric_picker import COLLAPSE_METRICS, PICKABLE_METRICS, collapse_values
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -89,6 +91,11 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
     thread), and every k-dependent series (kNN agreement, deviation AUROC) follows ``k``. With
     the DataFrame of ``geo.layer_profile`` it is static: it charts that table, and ``k`` is the
     table's.
+
+    A metric that cannot be computed is not drawn as an empty chart: its chart says why in one
+    centred line (``reasons``), e.g. "needs class labels" for kNN label agreement or the Fisher
+    ratio without labels (an embedding or regression model), or "no misclassified samples" for
+    the deviation AUROC of a classifier that makes no mistakes.
 
     Parameters
     ----------
@@ -172,6 +179,9 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
         self._static_k = None if self.session is not None else k
         load_bokehjs_inline()
         self.values: dict[str, list[float]] = {m: [math.nan] * len(layers) for m in names}
+        #: Metric -> the one line its chart shows instead of data, for the metrics that cannot be computed.
+        self.reasons: dict[str, str] = {}
+        self._ncols = ncols
         self.figure = profile_figure(self.values, layers, current_layer=layer or layers[-1], ncols=ncols)
         self.figure.set_k(k, K_TITLED)
         self.bokeh = _ClosableBokehModel(self.figure.layout)
@@ -186,11 +196,12 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
         self.observe(self._on_current, names=["layer"])
         self._mirror()
         if self.session is None:
-            values = profile_values(self._table, layers)
-            self.lane("profile").submit(lambda: values, self._apply_values, inline=True)
+            result = profile_values(self._table, layers), profile_reasons(self._table)
+            self.lane("profile").submit(lambda: result, self._apply_profile, inline=True)
             return
         self.observe(self._on_k, names=["k"])
         self._on_profile()
+        self._on_collapse()
         self._on_k()
 
     def __repr__(self) -> str:
@@ -227,10 +238,13 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
             return proposal["value"]
         return self.session.check_k(proposal["value"])
 
-    def _apply_values(self, values: dict[str, list[float]]) -> None:
+    def _apply_values(self, values: dict[str, list[float]], reasons: dict[str, str] | None = None) -> None:
         for metric, series in values.items():
             if metric in self.values:
-                self._set_metric(metric, series)
+                self._set_metric(metric, series, (reasons or {}).get(metric, ""))
+
+    def _apply_profile(self, result: tuple[dict[str, list[float]], dict[str, str]]) -> None:
+        self._apply_values(*result)
 
     def _mirror(self, change: dict | None = None) -> None:
         with self.status_bar.hold_sync():
@@ -240,10 +254,21 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
             fixed = " · static table" if self.session is None else ""
             self.status_bar.summary = f"per-layer metrics (k={self.k}) · current layer {self.layer}{fixed}"
 
-    def _set_metric(self, metric: str, values: list[float]) -> None:
+    def _set_metric(self, metric: str, values: list[float], reason: str = "") -> None:
+        """Chart one metric's values, or, when it has none (every value NaN), ``reason`` in place of them."""
         first = all(math.isnan(v) for v in self.values[metric])
+        empty = all(math.isnan(v) for v in values)
+        reason = reason if empty else ""
+        if first and empty and metric in self.reasons and self.reasons[metric] == reason:
+            self.values[metric] = list(values)
+            return  # still nothing to draw, for the same reason: the charts on screen are unchanged
         self.values[metric] = list(values)
         self.figure.set_values(metric, values)
+        self.figure.set_reason(metric, reason)
+        if reason:
+            self.reasons[metric] = reason
+        else:
+            self.reasons.pop(metric, None)
         self._sync_bundle(full=first)
 
     def _sync_bundle(self, full: bool) -> None:
@@ -267,14 +292,55 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
     def _on_profile(self) -> None:
         """The metrics that do not depend on k: computed once."""
         s, k = self.session, self.k
-        metrics = tuple(m for m in self.metrics if m not in K_DEPENDENT_METRICS)
+        metrics = tuple(m for m in self.metrics if m not in K_DEPENDENT_METRICS and m not in COLLAPSE_METRICS)
         if not metrics:
             return
-        self.lane("profile").submit(
-            lambda: profile_values(s.profile(metrics, k=k), s.layers),
-            self._apply_values,
-            message="computing per-layer metrics…",
-        )
+
+        def compute() -> tuple[dict[str, list[float]], dict[str, str]]:
+            table = s.profile(metrics, k=k)
+            return profile_values(table, s.layers), profile_reasons(table)
+
+        self.lane("profile").submit(compute, self._apply_profile, message="computing per-layer metrics…")
+
+    def _on_collapse(self) -> None:
+        """The neural-collapse metrics NC2–NC4 (``geo.neural_collapse`` per layer): computed once."""
+        s = self.session
+        metrics = tuple(m for m in self.metrics if m in COLLAPSE_METRICS)
+        if metrics:
+            self.lane("collapse").submit(
+                lambda: collapse_values(s, metrics), self._apply_profile, message="computing NC2–NC4 per layer…"
+            )
+
+    def set_metrics(self, metrics: tuple[str, ...] | list[str]) -> None:
+        """Chart these metrics (any of ``PICKABLE_METRICS``, in this order) beside the deviation AUROC.
+
+        The charts are rebuilt; values come from the session's caches where computed before (the
+        metrics not computed yet are computed on a worker thread), and k-dependent ones follow ``k``.
+
+        Raises
+        ------
+        ValueError
+            A static profile (its table is fixed), or an unknown metric.
+        """
+        if self.session is None:
+            raise ValueError("this LayerProfile shows a fixed geo.layer_profile table; pass a Session to pick metrics")
+        picked = tuple(dict.fromkeys(metrics))
+        unknown = [m for m in picked if m not in PICKABLE_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; allowed: {list(PICKABLE_METRICS)}")
+        if picked == self.metrics:
+            return
+        self.metrics = picked
+        self.values = {m: [math.nan] * len(self._layers) for m in [*picked, "deviation_auroc"]}
+        self.reasons = {}
+        self.figure = profile_figure(self.values, self._layers, current_layer=self.layer, ncols=self._ncols)
+        self.figure.set_k(self.k, K_TITLED)
+        for source_ in self.figure.sources.values():
+            source_.selected.on_change("indices", self._on_tap)
+        self._sync_bundle(full=True)
+        self._on_profile()
+        self._on_collapse()
+        self._on_k()
 
     def _on_k(self, change: dict | None = None) -> None:
         """Every series that depends on k (kNN agreement, deviation AUROC) follows the k slider."""
@@ -284,14 +350,17 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
         if metrics:
             cheap = cheap and all(s.has_graph(layer) for layer in s.layers)
 
-        def compute() -> tuple[int, dict[str, list[float]]]:
-            values = profile_values(s.profile(metrics, k=k), s.layers) if metrics else {}
-            return k, {**values, "deviation_auroc": s.auroc(k)}
+        def compute() -> tuple[int, dict[str, list[float]], dict[str, str]]:
+            table = s.profile(metrics, k=k) if metrics else None
+            values = profile_values(table, s.layers) if metrics else {}
+            reasons = profile_reasons(table) if metrics else {}
+            reasons["deviation_auroc"] = auroc_reason(s)
+            return k, {**values, "deviation_auroc": s.auroc(k)}, reasons
 
-        def apply(result: tuple[int, dict[str, list[float]]]) -> None:
-            k_done, values = result
+        def apply(result: tuple[int, dict[str, list[float]], dict[str, str]]) -> None:
+            k_done, values, reasons = result
             self.figure.set_k(k_done, K_TITLED)
-            self._apply_values(values)
+            self._apply_values(values, reasons)
 
         self.lane("k").submit(compute, apply, inline=cheap, message="computing the k-dependent metrics…")
 
@@ -305,3 +374,20 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
     def _on_tap(self, attr: str, old: list[int], new: list[int]) -> None:
         if new:
             self.layer = self._layers[int(new[0])]
+
+
+def auroc_reason(session: Session) -> str:
+    """Why the session's deviation AUROC (misclassified samples vs the reference) has no value, if it has none.
+
+    Examples
+    --------
+    >>> from geowidgets.datasets import toy_demo
+    >>> demo = toy_demo("moons", n=60)
+    >>> auroc_reason(Session(demo.model, demo.inputs, k_max=10))
+    'needs class labels'
+    """
+    if session.correct is None:
+        return "needs class labels"
+    if session.correct.all():
+        return "no misclassified samples"
+    return "no value at any layer"

@@ -28,7 +28,12 @@ class SliceView(ViewBase):
     distance of the drawn samples, as the legend says). Hovering a sample gives its own label,
     prediction and distance to the plane; the background color is the model's decision on the
     plane itself, which an off-plane sample's projection need not share. A temperature move
-    rescales the cached slice logits (no forward pass) and sends only the new confidences. A click
+    rescales the cached slice logits (no forward pass) and sends only the new confidences.
+
+    A regression model (``mode == "regression"``) shows its predicted value at each point of the
+    plane on a continuous scale (viridis, a colour bar gives the range), the samples coloured by
+    their target on the same scale; hovering a sample gives its target, prediction and distance to
+    the plane. The temperature does not apply there (``temperature_note`` says so). A click
     on the image sets ``clicked`` (plane coordinates ``[alpha, beta]``) and makes the sample
     nearest the click the new anchor, replacing the anchors in turn (A, then B, then C).
 
@@ -49,6 +54,8 @@ class SliceView(ViewBase):
         plane is fixed; a temperature move still rescales its logits, clicks pick nothing).
     labels : array-like of int [M], optional
         Static view: classes of the slice's ``data`` points (drawn grey without them).
+    targets : array-like of float [M], optional
+        Static view of a regression slice: target values of its ``data`` points (drawn grey without them).
     class_names : list of str, optional
         Static view: names of the classes (default ``"0"``, ``"1"``...).
     layer : str, optional
@@ -84,6 +91,38 @@ class SliceView(ViewBase):
         "[G, G]",
         "Top-class softmax probability at the current temperature, uint8 [G, G], 0..255 for 0..1 (grid of classes).",
     )
+    mode = traitlets.Unicode(
+        "classification",
+        read_only=True,
+        help='What the image shows (str): "classification" (classes, confidence as lightness) or "regression" '
+        "(the predicted value on a continuous scale, `values`).",
+    ).tag(sync=True)
+    values = array_trait(
+        "float32",
+        "[G, G]",
+        "Regression: the predicted value at each grid point, float32 [G, G] (rows = beta, row 0 at the bottom); "
+        "None for a classifier.",
+    )
+    value_range = traitlets.List(
+        traitlets.Float(),
+        default_value=[],
+        read_only=True,
+        help="Regression: [low, high] (2 floats) of the colour scale shared by the image and the samples' targets: "
+        "the range of the grid's predictions and the drawn samples' targets. Empty for a classifier.",
+    ).tag(sync=True)
+    point_targets = array_trait(
+        "float32", "[M]", "Regression: target value of each drawn sample, float32 [M] (NaN: none); None otherwise."
+    )
+    point_values = array_trait(
+        "float32",
+        "[M]",
+        "Regression: the model's prediction for each drawn sample itself, float32 [M] (NaN: unknown); None otherwise.",
+    )
+    temperature_note = traitlets.Unicode(
+        "",
+        read_only=True,
+        help="Why the temperature does not apply (str), shown in the legend; empty when it does (a classifier).",
+    ).tag(sync=True)
     resolution = traitlets.Int(
         128, help="Grid size G (int, 8..1024) of the next slice; the image drawn is the [G, G] grid of classes."
     ).tag(sync=True)
@@ -198,6 +237,7 @@ class SliceView(ViewBase):
         *,
         labels: ArrayLike | None = None,
         class_names: list[str] | None = None,
+        targets: ArrayLike | None = None,
         **kwargs: Any,
     ):
         from geowidgets.geometry import DecisionSlice
@@ -207,12 +247,18 @@ class SliceView(ViewBase):
         self._coords: np.ndarray | None = None
         self._next_anchor = 0
         if isinstance(source, Session):
-            if labels is not None or class_names is not None:
-                raise TypeError("labels and class_names come from the session; pass them to Session")
+            if labels is not None or class_names is not None or targets is not None:
+                raise TypeError("labels, targets and class_names come from the session; pass them to Session")
+            if source.task == "embedding":
+                raise ValueError(
+                    "this session's model has no predictions to slice (task='embedding'); pass head= (a module "
+                    "mapping the features to logits) to the Session"
+                )
             self.session: Session | None = source
             kwargs.setdefault("layer", source.layers[0])
             kwargs.setdefault("anchors", list(source.default_anchors()))
             super().__init__(**kwargs)
+            self._set_mode(source.task == "regression")
             self.set_trait("class_names", list(source.class_names))
             if source.task == "classification":
                 self.set_trait("plane_kinds", list(PLANE_KINDS))
@@ -229,30 +275,39 @@ class SliceView(ViewBase):
             )
         self.session = None
         self._static = source
-        kwargs.setdefault("temperature", float(source.temperature))
+        regression = source.is_regression
+        if regression and (labels is not None or class_names is not None):
+            raise TypeError("a regression slice has no classes: pass targets= (one value per data point), not labels=")
+        if not regression and targets is not None:
+            raise TypeError("targets= is for a regression slice (geo.decision_slice(..., target_index=...))")
+        if not regression:
+            kwargs.setdefault("temperature", float(source.temperature))
         super().__init__(**kwargs)
+        self._set_mode(regression)
         self.set_trait("layer", source.layer or INPUT_LAYER)
         self.set_trait("resolution", source.resolution)
-        n_classes = int(source.logits.shape[-1])
+        n_classes = 0 if regression else int(source.logits.shape[-1])
         self.set_trait(
             "class_names",
             [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(n_classes)],
         )
+        given, what = (targets, "targets") if regression else (labels, "labels")
         if source.data_coords is None:
             coords, dist, point_labels = np.zeros((0, 2), np.float32), np.zeros(0), np.zeros(0, np.int32)
         else:
             coords = np.asarray(source.data_coords, dtype=np.float32)
             dist = np.asarray(source.data_distance, dtype=np.float64)
-            point_labels = np.full(coords.shape[0], -1) if labels is None else np.asarray(labels)
+            missing = np.nan if regression else -1
+            point_labels = np.full(coords.shape[0], missing) if given is None else np.asarray(given)
             if point_labels.shape != (coords.shape[0],):
                 raise ValueError(
-                    f"labels must have shape ({coords.shape[0]},) (one per data point), got {point_labels.shape}"
+                    f"{what} must have shape ({coords.shape[0]},) (one per data point), got {point_labels.shape}"
                 )
         anchors = np.asarray(source.anchor_coords, dtype=np.float32)
         self._show(source, coords, dist, point_labels, anchors if anchors.shape == (3, 2) else None, n_classes)
         self.set_trait(
             "title",
-            "decision slice"
+            ("regression slice" if regression else "decision slice")
             + (f" in layer {source.layer}" if source.layer else " in input space")
             + " · static (no session): the plane is fixed",
         )
@@ -262,6 +317,16 @@ class SliceView(ViewBase):
         mode = "live" if self.session is not None else "static"
         return (
             f"SliceView(layer={self.layer!r}, resolution={self.resolution}, temperature={self.temperature:.3g}, {mode})"
+        )
+
+    def _set_mode(self, regression: bool) -> None:
+        """Set ``mode`` and, for a regression model, the reason the temperature is not used."""
+        self.set_trait("mode", "regression" if regression else "classification")
+        self.set_trait(
+            "temperature_note",
+            "temperature: not used for regression (the model's outputs are values, not class logits)"
+            if regression
+            else "",
         )
 
     def _needs_session(self, name: str, value: Any, current: Any) -> None:
@@ -323,10 +388,14 @@ class SliceView(ViewBase):
     def _apply_plane(self, result: tuple) -> None:
         sl, coords, dist, max_points = result
         s = self.session
-        labels = s.labels if s.labels is not None else np.full(s.n, -1)
         anchor_xy = coords[list(self.anchors)]
-        self._show(sl, coords, dist, labels, anchor_xy, int(s.logits.shape[1]), max_points, s.predictions)
-        title = slice_title(self.layer, self.anchors)
+        if sl.is_regression:
+            targets = s.targets if s.targets is not None else np.full(s.n, np.nan)
+            self._show(sl, coords, dist, targets, anchor_xy, 0, max_points, s.predictions)
+        else:
+            labels = s.labels if s.labels is not None else np.full(s.n, -1)
+            self._show(sl, coords, dist, labels, anchor_xy, int(s.logits.shape[1]), max_points, s.predictions)
+        title = slice_title(self.layer, self.anchors, regression=sl.is_regression)
         self.set_trait("title", title if self.plane == "anchors" else f"{title} · plane: {self.plane} through A")
         if self.boundary_from >= 0:
             self._on_boundary_from()
@@ -342,7 +411,11 @@ class SliceView(ViewBase):
         max_points: int | None = None,
         predictions: np.ndarray | None = None,
     ) -> None:
-        """Set the image and point traits from a slice and its data's plane coordinates."""
+        """Set the image and point traits from a slice and its data's plane coordinates.
+
+        ``labels`` and ``predictions`` are per sample: class codes for a classifier's slice, float
+        targets and predicted values for a regression slice.
+        """
         order = np.argsort(dist, kind="stable")[: self.max_points if max_points is None else max_points]
         scale = float(np.median(dist[order])) if order.size else 0.0
         spread = float(np.ptp(coords[order])) if order.size else 0.0
@@ -352,15 +425,33 @@ class SliceView(ViewBase):
             scale = 0.0
         alpha = np.clip(1.0 - dist[order] / (3 * scale), 0.15, 1.0) if scale > 0 else np.ones(order.size)
         self._slice, self._coords = sl, coords
-        self.set_trait("classes", np.asarray(sl.classes).astype(np.uint8))
-        self.set_trait("confidence", self._confidence_image(sl, self.temperature))  # the temperature now
+        if sl.is_regression:
+            values = np.asarray(sl.values, dtype=np.float32)
+            targets = np.asarray(labels, dtype=np.float32)[order]
+            preds = np.full(order.size, np.nan) if predictions is None else np.asarray(predictions)[order]
+            shown = np.concatenate([values.ravel(), targets])
+            shown = shown[np.isfinite(shown)]
+            lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+            if hi <= lo:
+                lo, hi = lo - 0.5, hi + 0.5
+            self.set_trait("classes", None)
+            self.set_trait("confidence", None)
+            self.set_trait("values", values)
+            self.set_trait("value_range", [lo, hi])
+            self.set_trait("point_targets", targets)
+            self.set_trait("point_values", preds.astype(np.float32))
+            self.set_trait("point_labels", np.full(order.size, -1, dtype=np.int32))
+            self.set_trait("point_predictions", np.full(order.size, -1, dtype=np.int32))
+        else:
+            self.set_trait("classes", np.asarray(sl.classes).astype(np.uint8))
+            self.set_trait("confidence", self._confidence_image(sl, self.temperature))  # the temperature now
+            self.set_trait("point_labels", np.asarray(labels)[order].astype(np.int32))
+            preds = np.full(order.size, -1) if predictions is None else np.asarray(predictions)[order]
+            self.set_trait("point_predictions", preds.astype(np.int32))
         self.set_trait("extent", [float(v) for v in sl.extent])
         self.set_trait("n_classes", n_classes)
         self.set_trait("distance_scale", scale)
         self.set_trait("points", coords[order].astype(np.float32))
-        self.set_trait("point_labels", np.asarray(labels)[order].astype(np.int32))
-        preds = np.full(order.size, -1) if predictions is None else np.asarray(predictions)[order]
-        self.set_trait("point_predictions", preds.astype(np.int32))
         self.set_trait("point_distance", dist[order].astype(np.float32))
         self.set_trait("point_alpha", np.rint(alpha * 255).astype(np.uint8))
         self.set_trait("point_index", order.astype(np.int32))
@@ -369,8 +460,8 @@ class SliceView(ViewBase):
 
     def _on_temperature(self, change: dict | None = None) -> None:
         sl, t = self._slice, self.temperature
-        if sl is None or self.lane("slice").busy:
-            return  # the slice being computed picks up the new temperature when it is applied
+        if self.mode == "regression" or sl is None or self.lane("slice").busy:
+            return  # regression: no temperature; else the slice being computed picks it up when it is applied
 
         def apply(conf: np.ndarray) -> None:
             self.set_trait("confidence", conf)
@@ -466,13 +557,16 @@ def torch_cpu(x: Any) -> Any:
     return x.detach().cpu() if hasattr(x, "detach") else x
 
 
-def slice_title(layer: str, anchors: list[int]) -> str:
-    """The title of a live slice: where the plane lies and which samples A, B, C are.
+def slice_title(layer: str, anchors: list[int], regression: bool = False) -> str:
+    """The title of a live slice: what it shows, where the plane lies and which samples A, B, C are.
 
     Examples
     --------
     >>> slice_title("fc1", [3, 4, 7])
     'decision slice in layer fc1 · A = #3, B = #4, C = #7'
+    >>> slice_title("input", [0, 1, 2], regression=True)
+    'predicted value in input space · A = #0, B = #1, C = #2'
     """
     where = "input space" if layer == INPUT_LAYER else f"layer {layer}"
-    return f"decision slice in {where} · " + ", ".join(f"{n} = #{i}" for n, i in zip("ABC", anchors))
+    what = "predicted value" if regression else "decision slice"
+    return f"{what} in {where} · " + ", ".join(f"{n} = #{i}" for n, i in zip("ABC", anchors))
