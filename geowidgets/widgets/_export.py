@@ -478,6 +478,9 @@ class ExplorerState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown state version {state.get('version')!r}; this geowidgets reads {STATE_VERSION}")
         sess, view = state["session"], state["view"]
+        tokens = any(p == "tokens" for p in sess["pooling"].values())
+        if not tokens and hasattr(inputs, "__len__") and not isinstance(inputs, dict) and len(inputs) != sess["n"]:
+            raise ValueError(f"the state was saved over {sess['n']} samples; these inputs have {len(inputs)}")
         reference = np.unpackbits(array_from_json(sess["reference"]))[: sess["n"]].astype(bool)
         options = {
             "layers": sess["layers"],
@@ -543,7 +546,8 @@ class ExplorerState:
         all_layers : bool
             Store every layer, so the layer picker works in the file. The Explorer then shows each
             layer in turn while the file is written (computing what is not cached yet) and comes
-            back to the current one.
+            back to the current one (its layout then aligned to the last layer visited, as after
+            any layer move).
         title : str
             Page title.
 
@@ -565,6 +569,9 @@ class ExplorerState:
             layers = list(ex.session.layers)
             try:
                 for layer in layers:
+                    if layer == current:  # the stored state is this layer's picture as shown now
+                        by_layer[layer] = {name: {} for name in views}
+                        continue
                     ex.layer = layer
                     ex.wait()
                     by_layer[layer] = {}
