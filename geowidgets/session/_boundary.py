@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from geowidgets.geometry import BoundaryHit, BoundaryTilt, DecisionSlice, LoDDScores, MixupPath, Plane
     from geowidgets.session._colorings import ColorSpec
 
-__all__ = ["BoundaryGeometry", "PLANE_KINDS", "BOUNDARY_COLORINGS"]
+__all__ = ["BoundaryGeometry", "PLANE_KINDS", "BOUNDARY_COLORINGS", "LAYOUT_PARAMS", "check_layout_params"]
 
 #: Colorings of the embedding this module computes (entries of ``COLOR_BY``).
 BOUNDARY_COLORINGS = ("boundary_distance", "lodd")
@@ -338,3 +338,55 @@ class BoundaryGeometry:
             return [geo.boundary_tilting_angle(self.features(name), self.labels, pair, reg=reg) for name in self.layers]
 
         return self._answer(self._boundary_memo("tilting", 64).get((pair, reg), compute))
+
+
+#: Layout methods of ``Session.layout`` and the ``geo.embed`` parameters each takes from the view.
+LAYOUT_PARAMS: dict[str, tuple[str, ...]] = {
+    "pca": (),
+    "umap": ("n_neighbors", "min_dist"),
+    "heatgeo": ("n_neighbors", "t"),
+}
+
+
+def check_layout_params(method: str, params: dict[str, Any], k_max: int) -> dict[str, Any]:
+    """The layout parameters of ``method``, checked; parameters equal to ``geo.embed``'s defaults are dropped.
+
+    Dropping the defaults keeps one cache entry per distinct layout (``layout(l, "umap")`` and
+    ``layout(l, "umap", n_neighbors=15)`` are the same picture).
+
+    Raises
+    ------
+    ValueError
+        A parameter the method does not take, ``n_neighbors`` outside ``[2, k_max + 1]`` (UMAP
+        counts the point itself) or ``[1, k_max]`` (heatgeo), ``min_dist < 0``, ``t <= 0``.
+
+    Examples
+    --------
+    >>> check_layout_params("umap", {"n_neighbors": 15, "min_dist": 0.3}, k_max=30)
+    {'min_dist': 0.3}
+    """
+    allowed = LAYOUT_PARAMS.get(method)
+    if allowed is None:
+        raise ValueError(f"method must be one of {list(LAYOUT_PARAMS)}, got {method!r}")
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"layout method {method!r} takes {list(allowed) or 'no parameters'}, got {unknown}")
+    defaults = {"n_neighbors": 15, "min_dist": 0.1, "t": 10.0}
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name == "n_neighbors":
+            hi, lo = (k_max + 1, 2) if method == "umap" else (k_max, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise ValueError(f"n_neighbors must be an integer in [{lo}, {hi}] (k_max={k_max}), got {value!r}")
+            value = int(value)
+        elif name == "min_dist":
+            if not (isinstance(value, (int, float)) and 0 <= value and np.isfinite(value)):
+                raise ValueError(f"min_dist must be a finite number >= 0, got {value!r}")
+            value = float(value)
+        elif not (isinstance(value, (int, float)) and value > 0 and np.isfinite(value)):
+            raise ValueError(f"t (the diffusion time) must be a finite number > 0, got {value!r}")
+        else:
+            value = float(value)
+        if value != defaults[name]:
+            out[name] = value
+    return out

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
 from geowidgets.probe import Probe, iterate_batches
 from geowidgets.probe._layers import default_layers
-from geowidgets.session._boundary import BOUNDARY_COLORINGS, BoundaryGeometry
+from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
 from geowidgets.session._colorings import (
     COLOR_BY,
     ColorSpec,
@@ -762,17 +762,22 @@ class Session(BoundaryGeometry):
         return self.color_is_cheap(colour_by, layer)
 
     # ------------------------------------------------------------------ layouts
-    def layout(self, layer: str, method: str = "pca", reference: np.ndarray | None = None) -> np.ndarray:
+    def layout(self, layer: str, method: str = "pca", reference: np.ndarray | None = None, **params: Any) -> np.ndarray:
         """2-D layout of a layer, float32 ``[N, 2]``, aligned to ``reference`` when given.
 
         ``method="pca"`` is immediate; ``"umap"`` is warm-started from ``reference`` (the layout on
-        screen) or the PCA layout, and reuses the layer's cached kNN graph.
+        screen) or the PCA layout, and reuses the layer's cached kNN graph; ``"heatgeo"`` is the
+        classical MDS of heat-geodesic distances on that graph (``geo.embed(method="heatgeo")``).
+        ``params`` are ``geo.embed``'s: ``n_neighbors`` and ``min_dist`` for UMAP, ``n_neighbors``
+        and ``t`` (the diffusion time) for heatgeo (``n_neighbors`` default: 15, at most ``k_max``,
+        +1 for UMAP, which counts the point itself). Cached per (layer, method, params).
         """
         from geowidgets import geometry as geo
 
         layer = self.check_layer(layer)
-        if method not in ("pca", "umap"):
-            raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
+        if method not in LAYOUT_PARAMS:
+            raise ValueError(f"method must be one of {list(LAYOUT_PARAMS)}, got {method!r}")
+        params = check_layout_params(method, params, self.k_max)
         X = self.features(layer)
 
         def compute():
@@ -785,16 +790,21 @@ class Session(BoundaryGeometry):
             if init is None:
                 init = self.layout(layer, "pca")
             graph = self.knn_graph(layer)
-            return np.asarray(geo.embed(X, method="umap", knn=graph, init=init), dtype=np.float32)
+            if method == "heatgeo":
+                kw = {"n_neighbors": min(15, self.k_max), **params}  # the graph holds k_max neighbours
+                return np.asarray(geo.embed(X, method="heatgeo", knn=graph, **kw), dtype=np.float32)
+            return np.asarray(geo.embed(X, method="umap", knn=graph, init=init, **params), dtype=np.float32)
 
-        Y = self._memo["layout"].get((layer, method), compute)
+        key = (layer, method, *sorted(params.items()))
+        Y = self._memo["layout"].get(key if params else (layer, method), compute)
         if reference is not None and reference.shape == Y.shape:
             Y = np.asarray(geo.align_layout(Y, reference), dtype=np.float32)
         return self._answer(Y)
 
-    def has_layout(self, layer: str, method: str) -> bool:
-        """True if the (layer, method) layout is cached."""
-        return (layer, method) in self._memo["layout"]
+    def has_layout(self, layer: str, method: str, **params: Any) -> bool:
+        """True if the (layer, method, params) layout is cached."""
+        params = check_layout_params(method, params, self.k_max)
+        return ((layer, method, *sorted(params.items())) if params else (layer, method)) in self._memo["layout"]
 
     # ------------------------------------------------------------------ decision slices
     def default_anchors(self) -> tuple[int, int, int]:

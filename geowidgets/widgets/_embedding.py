@@ -101,7 +101,8 @@ class EmbeddingView(ViewBase):
         Static view: predicted classes (shown in tooltips, ``color_by="prediction"``).
     class_names : list of str, optional
         Static view: names of the class codes.
-    layer, k, temperature, color_by, method, point_size, size, ... : see the traits.
+    layer, k, temperature, color_by, method, point_size, size : see the traits
+        Any other trait is accepted as a keyword too.
         Unknown keywords raise ``TypeError`` listing the allowed ones; ``colour_by`` is a
         deprecated alias of ``color_by``.
 
@@ -208,8 +209,17 @@ class EmbeddingView(ViewBase):
         "label", help="Coloring (str): one of session.colorings (see geowidgets.session.COLOR_BY)."
     ).tag(sync=True)
     method = traitlets.Unicode(
-        "umap", help="Layout method (str): 'pca' (shown first) or 'umap' (refines the PCA on a worker thread)."
+        "umap",
+        help="Layout method (str): 'pca' (shown first), 'umap' or 'heatgeo' (heat-geodesic MDS), which refine the "
+        "PCA on a worker thread.",
     ).tag(sync=True)
+    n_neighbors = traitlets.Int(
+        15, help="UMAP's and heatgeo's neighbourhood size (int; UMAP counts the point itself): 2..session.k_max + 1."
+    ).tag(sync=True)
+    min_dist = traitlets.Float(0.1, help="UMAP's minimum distance between embedded points (float >= 0).").tag(sync=True)
+    diffusion_time = traitlets.Float(10.0, help="Heat-geodesic diffusion time t (float > 0) of method 'heatgeo'.").tag(
+        sync=True
+    )
 
     @property
     def n_points(self) -> int:
@@ -246,7 +256,7 @@ class EmbeddingView(ViewBase):
                 from geowidgets import geometry as geo
 
                 geo.warm_up_umap()  # compile umap's numba kernels in the background, once per process
-            self.observe(self._on_layer, names=["layer", "method"])
+            self.observe(self._on_layer, names=["layer", "method", "n_neighbors", "min_dist", "diffusion_time"])
             self.observe(self._on_values, names=["k", "temperature", "color_by"])
             self._on_layer()
             return
@@ -331,9 +341,26 @@ class EmbeddingView(ViewBase):
     @traitlets.validate("method")
     def _check_method(self, proposal: dict) -> str:
         self._needs_session("method")
-        if proposal["value"] not in ("pca", "umap"):
-            raise ValueError(f"method must be 'pca' or 'umap', got {proposal['value']!r}")
+        if proposal["value"] not in ("pca", "umap", "heatgeo"):
+            raise ValueError(f"method must be 'pca', 'umap' or 'heatgeo', got {proposal['value']!r}")
         return proposal["value"]
+
+    def layout_params(self, method: str | None = None) -> dict[str, Any]:
+        """``Session.layout``'s parameters of ``method`` (default: the current one) from the view's controls.
+
+        Those at ``geo.embed``'s defaults are left out (the session caches one layout per distinct
+        picture); invalid values raise ``ValueError``.
+        """
+        from geowidgets.session._boundary import check_layout_params
+
+        method = self.method if method is None else method
+        k_max = self.session.k_max
+        given = {
+            "pca": {},
+            "umap": {"n_neighbors": self.n_neighbors, "min_dist": self.min_dist},
+            "heatgeo": {"n_neighbors": min(self.n_neighbors, k_max), "t": self.diffusion_time},
+        }[method]
+        return check_layout_params(method, given, k_max)
 
     # ------------------------------------------------------------------ direct use
     def set_points(
@@ -449,6 +476,7 @@ class EmbeddingView(ViewBase):
 
     def _on_layer(self, change: dict | None = None) -> None:
         s, layer, method = self.session, self.layer, self.method
+        params = self.layout_params()
         reference = self._current_layout()
         first = reference is None
         self.lane("refine").cancel()
@@ -464,19 +492,24 @@ class EmbeddingView(ViewBase):
             self._set_positions(xy)
             if self.session.added or self.added_groups:
                 self.refresh_added()
-            self.title = f"{layer} · {stage.upper()}" + (
-                " (refining with UMAP…)" if stage == "pca" and method == "umap" else ""
+            self.title = f"{layer} · {_METHOD_TITLES[stage]}" + (
+                f" (refining with {_METHOD_TITLES[method]}…)" if stage == "pca" and method != "pca" else ""
             )
-            if stage == "pca" and method == "umap":
+            if stage == "pca" and method != "pca":
                 self._refine(layer)
 
-        done = s.has_layout(layer, method)
+        done = s.has_layout(layer, method, **params)
         if done:  # cached (e.g. a UMAP computed earlier): only the alignment runs
             self.lane("layout").submit(
-                lambda: (s.layout(layer, method, reference=reference), self._static_traits() if first else {}),
+                lambda: (
+                    s.layout(layer, method, reference=reference, **params),
+                    self._static_traits() if first else {},
+                ),
                 lambda r: apply(r, method),
                 inline=True,
             )
+        elif not first and change is not None and change["name"] in ("n_neighbors", "min_dist", "diffusion_time"):
+            self._refine(layer)  # a parameter of the layout on screen: refine it in place, no PCA first
         else:
             # PCA is O(N·D²): inline (no thread) only while that stays well under ~100 ms.
             small = s.captured and s.n * s.features(layer).shape[1] <= INLINE_PCA_CELLS
@@ -484,7 +517,8 @@ class EmbeddingView(ViewBase):
         self._on_values()
 
     def _refine(self, layer: str) -> None:
-        s = self.session
+        s, method = self.session, self.method
+        params = self.layout_params()
         reference = self._raw_layout
 
         def apply(xy):
@@ -492,10 +526,12 @@ class EmbeddingView(ViewBase):
             self._set_positions(xy)
             if self.session.added or self.added_groups:
                 self.refresh_added()
-            self.title = f"{layer} · UMAP"
+            self.title = f"{layer} · {_METHOD_TITLES[method]}"
 
         self.lane("refine").submit(
-            lambda: s.layout(layer, "umap", reference=reference), apply, message=f"refining {layer} with UMAP…"
+            lambda: s.layout(layer, method, reference=reference, **params),
+            apply,
+            message=f"refining {layer} with {_METHOD_TITLES[method]}…",
         )
 
     def _on_values(self, change: dict | None = None) -> None:
@@ -507,6 +543,10 @@ class EmbeddingView(ViewBase):
             inline=cheap,
             message=f"computing {by} for {layer}…",
         )
+
+
+#: How the title names each layout method.
+_METHOD_TITLES = {"pca": "PCA", "umap": "UMAP", "heatgeo": "heat-geodesic"}
 
 
 def tooltip_details(session: Session, max_lines: int = 6) -> list[str]:

@@ -14,12 +14,13 @@ from torch import nn
 from geowidgets.session import Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
+from geowidgets.widgets._boundary_panel import attach_boundary_views
 from geowidgets.widgets._checkpoints import attach_steps, model_family, swap_session
 from geowidgets.widgets._deviation_map import DeviationMap
 from geowidgets.widgets._embedding import EmbeddingView
+from geowidgets.widgets._export import ExplorerState, forget_added, remember_added
 from geowidgets.widgets._layer_profile import LayerProfile
 from geowidgets.widgets._neighbours import NeighbourLink
-from geowidgets.widgets._export import ExplorerState, forget_added, remember_added
 from geowidgets.widgets._slice import SliceView
 from geowidgets.widgets._temperature_panel import TemperaturePanel
 
@@ -119,6 +120,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     layer_note : ipywidgets.HTML
         The session's ``layer_note`` (which default layers were chosen and how conv maps are pooled),
         shown under the controls when the layers were chosen by default.
+    no_slice_reason : str
+        Why the decision slice (and the temperature) are hidden, e.g. a model without class logits
+        or token rows; empty when the slice is shown (``slice`` is then a :class:`SliceView`, else None).
 
     Examples
     --------
@@ -393,6 +397,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.observe(self._on_temperature, names=["temperature"])
         self.observe(self._on_color, names=["color_by"])
         self.observe(self._on_view_state, names=["selection"])  # the summary's selection count
+        attach_boundary_views(self)  # MixUp path, boundary tilting, metric picker, layout method (a row below)
         for view in self._views:
             view.observe(self._on_view_state, names=["status", "revision", "message"])
         self._on_view_state()
@@ -504,12 +509,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         >>> table["divergence_layer"].value_counts()  # doctest: +SKIP
         """
         table = self.session.add_samples(inputs, labels, name, k=self.k, threshold=self.deviation_map.threshold)
+        remember_added(self, name, inputs, labels)  # for ex.state
         self._refresh_added()
         return table
 
     def remove_samples(self, name: str) -> None:
         """Take an added group out of the views (``KeyError`` if there is none of that name)."""
         self.session.remove_samples(name)
+        forget_added(self, name)
         self._refresh_added()
 
     def _refresh_added(self) -> None:
@@ -580,13 +587,11 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             self.status_bar.revision = self.revision
             self.status_bar.summary = (
                 f"N={self.session.n} · layer {self.layer} · k={self.k} · T={self.temperature:.3g} · "
-        remember_added(self, name, inputs, labels)  # for ex.state
                 f"{len(self.selection)} selected sample{'' if len(self.selection) == 1 else 's'}"
             )
 
     # ------------------------------------------------------------------ scheduling
     #: Rank of the current layer's work, in the order the user sees it: the first picture (PCA) and
-        forget_added(self, name)
     #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
     _STAGES = {
         "EmbeddingView.layout": 0,
