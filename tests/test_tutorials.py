@@ -29,6 +29,7 @@ EXPECTED = [
     "04_geometry_through_training.ipynb",
     "05_bring_your_own_model.ipynb",
     "06_reasoning_steps.ipynb",
+    "07_training_and_comparison.ipynb",
 ]
 
 pytestmark = pytest.mark.notebooks
