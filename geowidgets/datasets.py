@@ -191,13 +191,13 @@ def train_classifier(
 ) -> list[dict]:
     """Train ``model`` with Adam and cross-entropy on ``X[train_mask]``; return the history.
 
+    Training runs on one CPU thread (restored afterwards): faster for these small models on a
+    shared host.
+
     Parameters
     ----------
     on_epoch : callable, optional
         Called as ``on_epoch(epoch, model)`` after each epoch (e.g. to save checkpoints).
-
-    Training runs on one CPU thread (restored afterwards): faster for these small models on a
-    shared host.
     """
     # Small models on a busy 2-core host (Binder, CI) train 2.5-7x faster on one thread: the
     # per-op cost of waking torch's thread pool dominates these tiny matrix products.

@@ -107,6 +107,9 @@ def patch_activation(
 ) -> Iterator[ActivationPatch]:
     """Replace the output of ``layer`` by ``values`` for every forward pass inside the block.
 
+    Inside the block the model may be called in any way (``model(x)``, ``model(**batch)`` with
+    a tokenizer's mapping, ...): the hook only sees the layer's output.
+
     Parameters
     ----------
     model : nn.Module
@@ -118,9 +121,6 @@ def patch_activation(
         None: pass-through (the hook only counts calls); change it later with ``patch.set``.
     select : int or str
         Which element of a tuple/dict layer output to replace.
-
-    Inside the block the model may be called in any way (``model(x)``, ``model(**batch)`` with
-    a tokenizer's mapping, ...): the hook only sees the layer's output.
 
     Yields
     ------

@@ -123,6 +123,10 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     no_slice_reason : str
         Why the decision slice (and the temperature) are hidden, e.g. a model without class logits
         or token rows; empty when the slice is shown (``slice`` is then a :class:`SliceView`, else None).
+    training_profile : TrainingProfile or None
+        Over checkpoints: every metric over steps × layers (``geo.layer_profile`` per step); else None.
+    barrier_chart : BarrierChart or None
+        Along ``interpolate=``: the loss along α (``geo.loss_barrier``); else None.
 
     Examples
     --------
