@@ -132,9 +132,10 @@ function render({ model, el }) {
       ctx.imageSmoothingEnabled = true;
       ctx.imageSmoothingQuality = 'high';
       ctx.drawImage(image, 0, 0, size, size);
-      if (model.get('show_boundary') && !regression()) {
-        el.dataset.gwBoundarySegments = String(drawBoundary(ctx, decodeArray(model.get('classes'), 'uint8').data, g, size, extent));
-      }
+      // Contour lines of the decision boundary; the count drawn (or 'off') tells tests what is on screen.
+      const lines = model.get('show_boundary') && !regression();
+      const classes = lines ? decodeArray(model.get('classes'), 'uint8').data : null;
+      el.dataset.gwBoundarySegments = lines ? String(drawBoundary(ctx, classes, g, size, extent)) : 'off';
     }
     if (extent.length !== 4) return;
     const pts = decodeArray(model.get('points'), 'float32').data; // [M, 2] plane coordinates
