@@ -4,6 +4,7 @@
 import { decodeArray } from './codecs.js';
 import { zColour } from './colour.js';
 import { fmt, line, makeRoot, makeTooltip, markDrawn } from './common.js';
+import { NEIGHBOUR_COLOUR, currentNeighbours, markNeighbours, onNeighbours } from './neighbours.js';
 
 const HEADER = 64;
 // Colours of added sample groups, as in the embedding's rings.
@@ -187,7 +188,23 @@ function render({ model, el }) {
       }
     }
     drawAddedGroups(pixRows, rowH, n, top);
+    drawNeighbourRows(rows, pixRows, rowH, n, top);
     markDrawn(el, model.get('revision'));
+  }
+
+  // The hovered or clicked sample's k nearest neighbours: a coloured tick at the right end of their rows.
+  function drawNeighbourRows(rows, pixRows, rowH, n, top) {
+    const { of, idx } = currentNeighbours(model);
+    const want = new Set(idx);
+    let drawn = 0;
+    ctx.fillStyle = NEIGHBOUR_COLOUR;
+    for (let r = 0; r < n && want.size; r++) {
+      if (!want.has(rows[r])) continue;
+      const p = Math.min(pixRows - 1, Math.floor((r * pixRows) / n));
+      ctx.fillRect(width - 6, top + p * rowH, 6, Math.max(2, rowH));
+      drawn++;
+    }
+    markNeighbours(el, of, drawn);
   }
 
   // Added sample groups (Session.add_samples): rows after the samples, under a line with the group's name.
@@ -296,6 +313,7 @@ function render({ model, el }) {
   model.on('change:selection', onLinked);
   model.on('change:layer', onLinked);
   model.on('change:hovered', onLinked);
+  const neighboursCleanup = onNeighbours(model, () => paint());
   syncControls();
   paint();
   return () => {
@@ -305,6 +323,7 @@ function render({ model, el }) {
     model.off('change:selection', onLinked);
     model.off('change:layer', onLinked);
     model.off('change:hovered', onLinked);
+    neighboursCleanup();
   };
 }
 

@@ -7,6 +7,7 @@ import { decodeArray, splitXY } from './codecs.js';
 import { encodeColours, scaleColours } from './colour.js';
 import { pointSizeFor } from './points.js';
 import { categoryLegendItems, fmt, line, makeRoot, makeTooltip, markDrawn, thumbnail } from './common.js';
+import { markNeighbours, neighbourOverlay, neighbourRows, onNeighbours } from './neighbours.js';
 import { createFallbackScatterplot, FALLBACK_MESSAGE, webglAvailable } from './fallback2d.js';
 
 let sharedRenderer = null;
@@ -90,6 +91,9 @@ function render({ model, el }) {
   });
   frame.style.position = 'relative';
   frame.appendChild(overlay);
+  // The hovered or clicked sample's k nearest neighbours (layer space): lines and rings over the points.
+  const neighbourLayer = neighbourOverlay(model, size);
+  frame.appendChild(neighbourLayer.canvas);
   const legendBox = document.createElement('div');
   body.append(title, frame, legendBox);
   const tooltip = makeTooltip(frame);
@@ -171,6 +175,7 @@ function render({ model, el }) {
           applyingSelection = false;
         }
         drawAdded();
+        drawNeighbours();
         markDrawn(el, revision, transition ? null : since);
       })
       .catch((err) => {
@@ -211,6 +216,25 @@ function render({ model, el }) {
     });
     el.dataset.gwAdded = String(drawn);
   }
+
+  function drawNeighbours() {
+    const at = (i) => (i >= 0 && i < n ? toScreen(xy.x[i], xy.y[i]) : null);
+    markNeighbours(el, model.get('neighbour_of'), neighbourLayer.draw(at, Math.max(4, model.get('point_size') * 1.4)));
+  }
+
+  // The tooltip shown (sample and its rows), so the neighbour list can be added when it arrives.
+  let tip = { index: -1, rows: [] };
+  function tipRows(i) {
+    return neighbourRows(model, i, n, {
+      labels: decodeArray(model.get('labels'), 'int32').data,
+      names: model.get('class_names'),
+      texts: model.get('texts'),
+    });
+  }
+  const neighboursCleanup = onNeighbours(model, () => {
+    drawNeighbours();
+    if (!tooltip.el.hidden && tip.index >= 0) tooltip.show(mouse[0], mouse[1], [...tip.rows, ...tipRows(tip.index)]);
+  });
 
   function onPositions() {
     const { shape, data: flat } = decodeArray(model.get('positions'), 'float32');
@@ -258,7 +282,10 @@ function render({ model, el }) {
   model.on('change:selection', onSelection);
   model.on('change:hovered', onHovered);
   model.on('change:point_size', onPointSize);
-  scatterplot.subscribe('view', () => drawAdded());
+  scatterplot.subscribe('view', () => {
+    drawAdded();
+    drawNeighbours();
+  });
   // Drawn traits redraw on their own change, not only with the next revision.
   model.on('change:title', updateTitle);
 
@@ -313,12 +340,14 @@ function render({ model, el }) {
       const per = shape.reduce((a, b) => a * b, 1);
       rows.push(thumbnail(images.data.subarray(i * per, (i + 1) * per), shape));
     }
-    tooltip.show(mouse[0], mouse[1], rows);
+    tip = { index: i, rows };
+    tooltip.show(mouse[0], mouse[1], [...rows, ...tipRows(i)]);
     model.set('hovered', i);
     model.save_changes();
   });
   scatterplot.subscribe('pointout', () => {
     tooltip.hide();
+    tip = { index: -1, rows: [] };
     if (model.get('hovered') !== -1) {
       model.set('hovered', -1);
       model.save_changes();
@@ -338,6 +367,7 @@ function render({ model, el }) {
     model.off('change:hovered', onHovered);
     model.off('change:point_size', onPointSize);
     model.off('change:title', updateTitle);
+    neighboursCleanup();
     scatterplot.destroy();
   };
 }

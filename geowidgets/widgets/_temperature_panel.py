@@ -315,6 +315,11 @@ class TemperaturePanel(_Worker, ipywidgets.VBox):
         )
         hist.legend.location = "top_left"
         hist.legend.label_text_font_size = "10px"
+        hist.legend.background_fill_alpha = 0.5  # bars under the legend stay visible
+        hist.legend.border_line_alpha = 0.0
+        hist.legend.padding = 2
+        hist.legend.glyph_height = 12
+        hist.legend.label_height = 12
         hist.title.text_font_size = "11px"
         hist.yaxis.axis_label = "share of group"
         rel = figure(
