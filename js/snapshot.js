@@ -133,6 +133,15 @@ export function composeElement(root) {
         }
       } else if (node.tagName === 'IMG' && node.complete) {
         ctx.drawImage(node, x, y, w, h);
+      } else if (node.tagName === 'SELECT' || node.tagName === 'INPUT') {
+        // Form controls: the value they show (their options are not laid out on the page).
+        const text = node.tagName === 'SELECT' ? node.selectedOptions[0]?.textContent ?? '' : node.value;
+        ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+        ctx.fillStyle = style.color;
+        ctx.textBaseline = 'middle';
+        ctx.textAlign = 'left';
+        ctx.fillText(text, x + 4, y + h / 2, Math.max(1, w - 8));
+        return;
       }
     }
     if (node.shadowRoot) for (const child of node.shadowRoot.childNodes) walk(child);

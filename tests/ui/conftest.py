@@ -97,9 +97,19 @@ def _write_lab_settings(settings_dir: Path) -> None:
 
 
 class LabServer:
-    """A running ``jupyter lab`` process and what a test needs to reach it."""
+    """A running ``jupyter lab`` (``app="lab"``) or ``jupyter notebook`` (``app="notebook"``) process."""
 
-    def __init__(self, root: Path, port: int, token: str, process: subprocess.Popen, log: Path, runtime: Path):
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        token: str,
+        process: subprocess.Popen,
+        log: Path,
+        runtime: Path,
+        app: str = "lab",
+    ):
+        self.app = app
         self.root = root
         self.port = port
         self.token = token
@@ -129,7 +139,20 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def lab_server(chromium_path: str) -> Iterator[LabServer]:
     """Start ``jupyter lab`` on 127.0.0.1 with a random token in a temp copy of tests/ui/notebooks."""
-    tmp = Path(tempfile.mkdtemp(prefix="gw-ui-"))
+    yield from _serve("lab")
+
+
+@pytest.fixture(scope="session")
+def notebook_server(chromium_path: str) -> Iterator[LabServer]:
+    """Start Jupyter Notebook 7 (``jupyter notebook``) the same way; skips when ``notebook`` is not installed."""
+    pytest.importorskip(
+        "notebook", minversion="7", reason="Jupyter Notebook 7 is not installed (`pip install notebook`)"
+    )
+    yield from _serve("notebook")
+
+
+def _serve(app: str) -> Iterator[LabServer]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"gw-ui-{app}-"))
     root = tmp / "notebooks"
     shutil.copytree(NOTEBOOKS, root)
     runtime, settings, workspaces, config = (tmp / d for d in ("runtime", "settings", "workspaces", "config"))
@@ -149,37 +172,42 @@ def lab_server(chromium_path: str) -> Iterator[LabServer]:
         OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),  # small shared machines: threads only fight
     )
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        sys.executable, "-m", "jupyterlab" if app == "lab" else "notebook", "--no-browser", "--allow-root",
         "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.token={token}",
         f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
-        "--LabApp.expose_app_in_browser=True",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.news_url=None",
         "--ServerApp.disable_check_xsrf=False",
     ]  # fmt: skip
+    if app == "lab":
+        cmd += [
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.news_url=None",
+        ]
+    else:
+        cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
     log = tmp / "jupyter.log"
     log_fh = log.open("w")
     process = subprocess.Popen(cmd, cwd=root, env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LabServer(root, port, token, process, log, runtime)
+    server = LabServer(root, port, token, process, log, runtime, app=app)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"jupyter {app} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
             try:
                 server.api("/api/status")
                 break
             except (urllib.error.URLError, ConnectionError, OSError) as exc:
                 if time.monotonic() > deadline:
                     tail = log.read_text()[-4000:]
-                    raise RuntimeError(f"jupyter lab did not answer in {SERVER_START_TIMEOUT}s:\n{tail}") from exc
+                    raise RuntimeError(f"jupyter {app} did not answer in {SERVER_START_TIMEOUT}s:\n{tail}") from exc
                 time.sleep(0.5)
         yield server
     finally:
         _stop(process)
         log_fh.close()
         ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(log, ARTIFACTS / "jupyter.log")
+        shutil.copy(log, ARTIFACTS / ("jupyter.log" if app == "lab" else f"jupyter-{app}.log"))
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -89,6 +89,8 @@ class LabPage:
         # notebooks earlier pages left open in the shared default workspace.
         workspace = "gw-" + "".join(c if c.isalnum() else "-" for c in path)
         url = f"{self.server.base_url}/lab/workspaces/{workspace}/tree/{path}?reset&token={self.server.token}"
+        if getattr(self.server, "app", "lab") == "notebook":  # Jupyter Notebook 7: one notebook per page
+            url = f"{self.server.base_url}/notebooks/{path}?token={self.server.token}"
         self.page.goto(url)
         self.page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=timeout * 1000)
         self.wait_until(
