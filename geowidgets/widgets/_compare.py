@@ -87,7 +87,7 @@ class HeatmapGrid(anywidget.AnyWidget):
     """A labelled grid of coloured, clickable cells (rows × columns); a click sets ``cell``."""
 
     _esm = _HEATMAP_ESM
-    values = traitlets.List(help="Cell values (list of list of float), rows × columns.").tag(sync=True)
+    values: traitlets.List = traitlets.List(help="Cell values (list of list of float), rows × columns.").tag(sync=True)
     colors = traitlets.List(traitlets.Unicode(), help="CSS colour (str) of each cell, row-major.").tag(sync=True)
     row_names = traitlets.List(traitlets.Unicode(), help="Row labels (list of str).").tag(sync=True)
     col_names = traitlets.List(traitlets.Unicode(), help="Column labels (list of str).").tag(sync=True)
@@ -184,6 +184,8 @@ class CompareView(ipywidgets.VBox):
             self.session_a, self.session_b = model_a, model_b
         else:
             opts = {("metric" if key == "metric_space" else key): v for key, v in session_options.items()}
+            if not (isinstance(model_a, nn.Module) and isinstance(model_b, nn.Module)):
+                raise TypeError("CompareView takes two models or two Sessions, not one of each")
             self.session_a = Session(model_a, inputs, labels, layers, **opts)
             self.session_b = Session(model_b, inputs, labels, layers_b or layers, **opts)
         if self.session_a.n != self.session_b.n:
@@ -256,9 +258,14 @@ class CompareView(ipywidgets.VBox):
         values = m.to_numpy(dtype=np.float64)
         with self.heatmap.hold_sync():
             self.heatmap.values = [[float(v) for v in row] for row in values]
-            self.heatmap.colors = _viridis(values, 0.0, 1.0)
+            # Colours span the matrix's own range (similarities of related layers often all sit near 1).
+            finite = values[np.isfinite(values)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            self.heatmap.colors = _viridis(values, lo, hi)
             extra = f" (k={self.k})" if self.metric == "mutual_knn" else ""
-            self.heatmap.title = f"{_TITLES[self.metric]}{extra}: layers of A (rows) × B (columns)"
+            self.heatmap.title = (
+                f"{_TITLES[self.metric]}{extra}: layers of A (rows) × B (columns) · colour {lo:.2f} to {hi:.2f}"
+            )
             self.heatmap.revision += 1
 
     def _on_cell(self, change: dict) -> None:

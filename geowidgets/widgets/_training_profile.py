@@ -338,6 +338,7 @@ class _TrainingFigure:
             src.data = {"x": ok, "value": [float(col[k]) for k in ok], "step": [_label(self.steps[k]) for k in ok]}
             lo, hi = padded_range([float(c) for c in col])
             self.line_figs[m].y_range.start, self.line_figs[m].y_range.end = lo, hi
+            self.line_figs[m].title.text = f"layer {self.layers[j]} over steps"
 
 
 def _label(step: Any) -> str:
