@@ -484,8 +484,10 @@ class SliceView(ViewBase):
     def _check_plane(self, proposal: dict) -> str:
         if self.session is None:
             self._needs_session("plane", proposal["value"], "anchors")
-        elif proposal["value"] not in self.plane_kinds:
-            raise ValueError(f"plane must be one of {self.plane_kinds}, got {proposal['value']!r}")
+        else:
+            allowed = PLANE_KINDS if self.session.task == "classification" else ("anchors",)
+            if proposal["value"] not in allowed:
+                raise ValueError(f"plane must be one of {list(allowed)}, got {proposal['value']!r}")
         return proposal["value"]
 
     def _plane_classes(self) -> tuple[int, ...] | None:

@@ -208,3 +208,10 @@ def test_metric_picker_charts_neural_collapse_and_k_dependent_metrics(session):
         assert profile.values["knn_agreement"][0] == pytest.approx(ref, rel=1e-9)
     with pytest.raises(ValueError, match="unknown metrics"):
         profile.set_metrics(("nc9",))
+
+
+def test_plane_as_a_keyword_slices_on_that_plane(session):
+    view = SliceView(session, layer=session.layers[0], resolution=16, plane="pca")
+    assert view.wait(60) and view.status == "idle", view.message
+    expected = session.plane_slice(session.layers[0], tuple(view.anchors), 16, "pca")
+    np.testing.assert_array_equal(np.asarray(view.classes), np.asarray(expected.classes))
