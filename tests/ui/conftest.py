@@ -158,7 +158,8 @@ def _serve(app: str) -> Iterator[LabServer]:
     runtime, settings, workspaces, config = (tmp / d for d in ("runtime", "settings", "workspaces", "config"))
     for d in (runtime, settings, workspaces, config):
         d.mkdir()
-    _write_lab_settings(settings)
+    if app == "lab":  # JupyterLab-only plugins: Notebook 7 fails to load settings of plugins it lacks
+        _write_lab_settings(settings)
     port, token = _free_port(), secrets.token_hex(24)
     env = dict(os.environ)
     env.update(
