@@ -361,7 +361,7 @@ class ViewExport:
         return getattr(self, "status_bar", self)
 
 
-class ExplorerState:
+class ExplorerState(ViewExport):
     """Mixin of the Explorer: its state as JSON, restoring it, and the HTML snapshot of all four views."""
 
     if TYPE_CHECKING:
@@ -471,10 +471,18 @@ class ExplorerState:
         ValueError
             A state of another version, or samples of another size than the state's.
         """
+        if isinstance(state, dict):
+            loaded: dict[str, Any] = state
+        else:
+            loaded = json.loads(pathlib.Path(state).read_text(encoding="utf-8"))
+        return cls._restore(loaded, model, inputs, labels, wait=wait, **session_options)
+
+    @staticmethod
+    def _restore(
+        state: dict[str, Any], model: nn.Module, inputs: Any, labels: Any, *, wait: bool, **session_options: Any
+    ) -> Explorer:
         from geowidgets.widgets._explorer import Explorer
 
-        if not isinstance(state, dict):
-            state = json.loads(pathlib.Path(state).read_text(encoding="utf-8"))
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown state version {state.get('version')!r}; this geowidgets reads {STATE_VERSION}")
         sess, view = state["session"], state["view"]
@@ -530,7 +538,7 @@ class ExplorerState:
         return ex
 
     def save_html(
-        self, path: str | pathlib.Path, *, all_layers: bool = False, title: str = "geowidgets Explorer"
+        self, path: str | pathlib.Path, *, all_layers: bool = False, title: str | None = None
     ) -> pathlib.Path:
         """Write the four views, linked, to one self-contained HTML file that opens offline with no kernel.
 
@@ -548,8 +556,8 @@ class ExplorerState:
             layer in turn while the file is written (computing what is not cached yet) and comes
             back to the current one (its layout then aligned to the last layer visited, as after
             any layer move).
-        title : str
-            Page title.
+        title : str, optional
+            Page title (default "geowidgets Explorer").
 
         Returns
         -------
@@ -606,7 +614,7 @@ class ExplorerState:
         return write_html(
             path,
             views,
-            title=title,
+            title=title or "geowidgets Explorer",
             profile=ex.profile,
             links=_LINKED,
             layer=current,
@@ -614,13 +622,6 @@ class ExplorerState:
             by_layer=by_layer,
             header=header,
         )
-
-    def save_png(self, path: str | pathlib.Path, *, timeout: float = 30.0) -> Future:
-        """Save the whole Explorer as shown (see :meth:`ViewExport.save_png`); needs it displayed."""
-        return ViewExport.save_png(self, path, timeout=timeout)
-
-    def _snapshot_widget(self) -> Any:
-        return getattr(self, "status_bar", self)
 
 
 def remember_added(explorer: Any, name: str, inputs: Any, labels: Any) -> None:
