@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["BoundaryGeometry", "PLANE_KINDS", "BOUNDARY_COLORINGS", "LAYOUT_PARAMS", "check_layout_params"]
 
 #: Colorings of the embedding this module computes (entries of ``COLOR_BY``).
-BOUNDARY_COLORINGS = ("boundary_distance", "lodd")
+BOUNDARY_COLORINGS = ("boundary_distance", "lodd_score")
 
 #: How a slice plane is chosen: through three anchors, or through anchor A along two directions
 #: of ``geo.plane_directions`` (top principal axes, the margin gradient at A, class centroids, random).
@@ -260,7 +260,7 @@ class BoundaryGeometry:
 
     # ------------------------------------------------------------------ colorings
     def boundary_coloring(self, color_by: str, layer: str | None, k: int) -> ColorSpec:
-        """The ``"boundary_distance"`` (:meth:`boundary_distances`) or ``"lodd"`` (:meth:`lodd` score) coloring.
+        """The ``"boundary_distance"`` (:meth:`boundary_distances`) or ``"lodd_score"`` (:meth:`lodd`) coloring.
 
         Distances are drawn on the continuous scale from 0 to their largest finite value (a sample
         whose class never changes within reach gets that largest value); LoDD scores from their
@@ -271,7 +271,7 @@ class BoundaryGeometry:
         if color_by not in BOUNDARY_COLORINGS:
             raise ValueError(f"color_by must be one of {BOUNDARY_COLORINGS}, got {color_by!r}")
         layer = self.check_layer(layer)  # type: ignore[arg-type]
-        if color_by == "lodd":
+        if color_by == "lodd_score":
             score = np.asarray(torch.as_tensor(self.lodd(layer, k).score).cpu(), dtype=np.float32)
             return value_coloring(score, "continuous", name=f"LoDD score (k={self.check_k(k)})")
         d = self.boundary_distances(layer)

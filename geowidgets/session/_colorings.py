@@ -42,7 +42,7 @@ COLOR_BY: dict[str, tuple[str, bool, bool]] = {
     "energy": ("continuous", False, True),
     "margin": ("continuous", False, True),
     "boundary_distance": ("continuous", False, False),
-    "lodd": ("continuous", True, False),
+    "lodd_score": ("continuous", True, False),
 }
 #: The colorings that are temperature scores of the logits (``geo.temperature_scores`` fields).
 TEMPERATURE_COLORINGS = ("confidence", "entropy", "energy", "margin")

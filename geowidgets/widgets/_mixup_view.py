@@ -10,6 +10,7 @@ import traitlets
 
 from geowidgets.session import INPUT_LAYER, Session
 from geowidgets.widgets._base import StatusBar, _Worker, check_keywords
+from geowidgets.widgets._embedding import INLINE_PCA_CELLS
 from geowidgets.widgets._layer_profile import _ClosableBokehModel, load_bokehjs_inline
 
 __all__ = ["MixupView", "intrusion_intervals", "CATEGORY_COLORS"]
@@ -262,9 +263,12 @@ class MixupView(_LiveBokeh):
         if a == b:
             self.message = "pick two different samples"
             return
+        # A path is `steps` forward passes and a kNN vote over the samples: inline while that is small.
+        cheap = s.captured and s.n * max(steps, s.slice_space(layer).shape[1]) <= INLINE_PCA_CELLS
         self.lane("path").submit(
             lambda: s.mixup(layer, a, b, steps=steps, k=k).with_temperature(t),
             self._apply,
+            inline=cheap,
             message=f"MixUp #{a} → #{b}…",
         )
 

@@ -4,7 +4,7 @@
 * SliceView ``boundary_from`` (alt-click): ``geo.boundary_search``'s CGBA distance, path and arcs
   projected on the slice's plane.
 * ``color_by="boundary_distance"``: a two-class linear read-out, where the distance along the margin
-  gradient has a closed form; ``color_by="lodd"``: ``geo.lodd``.
+  gradient has a closed form; ``color_by="lodd_score"``: ``geo.lodd``.
 * EmbeddingView ``method="heatgeo"`` and its diffusion time, UMAP's ``n_neighbors`` / ``min_dist``.
 * LayerProfile metric picker: NC2–NC4 against ``geo.neural_collapse`` and a numpy nearest-class-mean
   count; a k-dependent metric follows ``k``.
@@ -133,9 +133,9 @@ def test_lodd_coloring_equals_geo_lodd_and_follows_k(session):
     layer = session.layers[2]
     X = session.features(layer)
     for k in (5, 15):
-        spec = session.color_values("lodd", layer=layer, k=k)
+        spec = session.color_values("lodd_score", layer=layer, k=k)
         np.testing.assert_allclose(spec.values, np.asarray(geo.lodd(X, k=k).score), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(session.color_values("lodd", layer=layer, k=5).values, spec.values)
+    assert not np.allclose(session.color_values("lodd_score", layer=layer, k=5).values, spec.values)
 
 
 def test_embedding_heatgeo_and_its_diffusion_time(session):
