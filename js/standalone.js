@@ -28,7 +28,13 @@ export function decodeStored(value) {
   return value;
 }
 
-const same = (a, b) => a === b || (typeof a !== 'object' && typeof b !== 'object' ? Object.is(a, b) : JSON.stringify(a) === JSON.stringify(b));
+/** Equal trait values: arrays ({dtype, shape, buffer}) only when they are the same object, others by value. */
+export function same(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return Object.is(a, b);
+  if ('buffer' in a || 'buffer' in b) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
 
 /**
  * The part of an anywidget model the views use (get, set, on, off, save_changes, send), over a

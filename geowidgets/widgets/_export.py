@@ -255,7 +255,11 @@ def write_html(
     }
     if by_layer:
         spec["by_layer"] = by_layer
-    cells = [f'<div id="gw-view-{html.escape(name)}"></div>' for name in views]
+    cells = [
+        # As wide as the view's canvas, so its legend wraps under it as in the notebook.
+        f'<div id="gw-view-{html.escape(name)}" style="max-width: {_width(v) + 4}px"></div>'
+        for name, v in views.items()
+    ]
     head_extra = ""
     if profile is not None:
         bokeh_js, profile_html, ids = _profile_parts(profile)
@@ -266,6 +270,13 @@ def write_html(
     body = f'<div class="gw-export">{header}\n{rows}</div>'
     path.write_text(_page(title, body, head_extra, spec, with_views=bool(views)), encoding="utf-8")
     return path
+
+
+def _width(view: Any) -> int:
+    """Canvas width in CSS pixels of a view (the deviation map's ``width``, else its ``size``)."""
+    from geowidgets.widgets._deviation_map import DeviationMap
+
+    return int(view.width if isinstance(view, DeviationMap) else view.size)
 
 
 class ViewExport:

@@ -142,6 +142,12 @@ def test_html_snapshot_opens_offline_draws_and_links(offline_page, snapshot_file
             f"() => Number(document.querySelector('[data-gw-view=\"{view}\"]').dataset.gwDrawn) > {before_rev}",
             f"the {view} view to redraw layer {other}",
         )
+    # The views hold that layer's stored arrays (the very buffers the file stores for it).
+    for view, trait in (("embedding", "positions"), ("slice", "classes")):
+        assert page.evaluate(
+            f"() => window.gwExport.models.{view}.get('{trait}').buffer"
+            f" === window.gwExport.spec.by_layer[{json.dumps(other)}].{view}.{trait}.buffer"
+        ), f"{view}.{trait} is not layer {other}'s stored array"
     page.wait_for_timeout(1000)  # the 600 ms layout transition
     diff = pixel_difference(slice_before, _pixels(roots["slice"]))
     assert diff > 0.02, f"picking layer {other} changed only {diff:.2%} of the slice"

@@ -124,3 +124,22 @@ def test_html_snapshot_stores_the_synced_state_and_fetches_nothing(explorer, tmp
     Refs().feed(text)
     assert not found, found
     assert "BEGIN bokeh" in text or "Bokeh" in text
+
+
+def test_each_view_saves_its_own_html(explorer, tmp_path):
+    for name, view in _views(explorer).items():
+        spec = _stored(view.save_html(tmp_path / f"{name}.html").read_text())
+        (stored,) = spec["views"].values()
+        assert stored["kind"] == name
+        assert stored["state"] == synced_state(view)
+        assert spec["links"] == []
+    text = explorer.profile.save_html(tmp_path / "profile.html").read_text()
+    spec = _stored(text)
+    assert spec["views"] == {}
+    assert spec["profile"]["markers"] == [m.id for m in explorer.profile.figure.markers]
+    assert all(source_id in text for source_id in spec["profile"]["sources"])
+
+
+def test_save_png_needs_a_front_end(explorer, tmp_path):
+    with pytest.raises(RuntimeError, match="displayed"):
+        explorer.embedding.save_png(tmp_path / "x.png")
