@@ -8,7 +8,7 @@ precomputed graphs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -65,7 +65,9 @@ def _graph(session: Session, layer: str):
     if layer != INPUT_LAYER:
         return session.features(layer), session.knn_graph(layer)
     X = session.slice_space(INPUT_LAYER)  # the inputs [N, ...] flattened; ValueError when there is no single tensor
-    graph = session._memo["graph"].get(INPUT_LAYER, lambda: geo.knn_graph(X, session.k_max, metric=session.metric))
+    graph = session._memo["graph"].get(
+        INPUT_LAYER, lambda: geo.knn_graph(X, session.k_max, metric=cast(Any, session.metric))
+    )
     return X, graph
 
 

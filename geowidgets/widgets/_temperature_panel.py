@@ -250,9 +250,8 @@ class TemperaturePanel(_Worker, ipywidgets.VBox):
         self.readout.add_class("gw-temperature-readout")
         self.bokeh = _ClosableBokehModel(self.layout_figures)
         self.status_bar = StatusBar(view="temperature", root_class="gw-temperature-panel", needs_bokeh=True)
-        super().__init__(
-            children=[self.status_bar, ipywidgets.HBox([self.score_menu, self.readout]), self.bokeh], **kwargs
-        )
+        self._head = [self.status_bar, ipywidgets.HBox([self.score_menu, self.readout])]
+        super().__init__(children=[*self._head, self.bokeh], **kwargs)
         self.add_class("gw-temperature-panel")
         self.set_trait("temperature", Session.check_temperature(temperature))
         self.set_trait("score", score)
@@ -284,7 +283,7 @@ class TemperaturePanel(_Worker, ipywidgets.VBox):
         from bokeh.models import ColumnDataSource, Range1d
         from bokeh.plotting import figure
 
-        empty_hist = {"left": [], "right": [], "top": []}
+        empty_hist: dict[str, list[float]] = {"left": [], "right": [], "top": []}
         self.reference_source = ColumnDataSource(dict(empty_hist))
         self.others_source = ColumnDataSource(dict(empty_hist))
         self.reliability_source = ColumnDataSource({"left": [], "right": [], "top": [], "count": []})
@@ -401,15 +400,13 @@ class TemperaturePanel(_Worker, ipywidgets.VBox):
     def _sync_bundle(self) -> None:
         """First data: show the charts through a fresh BokehModel; later changes reach them as document patches
         (see :meth:`LayerProfile._sync_bundle`)."""
-        from jupyter_bokeh import BokehModel
-
         if not self._shown:
             self._shown = True
             self.bokeh.close()
             self.bokeh = _ClosableBokehModel(self.layout_figures)
-            self.children = [*self.children[:-1], self.bokeh]
+            self.children = [*self._head, self.bokeh]
         else:
-            self.bokeh._trait_values["render_bundle"] = BokehModel._model_to_traits(self.layout_figures)
+            self.bokeh._trait_values["render_bundle"] = _ClosableBokehModel._model_to_traits(self.layout_figures)
 
     def _mirror(self, change: dict | None = None) -> None:
         with self.status_bar.hold_sync():
