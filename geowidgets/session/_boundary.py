@@ -81,7 +81,7 @@ class BoundaryGeometry:
     def slice_plane(
         self,
         layer: str,
-        anchors: tuple[int, int, int],
+        anchors: tuple[int, ...],
         plane: str = "anchors",
         classes: tuple[int, ...] | None = None,
     ) -> Plane:
@@ -112,12 +112,12 @@ class BoundaryGeometry:
         if plane not in PLANE_KINDS:
             raise ValueError(f"plane must be one of {PLANE_KINDS}, got {plane!r}")
         layer = self.check_layer(layer, allow_input=True)
-        anchors = tuple(self._check_index(a, "anchors") for a in anchors)
-        if len(anchors) != 3 or len(set(anchors)) != 3:
-            raise ValueError(f"anchors must be 3 distinct sample indices, got {anchors}")
+        picked = tuple(self._check_index(a, "anchors") for a in anchors)
+        if len(picked) != 3 or len(set(picked)) != 3:
+            raise ValueError(f"anchors must be 3 distinct sample indices, got {picked}")
         space = self.slice_space(layer)
         if plane == "anchors":
-            return geo.Plane.through(*(space[a] for a in anchors))
+            return geo.Plane.through(*(space[a] for a in picked))
         if plane == "centroids" and self.labels is None:
             raise ValueError("plane='centroids' needs labels; this session has none")
         kwargs: dict[str, Any] = {}
@@ -125,21 +125,21 @@ class BoundaryGeometry:
             kwargs.update(labels=self.labels, classes=None if classes is None else tuple(int(c) for c in classes))
         if plane == "gradient":
             kwargs.update(
-                origin=space[anchors[0]],
+                origin=space[picked[0]],
                 model=self.prediction_model,
                 layer=None if layer == _INPUT else layer,
-                carrier=self._carrier(anchors[0]),
+                carrier=self._carrier(picked[0]),
             )
             with model_lock(self.model):
                 dirs = geo.plane_directions(space, plane, **kwargs)
         else:
             dirs = geo.plane_directions(space, plane, **kwargs)
-        return geo.Plane.from_directions(space[anchors[0]], dirs[0], dirs[1])
+        return geo.Plane.from_directions(space[picked[0]], dirs[0], dirs[1])
 
     def plane_slice(
         self,
         layer: str,
-        anchors: tuple[int, int, int],
+        anchors: tuple[int, ...],
         resolution: int = 128,
         plane: str = "anchors",
         classes: tuple[int, ...] | None = None,
@@ -156,13 +156,13 @@ class BoundaryGeometry:
         layer = self.check_layer(layer, allow_input=True)
         if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
             raise ValueError(f"resolution must be an integer in [8, 1024], got {resolution!r}")
-        anchors = tuple(int(a) for a in anchors)
+        picked = tuple(int(a) for a in anchors)
         classes = None if classes is None else tuple(int(c) for c in classes)
-        key = (layer, plane, anchors, resolution, classes)
+        key = (layer, plane, picked, resolution, classes)
 
         def compute():
-            p = self.slice_plane(layer, anchors, plane, classes)
-            kwargs: dict[str, Any] = {"carrier": self._carrier(anchors[0])}
+            p = self.slice_plane(layer, picked, plane, classes)
+            kwargs: dict[str, Any] = {"carrier": self._carrier(picked[0])}
             if layer != _INPUT:
                 kwargs.update(layer=layer, plane_space="layer")
             if self.task == "regression":
@@ -321,7 +321,7 @@ class BoundaryGeometry:
 
         return self._answer(self._boundary_memo("mixup", 64).get((layer, a, b, steps, k), compute))
 
-    def tilting(self, classes: tuple[int, int] | None = None, reg: float = 1e-2) -> list[BoundaryTilt]:
+    def tilting(self, classes: tuple[int, ...] | None = None, reg: float = 1e-2) -> list[BoundaryTilt]:
         """``geo.boundary_tilting_angle`` of each layer for the class pair, at L2 strength ``reg`` (λ).
 
         One fitted probe per layer of ``session.layers`` (in order); ``classes`` default to the two

@@ -82,7 +82,7 @@ def layout_controls(embedding: Any) -> ipywidgets.HBox:
 def tilting_controls(view: TiltingView) -> ipywidgets.HBox:
     """λ (log slider, 1e-6..1e2) and the class pair (two dropdowns) of a tilting view."""
     names = view.session.class_names
-    present = sorted({int(c) for c in view.session.labels})
+    present = np.unique(np.asarray(view.session.labels)).tolist()
     options = [(names[c] if c < len(names) else str(c), c) for c in present]
     counts = np.bincount(np.asarray(view.session.labels, dtype=np.int64))
     largest = sorted(sorted(present, key=lambda c: (-counts[c], c))[:2])  # geo's default pair

@@ -354,6 +354,8 @@ class EmbeddingView(ViewBase):
         from geowidgets.session._boundary import check_layout_params
 
         method = self.method if method is None else method
+        if self.session is None:
+            raise ValueError("a static layout has no layout parameters; pass a geowidgets Session")
         k_max = self.session.k_max
         given = {
             "pca": {},

@@ -92,9 +92,7 @@ class _LiveBokeh(_Worker, ipywidgets.VBox):
             self.bokeh = _ClosableBokehModel(self.layout_model)
             self.children = [self.status_bar, self.bokeh]
         else:
-            from jupyter_bokeh import BokehModel
-
-            self.bokeh._trait_values["render_bundle"] = BokehModel._model_to_traits(self.layout_model)
+            self.bokeh._trait_values["render_bundle"] = _ClosableBokehModel._model_to_traits(self.layout_model)
 
 
 class MixupView(_LiveBokeh):

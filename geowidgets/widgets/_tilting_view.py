@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import traitlets
 
 from geowidgets.plotting._profile import padded_range
@@ -107,7 +108,7 @@ class TiltingView(_LiveBokeh):
         pair = [int(c) for c in proposal["value"]]
         if pair and (len(pair) != 2 or pair[0] == pair[1]):
             raise ValueError(f"classes must be two different labels (or empty for the largest two), got {pair}")
-        present = set(int(c) for c in self.session.labels)
+        present = set(np.unique(np.asarray(self.session.labels)).tolist())
         missing = [c for c in pair if c not in present]
         if missing:
             raise ValueError(f"classes {missing} do not occur among the session's labels")
