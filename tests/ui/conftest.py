@@ -137,6 +137,12 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def chromium_args() -> list[str]:
+    """The command-line switches every test browser is launched with (add to them for a special browser)."""
+    return list(CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
 def lab_server(chromium_path: str) -> Iterator[LabServer]:
     """Start ``jupyter lab`` on 127.0.0.1 with a random token in a temp copy of tests/ui/notebooks."""
     yield from _serve("lab")

@@ -8,9 +8,12 @@ and sets ``ex.hovered``. Screenshots: ``artifacts/notebook7_page.png`` and ``art
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import ARTIFACTS
 from labdriver import nonblank_fraction, open_lab_page, pixel_difference
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 VIEWS = ("embedding", "slice", "deviation", "profile")
 # Notebook 7.6's own start-up raises this in its settings loader (notebook_core), on the file browser

@@ -9,27 +9,25 @@ Screenshots: ``artifacts/nowebgl_embedding.png`` (message and drawing) and ``art
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import ARTIFACTS, CHROMIUM_ARGS
 from labdriver import nonblank_fraction, open_lab_page
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def nowebgl_browser(chromium_path):
-    from playwright import sync_api
-
-    pw = sync_api.sync_playwright().start()
+def nowebgl_browser(browser, chromium_path, chromium_args):
+    """A second Chromium from the session's Playwright (one sync Playwright per thread), WebGL switched off."""
+    second = browser.browser_type.launch(
+        executable_path=chromium_path, headless=True, args=[*chromium_args, "--disable-webgl", "--disable-3d-apis"]
+    )
     try:
-        browser = pw.chromium.launch(
-            executable_path=chromium_path, headless=True, args=[*CHROMIUM_ARGS, "--disable-webgl", "--disable-3d-apis"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+        yield second
     finally:
-        pw.stop()
+        second.close()
 
 
 @pytest.fixture(scope="module")
