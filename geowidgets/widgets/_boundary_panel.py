@@ -58,9 +58,9 @@ def layout_controls(embedding: Any) -> ipywidgets.HBox:
         ),
         "gw-diffusion-time",
     )
-    for control in (n_neighbors, min_dist):
+    for control in (n_neighbors, min_dist, t):
         control.continuous_update = False
-    t.continuous_update = False
+        control.layout.width = "300px"
     traitlets.link((method, "value"), (embedding, "method"))
     traitlets.link((n_neighbors, "value"), (embedding, "n_neighbors"))
     traitlets.link((min_dist, "value"), (embedding, "min_dist"))
@@ -93,6 +93,7 @@ def tilting_controls(view: TiltingView) -> ipywidgets.HBox:
         ipywidgets.FloatLogSlider(value=view.reg, base=10, min=-6, max=2, step=0.1, description="λ"), "gw-tilt-reg"
     )
     reg.continuous_update = False
+    reg.layout.width = "300px"
     traitlets.link((reg, "value"), (view, "reg"))
 
     def pair(change: dict) -> None:
@@ -126,7 +127,7 @@ def attach_boundary_views(ex: Any) -> None:
             ex.tilting = TiltingView(s, layer=ex.layer)
     ex.layout_controls = layout_controls(ex.embedding)
     ex.metric_picker = metric_picker(ex.profile)
-    controls: list[ipywidgets.Widget] = [ex.layout_controls, ex.metric_picker]
+    controls: list[ipywidgets.Widget] = [ex.metric_picker]
     charts: list[ipywidgets.Widget] = []
     if ex.mixup is not None:
         mixup = ex.mixup
@@ -145,6 +146,7 @@ def attach_boundary_views(ex: Any) -> None:
     if ex.tilting is not None:
         traitlets.dlink((ex, "layer"), (ex.tilting, "layer"))
         controls.append(tilting_controls(ex.tilting))
+        controls[-1].layout.flex_flow = "column"
         charts.append(ex.tilting)
     ex._views.extend(v for v in (ex.mixup, ex.tilting) if v is not None)
     help_line = ipywidgets.HTML(
@@ -152,7 +154,7 @@ def attach_boundary_views(ex: Any) -> None:
         "MixUp path.</i>"
     )
     help_line.add_class("gw-boundary-help")
-    panel = ipywidgets.VBox([ipywidgets.HBox(controls), help_line, ipywidgets.HBox(charts)])
+    panel = ipywidgets.VBox([ex.layout_controls, ipywidgets.HBox(controls), help_line, ipywidgets.HBox(charts)])
     panel.add_class("gw-boundary-panel")
     ex.boundary_panel = panel
     ex.children = (*ex.children, panel)

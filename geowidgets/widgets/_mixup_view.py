@@ -154,7 +154,7 @@ class MixupView(_LiveBokeh):
         if session.task != "classification":
             raise ValueError(f"a MixUp path needs a classifier's decisions; this session's task is {session.task!r}")
         self.session = session
-        width, height = kwargs.pop("width", 460), kwargs.pop("height", 260)
+        width, height = kwargs.pop("width", 600), kwargs.pop("height", 260)
         anchors = session.default_anchors()
         traits = {
             "a": kwargs.pop("a", anchors[0]),
@@ -243,10 +243,9 @@ class MixupView(_LiveBokeh):
         ra = fig.line("lam", "p_a", source=src, line_width=2, color="#4e79a7")
         rb = fig.line("lam", "p_b", source=src, line_width=2, color="#e15759")
         rc = fig.line("lam", "conf", source=src, line_width=1.5, color="#333333", line_dash="dashed")
-        self.legend = Legend(items=[("p(class of a)", [ra]), ("p(class of b)", [rb]), ("top-class confidence", [rc])])
+        self.legend = Legend(items=[("p(class of a)", [ra]), ("p(class of b)", [rb]), ("confidence", [rc])])
         self.legend.label_text_font_size = "10px"
-        self.legend.location = "center_right"
-        fig.add_layout(self.legend)
+        fig.add_layout(self.legend, "right")
         fig.add_tools(
             HoverTool(
                 renderers=[rc],
@@ -308,10 +307,10 @@ class MixupView(_LiveBokeh):
         self.legend.items[1].label = {"value": f"p({name(path.class_b)}) · class of #{self.b}"}
         crossings = ", ".join(f"{float(c):.2f}" for c in _numpy(path.crossings))
         shaded = ", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in self.intervals) or "none"
-        basis = "kNN label" if path.intrusion is not None else "prediction"
+        basis = "kNN" if path.intrusion is not None else "prediction"
         self.figure.title.text = (
-            f"MixUp #{self.a} ({name(path.class_a)}) → #{self.b} ({name(path.class_b)}) · class changes at λ = "
-            f"{crossings or '—'} · manifold intrusion ({basis} ∉ both classes, shaded): {shaded}"
+            f"MixUp #{self.a} ({name(path.class_a)}) → #{self.b} ({name(path.class_b)}) · changes at λ = "
+            f"{crossings or '—'} · intrusion ({basis}, shaded): {shaded}"
         )
         self._sync_bundle()
         self._mirror()
