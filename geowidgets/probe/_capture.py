@@ -930,7 +930,7 @@ class Probe:
         root = pathlib.Path(store)
         root.mkdir(parents=True, exist_ok=True)
         files = {name: root / f"{i}.npy" for i, name in enumerate(self.layers)}
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.memmap] = {}
 
         def sink(name: str, rows: torch.Tensor, offset: int) -> None:
             if not bool(torch.isfinite(rows).all()):
@@ -1078,7 +1078,7 @@ class Probe:
                 h.remove()
         if n_seen == 0:
             raise ValueError("inputs are empty: the Dataset/DataLoader yielded no samples")
-        result = {}
+        result: dict[str, tuple[torch.Tensor | None, tuple]] = {}
         for name in layers:
             if sink is not None:
                 result[name] = (None, shapes[name])

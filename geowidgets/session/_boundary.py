@@ -42,12 +42,14 @@ class BoundaryGeometry:
         prediction_model: Any
         model: Any
         layers: list[str]
-        task: str
         SLICE_MARGIN: float
         _memo: dict[str, Memo]
         _small: dict[str, Memo]
 
-        def check_layer(self, layer: str, *, allow_input: bool = False) -> str: ...
+        def check_layer(self, layer: str | None, *, allow_input: bool = False) -> str: ...
+
+        @property
+        def task(self) -> str: ...
         def check_k(self, k: int) -> int: ...
         def slice_space(self, layer: str) -> torch.Tensor: ...
         def features(self, layer: str) -> torch.Tensor: ...
@@ -270,7 +272,7 @@ class BoundaryGeometry:
 
         if color_by not in BOUNDARY_COLORINGS:
             raise ValueError(f"color_by must be one of {BOUNDARY_COLORINGS}, got {color_by!r}")
-        layer = self.check_layer(layer)  # type: ignore[arg-type]
+        layer = self.check_layer(layer)
         if color_by == "lodd_score":
             score = np.asarray(torch.as_tensor(self.lodd(layer, k).score).cpu(), dtype=np.float32)
             return value_coloring(score, "continuous", name=f"LoDD score (k={self.check_k(k)})")

@@ -187,7 +187,7 @@ class Session(BoundaryGeometry):
         self.probe = Probe(self.prediction_model, layers, device=device, pooling=pooling)
         #: One line on how the layers were chosen (empty when they were given).
         self.layer_note = (
-            f"layers: the outputs of the model's {len(layers)} blocks (no Dropout/Identity/Flatten), "
+            f"layers: the outputs of the model's {len(self.probe.layers)} blocks (no Dropout/Identity/Flatten), "
             f"maps pooled by {pooling!r}; pass layers=[...] or pooling=... to change"
             if chosen
             else ""
@@ -198,7 +198,7 @@ class Session(BoundaryGeometry):
         self.metric = metric
         self.batch_size = batch_size
         self._lock = threading.Lock()
-        self._acts = None
+        self._acts: Activations | None = None
         self._logits_np: np.ndarray | None = None
         self._predictions: np.ndarray | None = None
         self._reference: np.ndarray | None = None
@@ -317,8 +317,10 @@ class Session(BoundaryGeometry):
             self.revision += 1
         return value
 
-    def check_layer(self, layer: str, *, allow_input: bool = False) -> str:
+    def check_layer(self, layer: str | None, *, allow_input: bool = False) -> str:
         """Return ``layer`` if the session knows it, else raise ``KeyError`` listing the layers."""
+        if layer is None:
+            raise ValueError(f"this needs a layer: one of {self.layers}")
         if allow_input and layer == INPUT_LAYER:
             return layer
         if layer not in self.layers:
@@ -422,7 +424,9 @@ class Session(BoundaryGeometry):
             if self.task == "embedding":
                 return None
             if self.task == "regression":
-                self._predictions = self.outputs.numpy().reshape(self.n).astype(np.float64)
+                out = self.outputs
+                assert out is not None  # resolve_task gave "regression" for a one-value output
+                self._predictions = out.numpy().reshape(self.n).astype(np.float64)
             else:
                 self._predictions = self.logits_numpy.argmax(1).astype(np.int64)
         return self._predictions
@@ -441,7 +445,8 @@ class Session(BoundaryGeometry):
         """Bool ``[N]``: prediction equals label (None without labels, or without class logits)."""
         if self.labels is None or self.task != "classification":
             return None
-        return self.predictions == self.labels  # predictions check the labels against the output width
+        # predictions check the labels against the output width
+        return np.asarray(self.predictions == self.labels, dtype=bool)
 
     @property
     def reference_mask(self) -> np.ndarray:
@@ -478,7 +483,7 @@ class Session(BoundaryGeometry):
             except ValueError:  # too few reference samples: the tables will say so; no extra neighbours
                 n_ref = self.n
             extra = math.ceil(2 * self.k_max * (self.n - n_ref) / max(n_ref, 1)) + 4 if n_ref < self.n else 0
-            return geo.knn_graph(X, min(self.k_max + extra, self.n - 1), metric=self.metric)
+            return geo.knn_graph(X, min(self.k_max + extra, self.n - 1), metric=self.metric)  # type: ignore[arg-type]
 
         return self._memo["graph"].get(layer, build)
 
@@ -603,12 +608,15 @@ class Session(BoundaryGeometry):
             }[color_by]
             if color_by == "abs_error":
                 return value_coloring(values, "continuous", vmin=0.0, name="absolute error")
+            assert self.predictions is not None  # a regression session has predictions
             both = self.predictions if self.targets is None else np.concatenate([self.predictions, self.targets])
             return value_coloring(values, "continuous", vmin=float(both.min()), vmax=float(both.max()), name=color_by)
         if color_by == "prediction":
             return categorical_coloring(self.predictions, self.class_names, "prediction")
         if color_by == "correct":
-            return categorical_coloring(self.correct.astype(np.int64), ["wrong", "correct"], "correct")
+            correct = self.correct
+            assert correct is not None  # checked above: the session has labels and class logits
+            return categorical_coloring(correct.astype(np.int64), ["wrong", "correct"], "correct")
         if color_by in BOUNDARY_COLORINGS:
             return self.boundary_coloring(color_by, layer, k)
         if color_by == "deviation":
@@ -861,7 +869,7 @@ class Session(BoundaryGeometry):
         from geowidgets import geometry as geo
 
         layer = self.check_layer(layer, allow_input=True)
-        anchors = tuple(int(a) for a in anchors)
+        anchors = tuple(int(a) for a in anchors)  # type: ignore[assignment]  # validated just below
         if len(anchors) != 3 or len(set(anchors)) != 3 or not all(0 <= a < self.n for a in anchors):
             raise ValueError(f"anchors must be 3 distinct sample indices in [0, {self.n}), got {anchors}")
         if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:

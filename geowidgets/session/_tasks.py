@@ -74,6 +74,7 @@ def select_prediction(out: Any, output: Output = None) -> torch.Tensor:
     >>> select_prediction((torch.zeros(2, 4), torch.ones(2)), 1).shape
     torch.Size([2])
     """
+    t: torch.Tensor | None
     if callable(output) and not isinstance(output, (str, int)):
         t = output(out)
     elif output is None:
@@ -150,7 +151,7 @@ class PredictionModel(nn.Module):
 
     # The wrapped model holds the train/eval mode: a wrapper's own flag (True after nn.Module's
     # __init__) would be "restored" onto the user's model after a capture and flip it to train mode.
-    @property  # type: ignore[override]
+    @property
     def training(self) -> bool:
         inner = self._modules.get("model")
         return True if inner is None else inner.training
@@ -276,7 +277,7 @@ def knn_placement(
     from geowidgets.geometry._knn import knn as knn_search
 
     k = min(int(k), int(data.shape[0]))
-    dist, idx = knn_search(queries, k, Y=data, metric=metric)
+    dist, idx = knn_search(queries, k, Y=data, metric=metric)  # type: ignore[arg-type]
     d = np.asarray(dist.detach().cpu().numpy() if hasattr(dist, "detach") else dist, dtype=np.float64)
     idx = np.asarray(idx.detach().cpu().numpy() if hasattr(idx, "detach") else idx, dtype=np.int64)
     exact = d <= 1e-12 * np.maximum(1.0, d.max(1, keepdims=True))

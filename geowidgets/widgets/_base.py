@@ -44,6 +44,9 @@ import traitlets
 
 from geowidgets.widgets._export import ViewExport
 
+if TYPE_CHECKING:
+    from geowidgets.session import Session
+
 __all__ = ["STATIC", "Lane", "Scheduler", "Task", "ViewBase", "StatusBar", "check_keywords"]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
@@ -577,6 +580,14 @@ class _Worker:
         message: str
 
         def hold_sync(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def _live(self) -> Session:
+        """The view's session; only the live code paths call this (a static view has none)."""
+        session = getattr(self, "session", None)
+        if session is None:
+            raise RuntimeError(f"this {type(self).__name__} shows a fixed result and has no session to compute with")
+        return session
 
     def _init_worker(self) -> None:
         self._scheduler: Scheduler | None = _CURRENT_SCHEDULER.get()

@@ -216,10 +216,12 @@ class DeviationMap(ViewBase):
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
         if self.session is None:
-            if proposal["value"] == self._static.k:
+            static = self._static
+            assert static is not None  # a view without a session shows a fixed profile
+            if proposal["value"] == static.k:
                 return proposal["value"]
             raise ValueError(
-                f"this DeviationMap shows a fixed geo.DeviationProfile (k={self._static.k}), so k cannot change; "
+                f"this DeviationMap shows a fixed geo.DeviationProfile (k={static.k}), so k cannot change; "
                 "pass a geowidgets Session to make it live"
             )
         return self.session.check_k(proposal["value"])
@@ -248,7 +250,7 @@ class DeviationMap(ViewBase):
         return proposal["value"]
 
     def _on_k(self, change: dict | None = None) -> None:
-        s, k = self.session, self.k
+        s, k = self._live, self.k
         # Re-reading the tables is O(N) per layer: inline (no thread) only while that stays well under ~100 ms.
         small = s.n * len(s.layers) <= INLINE_CELLS
         cheap = small and s.captured and all(s.has_tables(layer) for layer in s.layers)
@@ -288,10 +290,12 @@ class DeviationMap(ViewBase):
 
     def _apply_rows(self) -> None:
         order, divergence = self.rows()
-        z = self._profile.z
+        profile = self._profile
+        assert profile is not None  # rows() answers only once a profile is held
+        z = profile.z
         z_rows, index, div = z[:, order].T, order.astype(np.int32), divergence[order].astype(np.int32)
         groups = [] if self.session is None else list(self.session.added.values())
-        k = int(self._profile.k)  # the k of the samples' rows: added groups are re-read at it too
+        k = int(profile.k)  # the k of the samples' rows: added groups are re-read at it too
         if groups:  # added samples after the session's rows, in their groups, with negative row indices
             from geowidgets import geometry as geo
 

@@ -260,7 +260,7 @@ class EmbeddingView(ViewBase):
             self.observe(self._on_values, names=["k", "temperature", "color_by"])
             self._on_layer()
             return
-        if source is not None:
+        if source is not None and not isinstance(source, Session):
             self.set_points(source, labels=labels, predictions=predictions, class_names=class_names)
             if not self.title:
                 self.title = "static layout (no session): layer, k, temperature and method are fixed"
@@ -311,12 +311,12 @@ class EmbeddingView(ViewBase):
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
         self._needs_session("layer")
-        return self.session.check_layer(proposal["value"])
+        return self._live.check_layer(proposal["value"])
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:
         self._needs_session("k")
-        return self.session.check_k(proposal["value"])
+        return self._live.check_k(proposal["value"])
 
     @traitlets.validate("temperature")
     def _check_temperature(self, proposal: dict) -> float:
@@ -443,7 +443,7 @@ class EmbeddingView(ViewBase):
 
     # ------------------------------------------------------------------ session-driven
     def _static_traits(self) -> dict[str, Any]:
-        s = self.session
+        s = self._live
         out: dict[str, Any] = {"class_names": s.class_names}
         if s.task == "classification":
             out["predictions"] = np.asarray(s.predictions, np.int32)
@@ -477,7 +477,7 @@ class EmbeddingView(ViewBase):
         return self._raw_layout
 
     def _on_layer(self, change: dict | None = None) -> None:
-        s, layer, method = self.session, self.layer, self.method
+        s, layer, method = self._live, self.layer, self.method
         params = self.layout_params()
         reference = self._current_layout()
         first = reference is None
@@ -519,7 +519,7 @@ class EmbeddingView(ViewBase):
         self._on_values()
 
     def _refine(self, layer: str) -> None:
-        s, method = self.session, self.method
+        s, method = self._live, self.method
         params = self.layout_params()
         reference = self._raw_layout
 
@@ -537,7 +537,7 @@ class EmbeddingView(ViewBase):
         )
 
     def _on_values(self, change: dict | None = None) -> None:
-        s, layer, k, t, by = self.session, self.layer, self.k, self.temperature, self.color_by
+        s, layer, k, t, by = self._live, self.layer, self.k, self.temperature, self.color_by
         cheap = s.color_is_cheap(by, layer)
         self.lane("values").submit(
             lambda: s.color_values(by, layer=layer, k=k, temperature=t),

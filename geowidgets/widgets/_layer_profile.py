@@ -165,7 +165,11 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
             if missing:
                 raise ValueError(f"metrics {missing} are not in the table; it has {found}")
             names = list(self.metrics)
-            ks = source.loc[source["metric"].isin(K_DEPENDENT_METRICS), "k"].dropna() if "k" in source.columns else []
+            ks = (
+                source.loc[source["metric"].isin(K_DEPENDENT_METRICS), "k"].dropna()
+                if "k" in source.columns
+                else pd.Series([], dtype=float)
+            )
             table_k = int(ks.iloc[0]) if len(ks) else None
             if k is not None and k != table_k:
                 raise ValueError(f"a static LayerProfile shows the table's k ({table_k}); k cannot be {k}")
@@ -291,7 +295,7 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
 
     def _on_profile(self) -> None:
         """The metrics that do not depend on k: computed once."""
-        s, k = self.session, self.k
+        s, k = self._live, self.k
         metrics = tuple(m for m in self.metrics if m not in K_DEPENDENT_METRICS and m not in COLLAPSE_METRICS)
         if not metrics:
             return
@@ -304,7 +308,7 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
 
     def _on_collapse(self) -> None:
         """The neural-collapse metrics NC2–NC4 (``geo.neural_collapse`` per layer): computed once."""
-        s = self.session
+        s = self._live
         metrics = tuple(m for m in self.metrics if m in COLLAPSE_METRICS)
         if metrics:
             self.lane("collapse").submit(
@@ -344,7 +348,7 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
 
     def _on_k(self, change: dict | None = None) -> None:
         """Every series that depends on k (kNN agreement, deviation AUROC) follows the k slider."""
-        s, k = self.session, self.k
+        s, k = self._live, self.k
         metrics = tuple(m for m in self.metrics if m in K_DEPENDENT_METRICS)
         cheap = s.captured and all(s.has_tables(layer) for layer in s.layers)
         if metrics:

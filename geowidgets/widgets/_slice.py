@@ -339,6 +339,7 @@ class SliceView(ViewBase):
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:
         if self.session is None:
+            assert self._static is not None  # a view without a session shows a fixed slice
             self._needs_session("layer", proposal["value"], self._static.layer or INPUT_LAYER)
             return proposal["value"]
         return self.session.check_layer(proposal["value"], allow_input=True)
@@ -360,6 +361,7 @@ class SliceView(ViewBase):
     @traitlets.validate("resolution")
     def _check_resolution(self, proposal: dict) -> int:
         if self.session is None:
+            assert self._static is not None
             self._needs_session("resolution", proposal["value"], self._static.resolution)
             return proposal["value"]
         if not 8 <= proposal["value"] <= 1024:
@@ -367,7 +369,7 @@ class SliceView(ViewBase):
         return proposal["value"]
 
     def _on_plane(self, change: dict | None = None) -> None:
-        s, layer, anchors, g = self.session, self.layer, tuple(self.anchors), self.resolution
+        s, layer, anchors, g = self._live, self.layer, tuple(self.anchors), self.resolution
         max_points, plane, classes = self.max_points, self.plane, self._plane_classes()
 
         def compute():
@@ -387,7 +389,7 @@ class SliceView(ViewBase):
 
     def _apply_plane(self, result: tuple) -> None:
         sl, coords, dist, max_points = result
-        s = self.session
+        s = self._live
         anchor_xy = coords[list(self.anchors)]
         if sl.is_regression:
             targets = s.targets if s.targets is not None else np.full(s.n, np.nan)
