@@ -117,11 +117,11 @@ def test_alt_click_draws_the_boundary_search_and_reports_its_distance(lab) -> No
     a_lo, a_hi, b_lo, b_hi = extent[0] - da, extent[1] + da, extent[2] - db, extent[3] + db
     px = (pts[:, 0] - a_lo) / (a_hi - a_lo) * box["width"]
     py = (b_hi - pts[:, 1]) / (b_hi - b_lo) * box["height"]
-    xy = np.stack([px, py], 1)
-    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
     inside = (px > 60) & (px < box["width"] - 60) & (py > 60) & (py < box["height"] - 60)
-    i = int(np.flatnonzero(inside)[np.argmax(d[inside].min(1))])  # an isolated sample, away from the edges
+    # The sample farthest from the boundary (along its margin gradient, Session.boundary_distances) among
+    # those away from the frame's edges: its ray and arcs are long enough to see.
+    far = np.asarray(lab.kernel_value("session.boundary_distances('input').tolist()"))[ids]
+    i = int(np.flatnonzero(inside)[np.argmax(np.where(np.isfinite(far), far, -1)[inside])])
     before = lab.pixels(canvas)
     canvas.click(position={"x": float(px[i]), "y": float(py[i])}, modifiers=["Alt"])
     lab.page.wait_for_function(
@@ -139,6 +139,7 @@ def test_alt_click_draws_the_boundary_search_and_reports_its_distance(lab) -> No
     assert got == pytest.approx(expected, rel=1e-6)
     legend = root.locator(".gw-boundary-search").inner_text()
     assert f"#{int(ids[i])}" in legend and f"{expected:.4g}" in legend, legend
+    lab.page.mouse.move(1, 1)  # the tooltip away from the picture
     lab.page.wait_for_timeout(600)
     after = lab.pixels(canvas)
     # The search is drawn: orange (#e65100) strokes appear by the sample, none were there before.
