@@ -374,7 +374,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.layer_note.add_class("gw-layer-note")
         notes = [self.layer_note] if session.layer_note else []
         panel = [self.temperature_panel] if self.temperature_panel is not None else []
-        super().__init__(children=[controls, controls2, *panel, *notes, self.status_bar, row1, row2])
+        super().__init__(children=[controls, controls2, *notes, self.status_bar, *panel, row1, row2])
         self.add_class("gw-explorer")
         self.set_trait("layer", layer)
         self.set_trait("k", k)
