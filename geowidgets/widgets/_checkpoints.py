@@ -328,6 +328,10 @@ def swap_session(explorer: Explorer, i: int) -> None:
         explorer.profile.session = session
         explorer.profile._on_profile()
         explorer.profile._on_k()
+        if explorer.temperature_panel is not None:  # the step's logits
+            explorer.temperature_panel.session = session
+            explorer.temperature_panel.refresh()
+        explorer.neighbour_link.update()  # the step's neighbours of the hovered or clicked sample
     if explorer.barrier_chart is not None:
         explorer.barrier_chart.alpha = family.steps[i]
     if explorer.training_profile is not None:

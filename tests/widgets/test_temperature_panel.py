@@ -107,3 +107,46 @@ def test_no_panel_without_class_logits(demo):
     ex = Explorer(demo.model[:-1], demo.inputs, demo.labels, task="embedding", k_max=20, method="pca")
     assert ex.temperature_panel is None and ex.temperature_panel not in ex.children
     ex.close()
+
+
+def test_panel_and_neighbours_follow_the_checkpoint_step(demo):
+    import copy
+
+    import torch
+
+    from geowidgets import Explorer
+
+    perturbed = copy.deepcopy(demo.model)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in perturbed.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=g))
+    ex = Explorer(
+        [demo.model, perturbed],
+        demo.inputs,
+        demo.labels,
+        layers=demo.layers,
+        reference=demo.train_mask,
+        k_max=20,
+        method="pca",
+    )
+    assert ex.wait()
+    ex.hovered = 9
+    ex.temperature = 2.0
+    assert ex.wait()
+    before = (ex.temperature_panel.ece, list(ex.neighbours))
+    ex.step = ex.step_family.steps[1]
+    assert ex.wait()
+    s = ex.session
+    with torch.no_grad():
+        logits = perturbed(demo.inputs).numpy()  # the perturbed checkpoint's own outputs
+    scores = geo.temperature_scores(logits, 2.0)
+    conf, ref = np.asarray(scores.confidence, np.float64), s.reference_mask
+    assert ex.temperature_panel.session is s
+    assert ex.temperature_panel.auroc == pytest.approx(geo.auroc(conf[ref], conf[~ref]), abs=1e-6)
+    assert ex.temperature_panel.ece == pytest.approx(
+        geo.expected_calibration_error(scores.probs, np.asarray(demo.labels), 15), abs=1e-6
+    )
+    assert ex.neighbours == geo.knn(s.features(ex.layer).numpy(), ex.k)[1][9].tolist()
+    assert (ex.temperature_panel.ece, list(ex.neighbours)) != before
+    ex.close()
