@@ -11,7 +11,7 @@ import traitlets
 from numpy.typing import ArrayLike
 from torch import nn
 
-from geowidgets.session import Session
+from geowidgets.session import INPUT_LAYER, Session
 from geowidgets.session._colorings import warn_renamed
 from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
 from geowidgets.widgets._boundary_panel import attach_boundary_views
@@ -289,7 +289,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             self.slice: SliceView | None = None
             self.no_slice_reason = ""
             if session.task in ("classification", "regression") and session.tokens is None:
-                self.slice = SliceView(session, layer=layer, temperature=temperature, size=size)
+                self.slice = SliceView(session, layer=self.slice_layer(layer), temperature=temperature, size=size)
                 slice_box: ipywidgets.Widget = self.slice
             else:
                 self.no_slice_reason = (
@@ -443,13 +443,25 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     def _on_scrubber(self, change: dict) -> None:
         self.layer = self.session.layers[change["new"]]
 
+    def slice_layer(self, layer: str) -> str:
+        """The layer the decision slice shows while ``layer`` is current.
+
+        A plane needs at least two dimensions: a layer with one feature (a regressor's output, say)
+        is sliced at the nearest earlier layer that has two or more, else at the input.
+        """
+        s = self.session
+        for name in reversed(s.layers[: s.layers.index(layer) + 1]):
+            if s.features(name).reshape(s.n, -1).shape[1] >= 2:
+                return name
+        return INPUT_LAYER
+
     def _on_layer(self, change: dict) -> None:
         self._shown_layer = self.layer  # the queue now ranks this layer's work first
         self._dirty = True
         self.layer_scrubber.value = self.session.layers.index(self.layer)
         self.embedding.layer = self.layer
         if self.slice is not None:
-            self.slice.layer = self.layer
+            self.slice.layer = self.slice_layer(self.layer)
         self.deviation_map.layer = self.layer
         self.profile.layer = self.layer
         self._on_view_state()

@@ -81,6 +81,8 @@ def test_regression_colorings(demo):
     ex = Explorer.from_session(s, method="pca")
     assert ex.wait() and ex.status == "idle"
     assert ex.slice is not None and ex.no_slice_reason == ""  # the slice shows the predicted value
+    # the output layer has one feature: no plane there, so the slice stays at the last 2-D+ layer
+    assert s.features("2").shape[1] == 1 and ex.layer == "2" and ex.slice.layer == "1"
     assert ex.embedding.predictions is None and "target: " in ex.embedding.details[0]
 
 
