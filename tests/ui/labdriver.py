@@ -233,6 +233,26 @@ class LabPage:
             self.page.wait_for_timeout(100)
         raise TimeoutError(f"view did not draw a revision > {after} in {timeout:.0f}s (last state {state})")
 
+    def open_explorer(self, notebook: str, root: str = "explorer") -> LabPage:
+        """Open a test notebook, run it, and wait until its ``data-gw-view=root`` widget has drawn."""
+        self.open_notebook(notebook)
+        self.run_all()
+        widget = self.page.locator(f'[data-gw-view="{root}"]').first
+        widget.wait_for()
+        self.wait_drawn(widget)
+        return self
+
+    def explorer_view(self, view: str) -> Any:
+        """The root of one of the Explorer's views (``"embedding"``, ``"slice"``, ``"deviation"``...)."""
+        return self.page.locator(f'.gw-explorer [data-gw-view="{view}"]').first
+
+    def settle_explorer(self, views: tuple[str, ...]) -> None:
+        """Wait until the kernel's Explorer ``ex`` is idle and it and ``views`` have drawn their latest revision."""
+        self.kernel_exec("assert ex.wait(120), 'a view did not finish'")
+        for view in ("explorer", *views):
+            self.wait_drawn(self.page.locator(f'[data-gw-view="{view}"]').first)
+        self.page.wait_for_timeout(700)  # layout transitions (600 ms) finish before pixels are compared
+
     def wait_pixels_change(self, locator: Any, before: np.ndarray, minimum: float, timeout: float = 30.0) -> float:
         """Poll an element's pixels until at least ``minimum`` of them differ from ``before``."""
         deadline = time.monotonic() + timeout

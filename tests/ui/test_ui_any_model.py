@@ -17,23 +17,15 @@ VIEWS = ("embedding", "deviation", "profile")
 
 @pytest.fixture(scope="module")
 def lab(module_lab):
-    module_lab.open_notebook("any_model.ipynb")
-    module_lab.run_all()
-    root = module_lab.page.locator('[data-gw-view="explorer"]')
-    root.wait_for()
-    module_lab.wait_drawn(root)
-    return module_lab
+    return module_lab.open_explorer("any_model.ipynb")
 
 
 def _root(lab, view: str):
-    return lab.page.locator(f'.gw-explorer [data-gw-view="{view}"]').first
+    return lab.explorer_view(view)
 
 
 def _settle(lab) -> None:
-    lab.kernel_exec("assert ex.wait(120), 'a view did not finish'")
-    for view in ("explorer", *VIEWS):
-        lab.wait_drawn(lab.page.locator(f'[data-gw-view="{view}"]').first)
-    lab.page.wait_for_timeout(700)  # layout transitions (600 ms) finish before pixels are compared
+    lab.settle_explorer(VIEWS)
 
 
 def _to_screen(lab, trait: str) -> tuple[np.ndarray, dict]:

@@ -40,14 +40,11 @@ def nb7(browser, notebook_server):
 
 
 def _root(lab, view: str):
-    return lab.page.locator(f'.gw-explorer [data-gw-view="{view}"]').first
+    return lab.explorer_view(view)
 
 
 def _settle(lab) -> None:
-    lab.kernel_exec("assert ex.wait(120), 'a view did not finish'")
-    for view in ("explorer", *VIEWS):
-        lab.wait_drawn(lab.page.locator(f'[data-gw-view="{view}"]').first)
-    lab.page.wait_for_timeout(700)
+    lab.settle_explorer(VIEWS)
 
 
 def test_notebook7_draws_moves_k_and_temperature_and_hovers(nb7) -> None:
