@@ -24,6 +24,7 @@ __all__ = [
     "temperature_coloring",
     "check_color_kind",
     "warn_renamed",
+    "renamed_alias",
 ]
 
 ColorKind = Literal["categorical", "continuous", "diverging"]
@@ -185,3 +186,29 @@ def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
         DeprecationWarning,
         stacklevel=stacklevel,
     )
+
+
+def renamed_alias(old: str, new: str, *, writable: bool = True) -> property:
+    """A deprecated attribute ``old`` that reads (and writes) ``new``, warning each time.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> class View:
+    ...     color_by = "label"
+    ...     colour_by = renamed_alias("colour_by", "color_by")
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     View().colour_by
+    'label'
+    """
+
+    def fget(self: Any) -> Any:
+        warn_renamed(old, new)
+        return getattr(self, new)
+
+    def fset(self: Any, value: Any) -> None:
+        warn_renamed(old, new)
+        setattr(self, new, value)
+
+    return property(fget, fset if writable else None, doc=f"Deprecated alias of ``{new}``.")

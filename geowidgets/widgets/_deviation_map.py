@@ -9,7 +9,7 @@ import traitlets
 from numpy.typing import ArrayLike
 
 from geowidgets.session import Session
-from geowidgets.session._colorings import warn_renamed
+from geowidgets.session._colorings import renamed_alias
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
 
@@ -202,16 +202,7 @@ class DeviationMap(ViewBase):
         mode = "live" if self.session is not None else "static"
         return f"DeviationMap(N={self._n}, layers={len(self._layers)}, k={self.k}, threshold={self.threshold}, {mode})"
 
-    @property
-    def current_layer(self) -> str:
-        """Deprecated alias of ``layer``."""
-        warn_renamed("current_layer", "layer")
-        return self.layer
-
-    @current_layer.setter
-    def current_layer(self, value: str) -> None:
-        warn_renamed("current_layer", "layer")
-        self.layer = value
+    current_layer = renamed_alias("current_layer", "layer")
 
     @traitlets.validate("k")
     def _check_k(self, proposal: dict) -> int:

@@ -9,7 +9,7 @@ import traitlets
 from numpy.typing import ArrayLike
 
 from geowidgets.session import ColorSpec, Session
-from geowidgets.session._colorings import value_coloring, warn_renamed
+from geowidgets.session._colorings import renamed_alias, value_coloring, warn_renamed
 from geowidgets.widgets._base import STATIC, ViewBase
 from geowidgets.widgets._codec import array_trait
 
@@ -272,28 +272,9 @@ class EmbeddingView(ViewBase):
         return f"EmbeddingView(N={self.n_points}, color_by={self.color_by!r}, {mode})"
 
     # Deprecated spellings (traits and methods renamed to color), kept for one release.
-    @property
-    def colour_by(self) -> str:
-        """Deprecated alias of ``color_by``."""
-        warn_renamed("colour_by", "color_by")
-        return self.color_by
-
-    @colour_by.setter
-    def colour_by(self, value: str) -> None:
-        warn_renamed("colour_by", "color_by")
-        self.color_by = value
-
-    @property
-    def colour_kind(self) -> str:
-        """Deprecated alias of ``color_kind``."""
-        warn_renamed("colour_kind", "color_kind")
-        return self.color_kind
-
-    @property
-    def colour_label(self) -> str:
-        """Deprecated alias of ``color_label``."""
-        warn_renamed("colour_label", "color_label")
-        return self.color_label
+    colour_by = renamed_alias("colour_by", "color_by")
+    colour_kind = renamed_alias("colour_kind", "color_kind", writable=False)
+    colour_label = renamed_alias("colour_label", "color_label", writable=False)
 
     def set_colours(self, values: ArrayLike, kind: str = "continuous", **kwargs: Any) -> None:
         """Deprecated alias of :meth:`set_colors`."""

@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from geowidgets.session import INPUT_LAYER, Session
-from geowidgets.session._colorings import warn_renamed
+from geowidgets.session._colorings import renamed_alias, warn_renamed
 from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
 from geowidgets.widgets._boundary_panel import attach_boundary_views
 from geowidgets.widgets._checkpoints import attach_steps, model_family, swap_session
@@ -560,22 +560,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         warn_renamed("Explorer.add_colouring", "Explorer.add_coloring")
         self.add_coloring(name, fn, kind, **kwargs)
 
-    @property
-    def colour_by(self) -> str:
-        """Deprecated alias of ``color_by``."""
-        warn_renamed("colour_by", "color_by")
-        return self.color_by
+    colour_by = renamed_alias("colour_by", "color_by")
 
-    @colour_by.setter
-    def colour_by(self, value: str) -> None:
-        warn_renamed("colour_by", "color_by")
-        self.color_by = value
-
-    @property
-    def colour_dropdown(self) -> ipywidgets.Dropdown:
-        """Deprecated alias of ``color_dropdown``."""
-        warn_renamed("colour_dropdown", "color_dropdown")
-        return self.color_dropdown
+    colour_dropdown = renamed_alias("colour_dropdown", "color_dropdown", writable=False)
 
     def __repr__(self) -> str:
         s = self.session

@@ -12,7 +12,7 @@ from jupyter_bokeh import BokehModel
 from geowidgets.plotting import profile_figure, profile_values
 from geowidgets.plotting._profile import profile_reasons
 from geowidgets.session import Session
-from geowidgets.session._colorings import warn_renamed
+from geowidgets.session._colorings import renamed_alias, warn_renamed
 from geowidgets.widgets._base import StatusBar, _Worker, check_keywords
 from geowidgets.widgets._export import ViewExport
 from geowidgets.widgets._metric_picker import COLLAPSE_METRICS, PICKABLE_METRICS, collapse_values
@@ -212,16 +212,7 @@ class LayerProfile(_Worker, ViewExport, ipywidgets.VBox):
         mode = "live" if self.session is not None else "static"
         return f"LayerProfile(layers={len(self._layers)}, metrics={list(self.metrics)}, k={self.k}, {mode})"
 
-    @property
-    def current_layer(self) -> str:
-        """Deprecated alias of ``layer``."""
-        warn_renamed("current_layer", "layer")
-        return self.layer
-
-    @current_layer.setter
-    def current_layer(self, value: str) -> None:
-        warn_renamed("current_layer", "layer")
-        self.layer = value
+    current_layer = renamed_alias("current_layer", "layer")
 
     @traitlets.validate("layer")
     def _check_layer(self, proposal: dict) -> str:

@@ -118,6 +118,19 @@ def test_unknown_keywords_raise_type_error_naming_the_allowed_ones(session, demo
     with pytest.warns(DeprecationWarning, match="layer"):
         dmap = DeviationMap(session, current_layer=session.layers[0])
     assert dmap.layer == session.layers[0]
+    # the old attribute names read and write the new ones, each time with a warning
+    with pytest.warns(DeprecationWarning, match="'color_by'"):
+        assert view.colour_by == "prediction"
+    with pytest.warns(DeprecationWarning, match="'color_by'"):
+        view.colour_by = "label"
+    assert view.color_by == "label"
+    with pytest.warns(DeprecationWarning, match="'color_kind'"):
+        assert view.colour_kind == view.color_kind
+    with pytest.raises(AttributeError):
+        view.colour_kind = "continuous"  # read-only, like the trait it stands for
+    with pytest.warns(DeprecationWarning, match="'layer'"):
+        dmap.current_layer = session.layers[1]
+    assert dmap.layer == session.layers[1]
 
 
 def test_untrained_model_explorer_and_short_reprs():
