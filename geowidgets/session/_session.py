@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive
+from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive, label_array
 from geowidgets.probe import Probe, iterate_batches
 from geowidgets.probe._layers import default_layers
 from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
@@ -271,6 +272,8 @@ class Session(BoundaryGeometry):
                 texts = [texts[i] for i in self.tokens["sample"].to_numpy()]
         #: Hover text per row (None without ``texts=``).
         self.texts: list[str] | None = texts
+        if k_max > n - 2:  # k neighbours of a sample need k other samples, plus one for the baseline's spread
+            warnings.warn(f"k_max={k_max} is more than {n} samples allow; using k_max={n - 2}", stacklevel=2)
         self.k_max = min(k_max, n - 2)
 
     # ------------------------------------------------------------------ data
@@ -327,6 +330,18 @@ class Session(BoundaryGeometry):
             extra = f" or {INPUT_LAYER!r}" if allow_input else ""
             raise KeyError(f"unknown layer {layer!r}; this session has layers {self.layers}{extra}")
         return layer
+
+    def patchable(self, layer: str) -> bool:
+        """True if a slice or MixUp path can replace ``layer``'s output with points of its feature space.
+
+        That needs the features to be the layer's whole output, unpooled (a conv map averaged over
+        its positions cannot be put back), with at least two values per sample (a plane needs two
+        dimensions).
+        """
+        acts = self.activations()
+        shape = acts.shapes.get(self.check_layer(layer))
+        width = int(self.features(layer).reshape(self.n, -1).shape[1])
+        return shape is not None and width >= 2 and width == int(np.prod(shape))
 
     def check_k(self, k: int) -> int:
         """Return ``k`` if ``1 <= k <= k_max``, else raise ``ValueError``."""
@@ -459,7 +474,8 @@ class Session(BoundaryGeometry):
         if mask.sum() < self.k_max + 2:
             raise ValueError(
                 f"only {int(mask.sum())} reference samples (trusted and correctly classified); "
-                f"need at least k_max + 2 = {self.k_max + 2}"
+                f"need at least k_max + 2 = {self.k_max + 2}: pass a smaller k_max= (at most "
+                f"{max(int(mask.sum()) - 2, 1)}), or reference= a larger mask of trusted samples"
             )
         self._reference = mask
         return mask
@@ -789,10 +805,10 @@ class Session(BoundaryGeometry):
         X = self.features(layer)
 
         def compute():
+            if X.shape[1] < 2:  # one feature (e.g. a regressor's output): the value along x, centred, any method
+                x = X[:, 0].double().numpy()
+                return np.stack([x - x.mean(), np.zeros_like(x)], 1).astype(np.float32)
             if method == "pca":
-                if X.shape[1] < 2:  # one feature (e.g. a regressor's output): the value along x, centred
-                    x = X[:, 0].double().numpy()
-                    return np.stack([x - x.mean(), np.zeros_like(x)], 1).astype(np.float32)
                 return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
             init = reference if reference is not None and reference.shape == (self.n, 2) else None
             if init is None:
@@ -801,7 +817,8 @@ class Session(BoundaryGeometry):
             if method == "heatgeo":
                 kw = {"n_neighbors": min(15, self.k_max), **params}  # the graph holds k_max neighbours
                 return np.asarray(geo.embed(X, method="heatgeo", knn=graph, **kw), dtype=np.float32)
-            return np.asarray(geo.embed(X, method="umap", knn=graph, init=init, **params), dtype=np.float32)
+            kw = {"n_neighbors": min(15, self.k_max + 1), **params}  # UMAP counts the point itself
+            return np.asarray(geo.embed(X, method="umap", knn=graph, init=init, **kw), dtype=np.float32)
 
         key = (layer, method, *sorted(params.items()))
         Y = self._memo["layout"].get(key if params else (layer, method), compute)
@@ -1068,8 +1085,14 @@ class Session(BoundaryGeometry):
         table["divergence_layer"] = pd.Series([self.layers[d] if d >= 0 else None for d in divergence], dtype=object)
         if labels is None and acts.labels is not None:
             labels = acts.labels
-        if labels is not None:
-            table["label"] = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+        if labels is not None:  # checked like the session's own: class indices within the output, or targets
+            if self.task == "classification":
+                width = None if acts.outputs is None else int(acts.outputs.shape[1])
+                codes = as_class_indices(labels, m, n_classes=width, class_names=self._class_names)
+                table["label"] = [self.class_names[c] for c in codes] if self._class_names else codes
+            else:
+                values = label_array(labels, m)
+                table["label"] = values
         if self.task != "embedding" and acts.outputs is not None:
             out = acts.outputs.numpy()
             table["prediction"] = out.argmax(1) if self.task == "classification" else out.reshape(m)

@@ -122,7 +122,7 @@ def attach_boundary_views(ex: Any) -> None:
     with ex.scheduler.attach():
         if ex.slice is not None and s.task == "classification":
             a, b = s.default_anchors()[:2]
-            ex.mixup = MixupView(s, a=a, b=b, layer=ex.layer, k=ex.k, temperature=ex.temperature)
+            ex.mixup = MixupView(s, a=a, b=b, layer=ex.slice_layer(ex.layer), k=ex.k, temperature=ex.temperature)
         if s.labels is not None and len({int(c) for c in s.labels}) >= 2:
             ex.tilting = TiltingView(s, layer=ex.layer)
     ex.layout_controls = layout_controls(ex.embedding)
@@ -139,7 +139,7 @@ def attach_boundary_views(ex: Any) -> None:
                     mixup.a, mixup.b = picked
 
         ex.slice.observe(on_picked, names=["picked"])
-        traitlets.dlink((ex, "layer"), (mixup, "layer"))
+        traitlets.dlink((ex, "layer"), (mixup, "layer"), ex.slice_layer)  # a path, like a slice, needs whole outputs
         traitlets.dlink((ex, "k"), (mixup, "k"))
         traitlets.dlink((ex, "temperature"), (mixup, "temperature"))
         charts.append(mixup)

@@ -340,7 +340,7 @@ class EmbeddingView(ViewBase):
         k_max = self.session.k_max
         given = {
             "pca": {},
-            "umap": {"n_neighbors": self.n_neighbors, "min_dist": self.min_dist},
+            "umap": {"n_neighbors": min(self.n_neighbors, k_max + 1), "min_dist": self.min_dist},
             "heatgeo": {"n_neighbors": min(self.n_neighbors, k_max), "t": self.diffusion_time},
         }[method]
         return check_layout_params(method, given, k_max)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import partial
 from typing import Any
@@ -196,7 +197,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             raise TypeError(
                 "Explorer's first argument is a model; to explore a Session use Explorer.from_session(session)"
             )
-        check_keywords("Explorer", view_options, _VIEW_OPTIONS)
+        named = [p for p in inspect.signature(Explorer.__init__).parameters if p not in ("self", "view_options")]
+        check_keywords("Explorer", view_options, [*named, *_VIEW_OPTIONS])
         session_kwargs = dict(
             inputs=inputs,
             labels=labels,
@@ -446,12 +448,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     def slice_layer(self, layer: str) -> str:
         """The layer the decision slice shows while ``layer`` is current.
 
-        A plane needs at least two dimensions: a layer with one feature (a regressor's output, say)
-        is sliced at the nearest earlier layer that has two or more, else at the input.
+        A slice swaps a plane's points in for the layer's output, so it needs the layer's whole
+        output (not a pooled one, such as the default mean over a conv map's positions) with at
+        least two values per sample (not a regressor's single output): otherwise the slice is taken
+        at the nearest earlier layer that qualifies, else at the input.
         """
         s = self.session
         for name in reversed(s.layers[: s.layers.index(layer) + 1]):
-            if s.features(name).reshape(s.n, -1).shape[1] >= 2:
+            if s.patchable(name):
                 return name
         return INPUT_LAYER
 
@@ -656,9 +660,12 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if not hasattr(self, "scheduler"):  # the constructor failed before building the views
+            super().close()
+            return
         self.scheduler.close()
         self.unobserve_all()
-        for view in self._views:
+        for view in getattr(self, "_views", ()):
             view.unobserve_all()
         stack: list[Any] = [self]
         seen: set[int] = set()
@@ -674,7 +681,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
                     stack.append(child)
             if widget is not self:
                 widget.close()
-        if self._owns_session:
+        if getattr(self, "_owns_session", False):
             self.session.close()
             if getattr(self, "step_family", None) is not None:
                 self.step_family.close(keep=self.session)

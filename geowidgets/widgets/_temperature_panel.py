@@ -119,7 +119,8 @@ def temperature_summary(
     Raises
     ------
     ValueError
-        Unknown score, a temperature that is not > 0, or an empty group.
+        Unknown score, a temperature that is not > 0, or no reference samples. With nothing to compare
+        the reference with, ``auroc`` and ``fpr95`` are NaN (the histograms and calibration are kept).
     """
     from geowidgets import geometry as geo
 
@@ -136,14 +137,17 @@ def temperature_summary(
     else:
         other = np.asarray(getattr(geo.temperature_scores(np.asarray(other_logits, np.float32), temperature), score))
         pos, neg = shown[ref], (-other if score == "energy" else other).astype(np.float64)
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError(f"need reference samples and samples to compare with, got {pos.size} and {neg.size}")
+    if pos.size == 0:
+        raise ValueError("need reference samples to compare with, got none")
     sign = SCORE_AXES[score][1]
-    auroc = geo.auroc(sign * pos, sign * neg)
-    fpr95 = geo.fpr_at_tpr(sign * pos, sign * neg, 0.95)
+    # Nothing outside the reference (a classifier right on every sample, no added groups): no AUROC or
+    # FPR to give, the reference histogram and the calibration still are.
+    auroc = geo.auroc(sign * pos, sign * neg) if neg.size else math.nan
+    fpr95 = geo.fpr_at_tpr(sign * pos, sign * neg, 0.95) if neg.size else math.nan
     n_classes = z.shape[1]
     fixed = {"confidence": (1.0 / n_classes, 1.0), "margin": (0.0, 1.0), "entropy": (0.0, math.log(n_classes))}
-    lo, hi = fixed.get(score, (float(min(pos.min(), neg.min())), float(max(pos.max(), neg.max()))))
+    both = np.concatenate([pos, neg])
+    lo, hi = fixed.get(score, (float(both.min()), float(both.max())))
     if not hi > lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
@@ -170,7 +174,7 @@ def temperature_summary(
         neg,
         edges,
         ref_counts / pos.size,
-        other_counts / neg.size,
+        other_counts / max(neg.size, 1),
         float(auroc),
         float(fpr95),
         float(ece),
@@ -385,16 +389,23 @@ class TemperaturePanel(_Worker, ipywidgets.VBox):
         self.histogram_figure.x_range.update(start=float(e[0]), end=float(e[-1]))
         self.histogram_figure.y_range.update(start=0.0, end=top * 1.1 if top > 0 else 1.0)
         self.histogram_figure.xaxis.axis_label = f"{SCORE_AXES[summary.score][0]} at T={summary.temperature:.3g}"
-        self.histogram_figure.title.text = f"AUROC {summary.auroc:.3f} · FPR@95%TPR {summary.fpr95:.3f}"
+        nothing = summary.others.size == 0
+        self.histogram_figure.title.text = (
+            "nothing to compare with: every sample is in the reference (add some with ex.add_samples)"
+            if nothing
+            else f"AUROC {summary.auroc:.3f} · FPR@95%TPR {summary.fpr95:.3f}"
+        )
         self.histogram_figure.legend.items[1].label = {"value": summary.others_name}
         self.reliability_figure.title.text = (
             f"reliability · ECE {summary.ece:.3f}" if math.isfinite(summary.ece) else "reliability (needs labels)"
         )
         self.auroc, self.fpr95, self.ece = summary.auroc, summary.fpr95, summary.ece
-        self.readout.value = (
-            f"T={summary.temperature:.3g} · reference vs {summary.others_name}: AUROC <b>{summary.auroc:.3f}</b> · "
-            f"FPR@95%TPR <b>{summary.fpr95:.3f}</b> · ECE <b>{summary.ece:.3f}</b>"
+        versus = (
+            "no other samples"
+            if nothing
+            else f"{summary.others_name}: AUROC <b>{summary.auroc:.3f}</b> · FPR@95%TPR <b>{summary.fpr95:.3f}</b>"
         )
+        self.readout.value = f"T={summary.temperature:.3g} · reference vs {versus} · ECE <b>{summary.ece:.3f}</b>"
         self._sync_bundle()
 
     def _sync_bundle(self) -> None:

@@ -132,3 +132,20 @@ def test_added_group_follows_k(demo, new_inputs):
         np.testing.assert_allclose(ex.session.added["ood"].deviation(k), expected.T, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError):
         ex.session.added["ood"].deviation(21)
+
+
+def test_added_labels_are_checked_like_the_sessions(demo):
+    """Labels given to add_samples are class indices within the model's output, or names in class_names."""
+    from geowidgets.session import Session
+
+    s = Session(demo.model, demo.inputs, demo.labels, layers=demo.layers[:2], k_max=10)
+    new = demo.inputs[:3] + 0.1
+    table = s.add_samples(new, labels=[0, 1, 2], name="ok")
+    assert table["label"].tolist() == [0, 1, 2]
+    n_classes = len(demo.class_names)
+    with pytest.raises(ValueError, match=rf"{n_classes} columns"):
+        s.add_samples(new, labels=[0, 1, n_classes], name="too far")
+    with pytest.raises(ValueError, match="class_names"):
+        s.add_samples(new, labels=["a", "b", "c"], name="strings")
+    with pytest.raises(ValueError, match="length 2 but the data has 3"):
+        s.add_samples(new, labels=[0, 1], name="short")

@@ -150,3 +150,26 @@ def test_panel_and_neighbours_follow_the_checkpoint_step(demo):
     assert ex.neighbours == geo.knn(s.features(ex.layer).numpy(), ex.k)[1][9].tolist()
     assert (ex.temperature_panel.ece, list(ex.neighbours)) != before
     ex.close()
+
+
+def test_a_classifier_right_on_every_sample_has_a_panel_with_nothing_to_compare():
+    """No sample outside the reference: the panel says so (AUROC/FPR NaN) instead of failing."""
+    import torch
+    from sklearn.datasets import make_blobs
+
+    import geowidgets as gw
+
+    X, y = make_blobs(600, centers=[[-6, 0], [6, 0], [0, 8]], cluster_std=0.5, random_state=0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    with torch.no_grad():  # nearest-centre read-out: exact on these well-separated blobs
+        centres = torch.tensor([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+        model[0].weight.copy_(centres)
+        model[0].bias.copy_(-0.5 * (centres**2).sum(1))
+    X = torch.tensor(X, dtype=torch.float32)
+    assert (model(X).argmax(1).numpy() == y).all()
+    ex = gw.Explorer(model, X, y, k_max=10, method="pca")
+    assert ex.wait(180), ex.message
+    panel = ex.temperature_panel
+    assert ex.status == "idle" and panel.status == "idle", (ex.message, panel.message)
+    assert np.isnan(panel.auroc) and np.isnan(panel.fpr95) and np.isfinite(panel.ece)
+    assert "no other samples" in panel.readout.value
