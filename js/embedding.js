@@ -114,6 +114,9 @@ function render({ model, el }) {
         lassoColor: [0.1, 0.4, 0.9, 1],
         opacityInactiveScale: 0.35,
         actionKeyMap: { lasso: 'shift', rotate: 'alt' },
+        // Events (pointover, select, view) in the input handler, not a task later: at 10^6 points
+        // in software WebGL a redraw queued first delayed the tooltip by a whole frame.
+        syncEvents: true,
       });
     } catch {
       scatterplot = null; // e.g. a context lost or refused after the probe
