@@ -136,12 +136,23 @@ function render({ model, el }) {
   Object.defineProperty(el, 'gwScatterplot', { value: scatterplot, configurable: true });
   let xy = { x: new Float32Array(0), y: new Float32Array(0) };
   let n = 0;
+  // While a first picture of M landmarks is shown, point i is sample rowsOf[i] (sample_indices);
+  // otherwise point i is sample i (rowsOf null).
+  let rowsOf = null;
+  let rowOfSample = null;
+  const sampleOf = (i) => (rowsOf ? rowsOf[i] : i);
+  const rowOf = (sample) => (rowOfSample ? rowOfSample.get(sample) ?? -1 : sample);
+  // A per-sample array as one value per point (gathered at the landmarks' samples while they are shown).
+  let maxSample = -1;
+  const perPoint = (arr) => (rowsOf && arr.length > maxSample ? Float32Array.from(rowsOf, (s) => arr[s]) : arr);
+  // True if a per-sample array (labels, texts...) holds sample s.
+  const holds = (arr, s) => (rowsOf ? arr.length > maxSample : arr.length === n) && s >= 0;
   let mouse = [0, 0];
   let destroyed = false;
   let drawChain = Promise.resolve();
   let applyingSelection = false;
 
-  const currentSelection = () => model.get('selection').filter((i) => i >= 0 && i < n);
+  const currentSelection = () => model.get('selection').map(rowOf).filter((i) => i >= 0 && i < n);
 
   function updateTitle() {
     title.textContent = model.get('title');
@@ -152,7 +163,7 @@ function render({ model, el }) {
   function draw({ transition = false } = {}) {
     const revision = model.get('revision');
     const since = arrived;
-    const values = decodeArray(model.get('values'), 'float32').data;
+    const values = perPoint(decodeArray(model.get('values'), 'float32').data);
     const kind = model.get('color_kind');
     const [vmin, vmax] = model.get('value_range');
     const colours = values.length === n
@@ -221,15 +232,20 @@ function render({ model, el }) {
   }
 
   function drawNeighbours() {
-    const at = (i) => (i >= 0 && i < n ? toScreen(xy.x[i], xy.y[i]) : null);
+    const at = (sample) => {
+      const i = rowOf(sample);
+      return i >= 0 && i < n ? toScreen(xy.x[i], xy.y[i]) : null;
+    };
     markNeighbours(el, model.get('neighbour_of'), neighbourLayer.draw(at, Math.max(4, model.get('point_size') * 1.4)));
   }
 
   // The tooltip shown (sample and its rows), so the neighbour list can be added when it arrives.
   let tip = { index: -1, rows: [] };
   function tipRows(i) {
-    return neighbourRows(model, i, n, {
-      labels: decodeArray(model.get('labels'), 'int32').data,
+    const labels = decodeArray(model.get('labels'), 'int32').data;
+    // Sample count: n, or while landmarks are shown the length of the per-sample arrays.
+    return neighbourRows(model, i, rowsOf ? labels.length : n, {
+      labels,
       names: model.get('class_names'),
       texts: model.get('texts'),
     });
@@ -245,6 +261,10 @@ function render({ model, el }) {
     const transition = newN === n && n > 0 && model.get('animate');
     xy = splitXY(flat);
     n = newN;
+    const rows = decodeArray(model.get('sample_indices'), 'int32').data;
+    rowsOf = rows.length === n && n > 0 ? rows : null;
+    rowOfSample = rowsOf ? new Map(Array.from(rowsOf, (sample, i) => [sample, i])) : null;
+    maxSample = rowsOf ? rowsOf.reduce((a, b) => Math.max(a, b), -1) : -1;
     positionsChanged = true;
     draw({ transition });
   }
@@ -274,7 +294,7 @@ function render({ model, el }) {
     else scatterplot.deselect({ preventEvent: true });
   };
   const onHovered = () => {
-    const h = model.get('hovered');
+    const h = rowOf(model.get('hovered'));
     if (h >= 0 && h < n) scatterplot.hover(h, { preventEvent: true });
     else scatterplot.hover(undefined, { preventEvent: true });
   };
@@ -294,7 +314,7 @@ function render({ model, el }) {
 
   scatterplot.subscribe('select', ({ points }) => {
     if (applyingSelection) return;
-    model.set('selection', Array.from(points));
+    model.set('selection', Array.from(points, sampleOf));
     model.save_changes();
   });
   scatterplot.subscribe('deselect', () => {
@@ -315,37 +335,38 @@ function render({ model, el }) {
     const values = decodeArray(model.get('values'), 'float32').data;
     const names = model.get('class_names');
     const cls = (c) => (c >= 0 && c < names.length ? names[c] : String(c));
-    const rows = [line(`#${i}`, 'gw-tip-index')];
+    const s = sampleOf(i); // per-sample arrays are indexed by sample (point i is sample s)
+    const rows = [line(`#${s}`, 'gw-tip-index')];
     const texts = model.get('texts');
-    if (texts.length === n && texts[i]) {
-      const t = line(texts[i], 'gw-tip-text');
+    if (holds(texts, s) && texts[s]) {
+      const t = line(texts[s], 'gw-tip-text');
       Object.assign(t.style, { maxWidth: '280px', whiteSpace: 'normal', fontStyle: 'italic' });
       rows.push(t);
     }
-    if (labels.length === n) rows.push(line(`label: ${cls(labels[i])}`));
-    if (preds.length === n) rows.push(line(`prediction: ${cls(preds[i])}`));
+    if (holds(labels, s)) rows.push(line(`label: ${cls(labels[s])}`));
+    if (holds(preds, s)) rows.push(line(`prediction: ${cls(preds[s])}`));
     let colourKey = null;
-    if (values.length === n && !['label', 'prediction'].includes(model.get('color_label'))) {
+    if (holds(values, s) && !['label', 'prediction'].includes(model.get('color_label'))) {
       const kind = model.get('color_kind');
       const cats = model.get('categories');
-      const v = kind === 'categorical' ? cats[Math.round(values[i])] ?? values[i] : fmt(values[i]);
+      const v = kind === 'categorical' ? cats[Math.round(values[s])] ?? values[s] : fmt(values[s]);
       colourKey = `${model.get('color_label')}: `;
       rows.push(line(`${colourKey}${v}`));
     }
     const details = model.get('details');
-    if (details.length === n && details[i]) {
+    if (holds(details, s) && details[s]) {
       // A metadata column that is also the colouring is already shown by the line above.
-      for (const d of details[i].split('\n')) if (!colourKey || !d.startsWith(colourKey)) rows.push(line(d));
+      for (const d of details[s].split('\n')) if (!colourKey || !d.startsWith(colourKey)) rows.push(line(d));
     }
     const images = decodeArray(model.get('images'), 'uint8');
-    if (images.shape.length >= 3 && i < images.shape[0]) {
+    if (images.shape.length >= 3 && s < images.shape[0]) {
       const shape = images.shape.slice(1); // [H, W] or [H, W, 3]
       const per = shape.reduce((a, b) => a * b, 1);
-      rows.push(thumbnail(images.data.subarray(i * per, (i + 1) * per), shape));
+      rows.push(thumbnail(images.data.subarray(s * per, (s + 1) * per), shape));
     }
-    tip = { index: i, rows };
-    tooltip.show(mouse[0], mouse[1], [...rows, ...tipRows(i)]);
-    model.set('hovered', i);
+    tip = { index: s, rows };
+    tooltip.show(mouse[0], mouse[1], [...rows, ...tipRows(s)]);
+    model.set('hovered', s);
     model.save_changes();
   });
   scatterplot.subscribe('pointout', () => {

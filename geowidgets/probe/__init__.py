@@ -3,7 +3,15 @@
 Pure compute: nothing here imports Jupyter, ipywidgets, anywidget or bokeh.
 """
 
-from geowidgets.probe._capture import Activations, Probe, iterate_batches, model_device, model_fingerprint, pool
+from geowidgets.probe._capture import (
+    Activations,
+    Probe,
+    iterate_batches,
+    model_device,
+    model_fingerprint,
+    pool,
+    take_rows,
+)
 from geowidgets.probe._device import resolve_device
 from geowidgets.probe._layers import LayerInfo, default_layers, list_layers, resolve_layers, select_output
 from geowidgets.probe._patch import PatchedModel, patch_activation
@@ -23,4 +31,5 @@ __all__ = [
     "resolve_device",
     "resolve_layers",
     "select_output",
+    "take_rows",
 ]

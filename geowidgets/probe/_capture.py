@@ -19,7 +19,16 @@ from torch.utils.data import DataLoader, Dataset
 from geowidgets.probe._device import resolve_device
 from geowidgets.probe._layers import resolve_layers, select_output
 
-__all__ = ["Probe", "Activations", "pool", "model_device", "model_fingerprint", "iterate_batches", "Pooling"]
+__all__ = [
+    "Probe",
+    "Activations",
+    "pool",
+    "model_device",
+    "model_fingerprint",
+    "iterate_batches",
+    "take_rows",
+    "Pooling",
+]
 
 Pooling = Literal["flatten", "mean", "first", "cls", "last", "tokens"]
 _POOLINGS = ("flatten", "mean", "first", "cls", "last")  # each gives one row per sample
@@ -382,6 +391,64 @@ def iterate_batches(inputs: Any, batch_size: int) -> tuple[Iterator[ModelInput],
     """
     batches, n_batches, n = _batches(inputs, batch_size)
     return (x for x, _, _ in batches), n_batches, n
+
+
+def take_rows(inputs: Any, rows: Any, attention_mask: Any = None) -> tuple[Any, Any] | None:
+    """The samples ``rows`` of ``inputs`` (and of a separate ``attention_mask``), in that order, or None.
+
+    Used to capture a subsample (e.g. the landmarks of a first picture) with the same batching and
+    pooling as the whole: a capture of ``take_rows(x, rows)[0]`` gives, row for row, the rows
+    ``rows`` of the capture of ``x`` (the model runs in eval mode, so a sample's activations do not
+    depend on its batch).
+
+    Parameters
+    ----------
+    inputs : Tensor, ndarray, mapping, Dataset or DataLoader
+        As for :meth:`Probe.capture`.
+    rows : array-like of int ``[M]``
+        Sample indices (positions in the order the inputs are captured).
+    attention_mask : Tensor or ndarray ``[N, L]``, optional
+        A mask given beside Tensor/array inputs; its rows are taken too.
+
+    Returns
+    -------
+    (inputs, attention_mask) or None
+        The subsample in the same kind as ``inputs`` (a Dataset or DataLoader becomes one over a
+        ``torch.utils.data.Subset``); None when the rows cannot be addressed without running the
+        whole input: an iterable-style Dataset, or a DataLoader whose sampler is not sequential
+        (its order is not the dataset's) or that has a custom ``batch_sampler``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x, _ = take_rows(torch.arange(10.0).reshape(5, 2), [1, 3])
+    >>> x.tolist()
+    [[2.0, 3.0], [6.0, 7.0]]
+    """
+    from torch.utils.data import SequentialSampler, Subset
+
+    idx = np.asarray(rows, dtype=np.int64)
+    t = torch.as_tensor(idx)
+
+    def take(v: Any) -> Any:
+        return v[t] if isinstance(v, torch.Tensor) else np.asarray(v)[idx]
+
+    mask = None if attention_mask is None else take(attention_mask)
+    if isinstance(inputs, DataLoader):
+        sequential = isinstance(inputs.sampler, SequentialSampler) and inputs.batch_size is not None
+        if not sequential or isinstance(inputs.dataset, torch.utils.data.IterableDataset) or inputs.drop_last:
+            return None
+        subset = Subset(inputs.dataset, idx.tolist())
+        return DataLoader(subset, batch_size=inputs.batch_size, collate_fn=inputs.collate_fn), mask
+    if isinstance(inputs, Dataset):
+        if isinstance(inputs, torch.utils.data.IterableDataset):
+            return None
+        return Subset(inputs, idx.tolist()), mask
+    if isinstance(inputs, Mapping):
+        return {k: take(v) for k, v in inputs.items()}, mask
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        return take(inputs), mask
+    return None
 
 
 def _update_with_tensor(h: Any, t: torch.Tensor) -> None:

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive, label_array
-from geowidgets.probe import Probe, iterate_batches
+from geowidgets.probe import Probe, iterate_batches, take_rows
 from geowidgets.probe._layers import default_layers
 from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
 from geowidgets.session._colorings import (
@@ -74,6 +74,50 @@ INPUT_LAYER = "input"
 _NEEDS_LABELS = ("label", "correct", "knn_agreement")
 #: Colorings that need regression targets.
 _NEEDS_TARGETS = ("target", "abs_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Landmarks:
+    """Some samples' activations (see :meth:`Session.landmarks`).
+
+    Attributes
+    ----------
+    rows : numpy.ndarray
+        int64 ``[M]``: the samples' indices, sorted.
+    features : dict of str to Tensor
+        Layer name → float32 ``[M, D]`` (row i is sample ``rows[i]``).
+    outputs : Tensor or None
+        The model's output ``[M, W]``, None if it has none per sample.
+    shapes : dict of str to tuple
+        Each layer's unpooled output shape without the batch dimension.
+    """
+
+    rows: np.ndarray
+    features: dict[str, torch.Tensor]
+    outputs: torch.Tensor | None
+    shapes: dict[str, tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkPicture:
+    """A layer's first picture drawn from landmarks (see :meth:`Session.landmark_picture`).
+
+    ``positions`` row i is sample ``rows[i]``; ``colors`` covers every sample (or is None).
+    """
+
+    rows: np.ndarray
+    positions: np.ndarray
+    colors: ColorSpec | None
+
+
+def _pca_layout(X: torch.Tensor) -> np.ndarray:
+    """PCA layout float32 ``[N, 2]``; a one-feature layer (a regressor's output) along x, centred."""
+    from geowidgets import geometry as geo
+
+    if X.shape[1] < 2:
+        x = X[:, 0].double().numpy()
+        return np.stack([x - x.mean(), np.zeros_like(x)], 1).astype(np.float32)
+    return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
 
 
 class Session(BoundaryGeometry):
@@ -146,6 +190,11 @@ class Session(BoundaryGeometry):
     #: Padding of a decision slice's frame on each side, as a fraction of the span of the samples'
     #: projections (``geo.decision_slice``'s ``margin``): small, so the data fill the picture.
     SLICE_MARGIN: float = 0.05
+    #: Samples captured up front (at random, seeded) to learn the model's output and layer shapes,
+    #: so that building a view never waits for the whole capture (see :meth:`landmarks`).
+    SHAPE_ROWS: int = 8
+    #: Landmarks of a layer's first picture while the whole set is captured (see :meth:`landmarks`).
+    PREVIEW_ROWS: int = 2048
 
     def __init__(
         self,
@@ -200,6 +249,8 @@ class Session(BoundaryGeometry):
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._acts: Activations | None = None
+        self._landmarks: dict[int, Landmarks] = {}
+        self._landmark_lock = threading.Lock()
         self._logits_np: np.ndarray | None = None
         self._predictions: np.ndarray | None = None
         self._reference: np.ndarray | None = None
@@ -338,9 +389,10 @@ class Session(BoundaryGeometry):
         its positions cannot be put back), with at least two values per sample (a plane needs two
         dimensions).
         """
-        acts = self.activations()
-        shape = acts.shapes.get(self.check_layer(layer))
-        width = int(self.features(layer).reshape(self.n, -1).shape[1])
+        peek = self._peek()
+        shape = peek.shapes.get(self.check_layer(layer))
+        features = peek.features[layer]
+        width = int(features.reshape(features.shape[0], -1).shape[1])
         return shape is not None and width >= 2 and width == int(np.prod(shape))
 
     def check_k(self, k: int) -> int:
@@ -374,6 +426,55 @@ class Session(BoundaryGeometry):
         """Layer activations ``[N, D]`` (float32, CPU)."""
         return self.activations()[self.check_layer(layer)]
 
+    def landmarks(self, m: int) -> Landmarks:
+        """Activations of ``m`` samples drawn at random (seeded), captured without the rest.
+
+        What a first picture is drawn from while the whole set is still being captured, and how
+        the session learns the model's output and layer shapes up front (:attr:`task`,
+        :meth:`patchable`) without capturing every sample. The model runs in eval mode, so each
+        landmark's rows equal the same rows of the full capture. Once the full capture exists (or
+        when the inputs cannot be addressed row by row: an iterable-style Dataset, a DataLoader
+        with a non-sequential sampler), the rows are read from the full capture instead.
+
+        Parameters
+        ----------
+        m : int
+            Number of landmarks (all rows when ``m >= N``).
+
+        Returns
+        -------
+        Landmarks
+            ``rows`` (int64 ``[M]``, sorted), ``features`` (layer → float32 ``[M, D]``),
+            ``outputs`` (``[M, W]`` or None) and ``shapes`` (each layer's unpooled output shape).
+        """
+        m = max(1, min(int(m), self.n))
+        with self._landmark_lock:  # a second caller waits for the first's capture
+            cached = self._landmarks.get(m)
+            if cached is None:
+                cached = self._landmarks[m] = self._capture_landmarks(m)
+            return cached
+
+    def _capture_landmarks(self, m: int) -> Landmarks:
+        rows = np.sort(np.random.default_rng(0).choice(self.n, size=m, replace=False)).astype(np.int64)
+        part = None if self.captured or self.tokens is not None else take_rows(self.inputs, rows, self._attention_mask)
+        if part is None:
+            acts = self.activations()
+            t = torch.as_tensor(rows)
+            out = self.outputs
+            found = Landmarks(
+                rows, {name: acts[name][t] for name in self.layers}, None if out is None else out[t], dict(acts.shapes)
+            )
+        else:
+            inputs, mask = part
+            with model_lock(self.model):
+                acts = self.probe.capture(inputs, batch_size=self.batch_size, progress=False, attention_mask=mask)
+            found = Landmarks(rows, {name: acts[name] for name in self.layers}, acts.outputs, dict(acts.shapes))
+        return found
+
+    def _peek(self) -> Landmarks:
+        """A few samples' activations: the output and layer shapes, known without the full capture."""
+        return self.landmarks(self.SHAPE_ROWS)
+
     @property
     def outputs(self) -> torch.Tensor | None:
         """The model's prediction per row ``[N, W]`` (float32, CPU; see ``output=``), None if it has none.
@@ -400,8 +501,18 @@ class Session(BoundaryGeometry):
             task = self._task_arg
             if self.prediction_model.head is not None and task in ("auto", "embedding"):
                 task = "classification"  # the head maps the features to logits
-            self._task = resolve_task(task, self.outputs)
+            self._task = resolve_task(task, self.outputs if self.captured else self._output_like())
         return self._task
+
+    def _output_like(self) -> torch.Tensor | None:
+        """A data-less tensor shaped and typed like :attr:`outputs` (from a few samples, no full capture)."""
+        out = self._peek().outputs
+        return None if out is None else torch.empty((self.n, *out.shape[1:]), dtype=out.dtype, device="meta")
+
+    def _output_width(self) -> int:
+        """Columns of the model's output per row (from a few samples before the full capture)."""
+        out = self.outputs if self.captured else self._peek().outputs
+        return 0 if out is None else int(out.reshape(out.shape[0], -1).shape[1])
 
     @property
     def has_logits(self) -> bool:
@@ -452,7 +563,8 @@ class Session(BoundaryGeometry):
         if self._class_names is not None:
             return self._class_names
         if self.task == "classification":
-            return [str(c) for c in range(self.logits.shape[1])]
+            width = self.logits.shape[1] if self.captured else self._output_width()
+            return [str(c) for c in range(width)]
         return [] if self.labels is None else [str(c) for c in range(int(self.labels.max(initial=0)) + 1)]
 
     @property
@@ -805,11 +917,8 @@ class Session(BoundaryGeometry):
         X = self.features(layer)
 
         def compute():
-            if X.shape[1] < 2:  # one feature (e.g. a regressor's output): the value along x, centred, any method
-                x = X[:, 0].double().numpy()
-                return np.stack([x - x.mean(), np.zeros_like(x)], 1).astype(np.float32)
-            if method == "pca":
-                return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
+            if X.shape[1] < 2 or method == "pca":
+                return _pca_layout(X)
             init = reference if reference is not None and reference.shape == (self.n, 2) else None
             if init is None:
                 init = self.layout(layer, "pca")
@@ -825,6 +934,29 @@ class Session(BoundaryGeometry):
         if reference is not None and reference.shape == Y.shape:
             Y = np.asarray(geo.align_layout(Y, reference), dtype=np.float32)
         return self._answer(Y)
+
+    def landmark_picture(self, layer: str, color_by: str = "label") -> LandmarkPicture:
+        """A layer's first picture from :attr:`PREVIEW_ROWS` landmarks, before the whole set is captured.
+
+        The PCA layout of the landmarks' activations (:meth:`landmarks`), with a coloring of every
+        sample that needs no capture: ``color_by`` itself when it needs none (the labels, a metadata
+        column), else the labels when there are some. Cost: one
+        capture of the landmarks and a PCA of ``[M, D]``, whatever N.
+
+        Returns
+        -------
+        LandmarkPicture
+            ``rows`` (int64 ``[M]``: the landmarks' sample indices), ``positions`` (float32
+            ``[M, 2]``, unnormalised; row i is sample ``rows[i]``) and ``colors`` (a
+            :class:`ColorSpec` over all N samples, or None).
+        """
+        layer = self.check_layer(layer)
+        marks = self.landmarks(self.PREVIEW_ROWS)
+        free = [
+            c for c in (color_by, "label") if c in self.metadata_colorings or (c == "label" and self.labels is not None)
+        ]
+        colors = self.color_values(free[0], layer) if free else None
+        return LandmarkPicture(marks.rows, _pca_layout(marks.features[layer]), colors)
 
     def has_layout(self, layer: str, method: str, **params: Any) -> bool:
         """True if the (layer, method, params) layout is cached."""
@@ -1128,6 +1260,7 @@ class Session(BoundaryGeometry):
         """
         with self._lock:
             self._acts = None
+            self._landmarks.clear()
             self._logits_np = None
             for memo in (*self._memo.values(), *self._small.values()):
                 memo.clear()

@@ -121,8 +121,7 @@ def attach_boundary_views(ex: Any) -> None:
     ex.tilting = None
     with ex.scheduler.attach():
         if ex.slice is not None and s.task == "classification":
-            a, b = s.default_anchors()[:2]
-            ex.mixup = MixupView(s, a=a, b=b, layer=ex.slice_layer(ex.layer), k=ex.k, temperature=ex.temperature)
+            ex.mixup = MixupView(s, layer=ex.slice_layer(ex.layer), k=ex.k, temperature=ex.temperature)
         if s.labels is not None and len({int(c) for c in s.labels}) >= 2:
             ex.tilting = TiltingView(s, layer=ex.layer)
     ex.layout_controls = layout_controls(ex.embedding)

@@ -129,6 +129,12 @@ class EmbeddingView(ViewBase):
         "[N, 2]",
         "Point positions, float32 [N, 2]: the layout normalised to [-1, 1] (centred, aspect kept); row i is sample i.",
     )
+    sample_indices = array_trait(
+        "int32",
+        "[M]",
+        "Sample index of each point, int32 [M], while a layer's first picture shows M landmarks (a random "
+        "subsample, drawn before the whole set is captured); None when point i is sample i.",
+    )
     values = array_trait(
         "float32",
         "[N]",
@@ -242,6 +248,7 @@ class EmbeddingView(ViewBase):
             raise TypeError("labels, predictions and class_names come from the session; pass them to Session")
         self.session = session
         self._raw_layout: np.ndarray | None = None
+        self._sent_capture_free = False  # labels, images, texts: sent with the first picture
         self._layout_key: tuple | None = None
         if session is not None:
             kwargs.setdefault("layer", session.layers[-1])
@@ -423,17 +430,28 @@ class EmbeddingView(ViewBase):
         self.color_label = spec.name
 
     # ------------------------------------------------------------------ session-driven
-    def _static_traits(self) -> dict[str, Any]:
+    def _set_static(self, traits: dict[str, Any]) -> None:
+        for name, value in traits.items():
+            self.set_trait(name, value)
+        if "class_names" in traits:
+            self._sent_capture_free = True
+
+    def _static_traits(self, capture_free: bool = False) -> dict[str, Any]:
+        """Per-sample traits set once: those needing no capture (each sent once), then the predictions'."""
         s = self._live
-        out: dict[str, Any] = {"class_names": s.class_names}
+        out: dict[str, Any] = {}
+        if not self._sent_capture_free:
+            out["class_names"] = s.class_names
+            if s.labels is not None:
+                out["labels"] = np.asarray(s.labels, np.int32)
+            if s.images is not None:
+                out["images"] = np.asarray(s.images, np.uint8)
+            if s.texts is not None:
+                out["texts"] = list(s.texts)
+        if capture_free:
+            return out
         if s.task == "classification":
             out["predictions"] = np.asarray(s.predictions, np.int32)
-        if s.labels is not None:
-            out["labels"] = np.asarray(s.labels, np.int32)
-        if s.images is not None:
-            out["images"] = np.asarray(s.images, np.uint8)
-        if s.texts is not None:
-            out["texts"] = list(s.texts)
         out["details"] = tooltip_details(s)
         return out
 
@@ -469,8 +487,10 @@ class EmbeddingView(ViewBase):
 
         def apply(result, stage="pca"):
             xy, extra = result
-            for name, value in extra.items():
-                self.set_trait(name, value)
+            self._set_static(extra)
+            if self.sample_indices is not None:  # landmarks were shown: every point is a sample again
+                xy = _orient_like(xy, self.sample_indices, self.positions)
+                self.set_trait("sample_indices", None)
             self._raw_layout = xy
             self._set_positions(xy)
             if self.session.added or self.added_groups:
@@ -480,6 +500,10 @@ class EmbeddingView(ViewBase):
             )
             if stage == "pca" and method != "pca":
                 self._refine(layer)
+
+        def compute_first_pca():
+            s.landmarks(s.PREVIEW_ROWS)  # the landmarks' capture first, so the first picture never waits
+            return compute_pca()
 
         done = s.has_layout(layer, method, **params)
         if done:  # cached (e.g. a UMAP computed earlier): only the alignment runs
@@ -496,8 +520,38 @@ class EmbeddingView(ViewBase):
         else:
             # PCA is O(N·D²): inline (no thread) only while that stays well under ~100 ms.
             small = s.captured and s.n * s.features(layer).shape[1] <= INLINE_PCA_CELLS
-            self.lane("layout").submit(compute_pca, apply, inline=small, message=f"capturing and laying out {layer}…")
+            landmarks = first and not s.captured and s.n > s.PREVIEW_ROWS
+            if landmarks:  # the first picture from landmarks while the whole set is captured
+                by = self.color_by
+                self.lane("landmarks").submit(
+                    lambda: s.landmark_picture(layer, by),
+                    lambda picture: self._show_landmarks(layer, picture),
+                    message=f"capturing {s.PREVIEW_ROWS:,} landmarks of {layer}…",
+                )
+            self.lane("layout").submit(
+                compute_first_pca if landmarks else compute_pca,
+                apply,
+                inline=small,
+                message=f"capturing {s.n:,} samples and laying out {layer}…" if first else f"laying out {layer}…",
+            )
         self._on_values()
+
+    def _show_landmarks(self, layer: str, picture: Any) -> None:
+        """Draw a layer's first picture from landmarks (``Session.landmark_picture``) until its full layout.
+
+        Positions are the landmarks' (``sample_indices`` names their samples); every per-sample
+        trait stays indexed by sample, so only what needs no capture is sent now (labels, images,
+        texts) and the rest with the whole layout.
+        """
+        s = self._live
+        if self._raw_layout is not None or layer != self.layer:
+            return  # the whole layout (or another layer) is already shown
+        self.set_trait("sample_indices", picture.rows.astype(np.int32))
+        self._set_positions(picture.positions)
+        if picture.colors is not None and self.values is None:
+            self._set_color_spec(picture.colors)
+        self._set_static(self._static_traits(capture_free=True))
+        self.title = f"{layer} · PCA of {len(picture.rows):,} landmarks of {s.n:,} samples (capturing the rest…)"
 
     def _refine(self, layer: str) -> None:
         s, method = self._live, self.method
@@ -526,6 +580,18 @@ class EmbeddingView(ViewBase):
             inline=cheap,
             message=f"computing {by} for {layer}…",
         )
+
+
+def _orient_like(xy: np.ndarray, rows: np.ndarray, shown: np.ndarray | None) -> np.ndarray:
+    """``xy`` with each axis flipped where that matches the landmarks ``shown`` (rows ``rows``) better.
+
+    A PCA's axes have no sign: the layout of every sample replaces the landmarks' picture without
+    mirroring it.
+    """
+    if shown is None or len(shown) != len(rows) or len(rows) < 2:
+        return xy
+    signs = [-1.0 if float(np.dot(xy[rows, j] - xy[rows, j].mean(), shown[:, j])) < 0 else 1.0 for j in range(2)]
+    return xy if signs == [1.0, 1.0] else (xy * np.asarray(signs, dtype=xy.dtype)).astype(np.float32)
 
 
 #: How the title names each layout method.

@@ -598,9 +598,11 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             )
 
     # ------------------------------------------------------------------ scheduling
-    #: Rank of the current layer's work, in the order the user sees it: the first picture (PCA) and
-    #: its coloring, the kNN graph the UMAP needs, the UMAP, the deviation tables, the slice.
+    #: Rank of the current layer's work, in the order the user sees it: the first picture (landmarks,
+    #: then the PCA of every sample) and its coloring, the kNN graph the UMAP needs, the UMAP, the
+    #: deviation tables, the slice.
     _STAGES = {
+        "EmbeddingView.landmarks": -1,
         "EmbeddingView.layout": 0,
         "EmbeddingView.values": 1,
         "graph": 2,

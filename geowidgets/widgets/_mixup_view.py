@@ -155,10 +155,16 @@ class MixupView(_LiveBokeh):
             raise ValueError(f"a MixUp path needs a classifier's decisions; this session's task is {session.task!r}")
         self.session = session
         width, height = kwargs.pop("width", 600), kwargs.pop("height", 260)
-        anchors = session.default_anchors()
+        # Without a pair, the slice's default anchors A and B (Session.default_anchors, which read every
+        # sample's prediction) are chosen on the worker with the first path: building never waits for them.
+        pair = kwargs.pop("a", None), kwargs.pop("b", None)
+        self._default_pair = pair == (None, None)
+        if None in pair and not self._default_pair:  # one given: the other is the default A or B
+            defaults = session.default_anchors()
+            pair = (defaults[0] if pair[0] is None else pair[0], defaults[1] if pair[1] is None else pair[1])
+        self._setting_pair = False
         traits = {
-            "a": kwargs.pop("a", anchors[0]),
-            "b": kwargs.pop("b", anchors[1]),
+            **({} if self._default_pair else {"a": pair[0], "b": pair[1]}),
             "layer": kwargs.pop("layer", session.layers[0]),
             "k": kwargs.pop("k", 10),
             "steps": kwargs.pop("steps", 101),
@@ -256,18 +262,39 @@ class MixupView(_LiveBokeh):
         self.figure = fig
 
     def _on_path(self, change: dict | None = None) -> None:
+        if self._setting_pair:
+            return  # the default pair of the path being applied: it is already computed for them
         s, layer, a, b, k, steps, t = self.session, self.layer, self.a, self.b, self.k, self.steps, self.temperature
-        if a == b:
+        if change is not None and change["name"] in ("a", "b"):
+            self._default_pair = False
+        default = self._default_pair
+        if not default and a == b:
             self.message = "pick two different samples"
             return
+
+        def compute() -> Any:
+            pair = s.default_anchors()[:2] if default else (a, b)
+            return s.mixup(layer, *pair, steps=steps, k=k).with_temperature(t), pair
+
         # A path is `steps` forward passes and a kNN vote over the samples: inline while that is small.
         cheap = s.captured and s.n * max(steps, s.slice_space(layer).shape[1]) <= INLINE_PCA_CELLS
         self.lane("path").submit(
-            lambda: s.mixup(layer, a, b, steps=steps, k=k).with_temperature(t),
-            self._apply,
+            compute,
+            self._apply_pair,
             inline=cheap,
-            message=f"MixUp #{a} → #{b}…",
+            message="MixUp path…" if default else f"MixUp #{a} → #{b}…",
         )
+
+    def _apply_pair(self, result: tuple) -> None:
+        path, (a, b) = result
+        if (self.a, self.b) != (a, b):
+            self._setting_pair = True
+            try:
+                with self.hold_trait_notifications():
+                    self.a, self.b = a, b
+            finally:
+                self._setting_pair = False
+        self._apply(path)
 
     def _on_temperature(self, change: dict | None = None) -> None:
         path, t = self.path, self.temperature

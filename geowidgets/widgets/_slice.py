@@ -256,7 +256,10 @@ class SliceView(ViewBase):
                 )
             self.session: Session | None = source
             kwargs.setdefault("layer", source.layers[0])
-            kwargs.setdefault("anchors", list(source.default_anchors()))
+            # Without anchors, the default ones (Session.default_anchors, which read the predictions of
+            # every sample) are chosen on the worker with the first slice, so building the view never
+            # waits for the whole capture.
+            self._defaulting_anchors = False
             super().__init__(**kwargs)
             self._set_mode(source.task == "regression")
             self.set_trait("class_names", list(source.class_names))
@@ -369,15 +372,18 @@ class SliceView(ViewBase):
         return proposal["value"]
 
     def _on_plane(self, change: dict | None = None) -> None:
-        s, layer, anchors, g = self._live, self.layer, tuple(self.anchors), self.resolution
-        max_points, plane, classes = self.max_points, self.plane, self._plane_classes()
+        if self._defaulting_anchors:
+            return  # the default anchors of the slice being applied: it is already computed for them
+        s, layer, given, g = self._live, self.layer, tuple(self.anchors), self.resolution
+        max_points, plane = self.max_points, self.plane
 
         def compute():
-            sl = s.plane_slice(layer, anchors, g, plane, classes)
+            anchors = given or s.default_anchors()
+            sl = s.plane_slice(layer, anchors, g, plane, self._plane_classes(anchors))
             space = s.slice_space(layer)
             coords = np.asarray(sl.coords(space), dtype=np.float32)
             dist = np.asarray(sl.distance_to_plane(space), dtype=np.float64)
-            return sl, coords, dist, max_points
+            return sl, coords, dist, max_points, anchors
 
         self.lane("slice").submit(compute, self._apply_plane, message=f"slicing the decisions at {layer}…")
 
@@ -388,8 +394,14 @@ class SliceView(ViewBase):
         return np.clip(np.rint(conf * 255), 0, 255).astype(np.uint8)
 
     def _apply_plane(self, result: tuple) -> None:
-        sl, coords, dist, max_points = result
+        sl, coords, dist, max_points, anchors = result
         s = self._live
+        if list(self.anchors) != list(anchors):
+            self._defaulting_anchors = True
+            try:
+                self.anchors = list(anchors)
+            finally:
+                self._defaulting_anchors = False
         anchor_xy = coords[list(self.anchors)]
         if sl.is_regression:
             targets = s.targets if s.targets is not None else np.full(s.n, np.nan)
@@ -492,12 +504,12 @@ class SliceView(ViewBase):
                 raise ValueError(f"plane must be one of {list(allowed)}, got {proposal['value']!r}")
         return proposal["value"]
 
-    def _plane_classes(self) -> tuple[int, ...] | None:
+    def _plane_classes(self, anchors: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
         """For ``plane="centroids"``: the distinct labels of A, B, C in order (None: the two largest classes)."""
         labels = None if self.session is None else self.session.labels
         if labels is None:
             return None
-        distinct = tuple(dict.fromkeys(int(labels[a]) for a in self.anchors))
+        distinct = tuple(dict.fromkeys(int(labels[a]) for a in (self.anchors if anchors is None else anchors)))
         return distinct if len(distinct) >= 2 else None
 
     def _on_modified_click(self, change: dict) -> None:
