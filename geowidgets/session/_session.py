@@ -861,7 +861,9 @@ class Session(BoundaryGeometry):
         return self._answer(self._small["custom"].get((name, layer, k, temperature), compute))
 
     def color_is_cheap(self, color_by: str, layer: str) -> bool:
-        """True if :meth:`color_values` answers from cache or in O(N·k) (no kNN search)."""
+        """True if :meth:`color_values` answers from cache or in O(N·k) (no kNN search, no capture)."""
+        if color_by in self.metadata_colorings or (color_by == "label" and self.labels is not None):
+            return True  # known without the capture
         if not self.captured or color_by in self._colorings:
             return False
         if color_by in BOUNDARY_COLORINGS:

@@ -480,6 +480,9 @@ class EmbeddingView(ViewBase):
         params = self.layout_params()
         reference = self._current_layout()
         first = reference is None
+        if change is not None and change["name"] in ("n_neighbors", "min_dist", "diffusion_time"):
+            if first or method == "pca":
+                return  # the PCA shown first does not use them; a refinement reads them when it starts
         self.lane("refine").cancel()
 
         def compute_pca():
@@ -515,7 +518,7 @@ class EmbeddingView(ViewBase):
                 lambda r: apply(r, method),
                 inline=True,
             )
-        elif not first and change is not None and change["name"] in ("n_neighbors", "min_dist", "diffusion_time"):
+        elif change is not None and change["name"] in ("n_neighbors", "min_dist", "diffusion_time"):
             self._refine(layer)  # a parameter of the layout on screen: refine it in place, no PCA first
         else:
             # PCA is O(N·D²): inline (no thread) only while that stays well under ~100 ms.
