@@ -240,9 +240,9 @@ function render({ model, el }) {
         dots[2],
         ` faded with distance from it (faint beyond ${fmt(3 * scale)}, 3× the median)`,
       );
-    } else {
+    } else if (decodeArray(model.get('point_index'), 'int32').data.length > 0) {
       near.append(dots[0], ' every sample lies on the plane');
-    }
+    } // no samples drawn yet: nothing to say about their distances
     const note = model.get('temperature_note');
     legendBox.replaceChildren(
       ...(regression()

@@ -68,6 +68,9 @@ def test_landmarks_first_then_every_sample(module_lab) -> None:
     assert f"label: {labels[sample]}" in text, text
     assert lab.wait_kernel_value("ex.hovered", lambda h: h == sample) == sample
     lab.screenshot("landmarks_first", lab.page.locator('[data-gw-view="explorer"]').first)
+    # No view claims anything of samples it has not drawn yet (the slice's distance legend).
+    slice_legend = lab.page.locator('.gw-explorer [data-gw-view="slice"] .gw-legend').first.inner_text()
+    assert "every sample lies on the plane" not in slice_legend, slice_legend
 
     lab.kernel_exec("model.release.set()")
     lab.kernel_exec("assert ex.wait(240), 'a view did not finish'")
