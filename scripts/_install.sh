@@ -9,3 +9,6 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install torch==2.13.0 || "$PY" -m pip install torch --index-url https://download.pytorch.org/whl/cpu
 fi
 "$PY" -m pip install -q -e ".[${1:-test}]"
+# Compile UMAP's numba kernels into numba's on-disk cache once per machine (about 30-45 s the first
+# time on 2 cores, about 1 s once cached), so no kernel's first UMAP waits for the compiler.
+"$PY" -c "from geowidgets.geometry import warm_up_umap; warm_up_umap(wait=True)"
