@@ -3,6 +3,7 @@
 
 import { categoryColour } from './colour.js';
 import { answerSnapshots } from './snapshot.js';
+import { paintStatus } from './status.js';
 
 /** Prepare `el` as a view root: data-gw-view, a header with a .gw-status line, and a body. */
 export function makeRoot(el, view, model) {
@@ -17,11 +18,9 @@ export function makeRoot(el, view, model) {
   const showStatus = () => {
     const s = model.get('status');
     const rev = model.get('revision');
-    status.dataset.status = s;
     let text = model.get('message');
     if (s === 'idle' && rev === 0 && !text) text = 'No data yet: if this notebook was reopened, re-run the cell.';
-    status.textContent = s === 'busy' ? text || 'working…' : s === 'error' ? `error: ${text}` : text;
-    status.hidden = !status.textContent;
+    paintStatus(status, s, text, model.get('progress'));
     el.dataset.gwStatus = s;
   };
   const onRevision = () => {
@@ -30,6 +29,7 @@ export function makeRoot(el, view, model) {
   };
   model.on('change:status', showStatus);
   model.on('change:message', showStatus);
+  model.on('change:progress', showStatus);
   model.on('change:revision', onRevision);
   showStatus();
   // view.save_png(): the kernel's {type: "snapshot"} message is answered with this root as a PNG.
@@ -38,6 +38,7 @@ export function makeRoot(el, view, model) {
     stopSnapshots();
     model.off('change:status', showStatus);
     model.off('change:message', showStatus);
+    model.off('change:progress', showStatus);
     model.off('change:revision', onRevision);
   };
   return { body, status, cleanup };

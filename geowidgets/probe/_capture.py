@@ -815,7 +815,7 @@ class Probe:
         self,
         inputs: Any,
         batch_size: int = 256,
-        progress: bool = True,
+        progress: bool | Callable[[int, int | None], None] = True,
         *,
         pooling: str | dict[str, str] | None = None,
         attention_mask: torch.Tensor | np.ndarray | None = None,
@@ -881,8 +881,14 @@ class Probe:
             Every tensor of a batch is moved to the capture device.
         batch_size : int
             Samples per forward pass (ignored for a DataLoader).
-        progress : bool
-            Show a tqdm progress bar when there is more than one batch.
+        progress : bool or callable
+            True: show a tqdm progress bar when there is more than one batch. A callable is called
+            instead as ``progress(done_samples, total_samples)`` on the capturing thread: once
+            with 0 before the first batch, then after each batch with the samples captured so
+            far (non-decreasing, ending at N); ``total_samples`` is N, or None when the inputs do
+            not tell it (an iterable-style Dataset, a custom ``batch_sampler``). It is not called
+            when the result comes from the cache. For example
+            ``progress=lambda done, total: print(f"{done}/{total}")``.
         pooling : str or dict of str to str, optional
             Pooling for this call instead of the probe's (same values as for :class:`Probe`,
             including ``"tokens"``).
@@ -981,7 +987,7 @@ class Probe:
         inputs: Any,
         store: str | os.PathLike,
         batch_size: int,
-        progress: bool,
+        progress: bool | Callable[[int, int | None], None],
         poolings: dict[str, str],
         attention_mask: torch.Tensor | None,
     ) -> Activations:
@@ -1032,7 +1038,7 @@ class Probe:
         inputs: Any,
         layers: list[str],
         batch_size: int,
-        progress: bool,
+        progress: bool | Callable[[int, int | None], None],
         poolings: dict[str, str],
         attention_mask: torch.Tensor | None,
         sink: Callable[[str, torch.Tensor, int], None] | None = None,
@@ -1086,7 +1092,8 @@ class Probe:
 
             return hook
 
-        batches, n_batches, _ = _batches(inputs, batch_size, attention_mask)
+        batches, n_batches, n_total = _batches(inputs, batch_size, attention_mask)
+        report = progress if callable(progress) else None
         dtype = _model_float_dtype(self.model)
         outputs: list[torch.Tensor] | None = []
         labels: list[torch.Tensor] | None = []
@@ -1096,7 +1103,14 @@ class Probe:
             for name in layers:
                 handles.append(modules[name].register_forward_hook(make_hook(name)))
             with _eval_on(self.model, self.device), torch.inference_mode():
-                bar = tqdm(batches, total=n_batches, desc="capture", disable=not progress or (n_batches or 2) < 2)
+                bar = tqdm(
+                    batches,
+                    total=n_batches,
+                    desc="capture",
+                    disable=report is not None or not progress or (n_batches or 2) < 2,
+                )
+                if report is not None:
+                    report(0, n_total)
                 for batch, y, mask in bar:
                     n = _n_samples(batch, "a batch")
                     if mask is not None and (masked or token_mode):  # else the mask is the model's business
@@ -1137,6 +1151,8 @@ class Probe:
                     if token_mode:
                         token_parts.append(_token_index(mask, {name: shapes[name] for name in layers}, n, n_seen))
                     n_seen += n
+                    if report is not None:
+                        report(n_seen, n_total)
                     del out, batch
                     calls.clear()
                     current["mask"] = None

@@ -249,6 +249,11 @@ class Session(BoundaryGeometry):
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._acts: Activations | None = None
+        #: Called as ``listener(done_samples, total_samples)`` on the capturing thread while
+        #: :meth:`activations` captures (a view waiting for the capture shows a determinate bar).
+        self.capture_listeners: list[Callable[[int, int | None], None]] = []
+        #: ``(done_samples, total_samples)`` of the capture under way, else None.
+        self.capture_progress: tuple[int, int | None] | None = None
         self._landmarks: dict[int, Landmarks] = {}
         self._landmark_lock = threading.Lock()
         self._logits_np: np.ndarray | None = None
@@ -412,15 +417,33 @@ class Session(BoundaryGeometry):
         return self._acts is not None
 
     def activations(self) -> Activations:
-        """All layers' activations (captured on first use), an :class:`~geowidgets.probe.Activations`."""
+        """All layers' activations (captured on first use), an :class:`~geowidgets.probe.Activations`.
+
+        While capturing, each batch is reported to :attr:`capture_listeners` and kept in
+        :attr:`capture_progress`.
+        """
         if self._acts is None:
             with self._lock:
                 if self._acts is None:
-                    with model_lock(self.model):
-                        self._acts = self.probe.capture(
-                            self.inputs, batch_size=self.batch_size, progress=False, attention_mask=self._attention_mask
-                        )
+                    try:
+                        with model_lock(self.model):
+                            self._acts = self.probe.capture(
+                                self.inputs,
+                                batch_size=self.batch_size,
+                                progress=self._report_capture,
+                                attention_mask=self._attention_mask,
+                            )
+                    finally:
+                        self.capture_progress = None
         return self._acts
+
+    def _report_capture(self, done: int, total: int | None) -> None:
+        self.capture_progress = (done, total)
+        for listener in list(self.capture_listeners):
+            try:
+                listener(done, total)
+            except Exception:  # noqa: BLE001 - a progress display must not stop the capture
+                pass
 
     def features(self, layer: str) -> torch.Tensor:
         """Layer activations ``[N, D]`` (float32, CPU)."""

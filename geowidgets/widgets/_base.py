@@ -13,6 +13,8 @@ How a request flows (see docs/architecture.md#how-a-slider-move-flows):
   request is no longer the newest is dropped (stale results are never drawn).
 * ``apply`` sets the result traits in one batched update (``hold_sync``) and bumps
   ``revision``; an exception sets ``status="error"`` and ``message`` (shown in the widget).
+* While busy, work whose amount is known reports how far it is (:meth:`_Worker.report_progress`):
+  ``progress`` in [0, 1] draws a determinate bar in the status line, -1 (unknown) the spinner.
 
 Inside a running kernel, results computed on a worker thread are applied on the kernel's main
 thread (through its asyncio loop), so comm messages and observers stay on one thread.
@@ -47,7 +49,17 @@ from geowidgets.widgets._export import ViewExport
 if TYPE_CHECKING:
     from geowidgets.session import Session
 
-__all__ = ["STATIC", "Lane", "Scheduler", "Task", "ViewBase", "StatusBar", "check_keywords"]
+__all__ = [
+    "PROGRESS_UNKNOWN",
+    "STATIC",
+    "Lane",
+    "Scheduler",
+    "Task",
+    "ViewBase",
+    "StatusBar",
+    "check_keywords",
+    "progress_fraction",
+]
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
@@ -567,12 +579,37 @@ class Scheduler:
             return f"Scheduler(queued={len(self._queued)}, running={len(self._running)}, closed={self._closed})"
 
 
-class _Worker:
+#: ``progress`` while the amount of work is not known: the status line shows a spinner.
+PROGRESS_UNKNOWN = -1.0
+
+_PROGRESS_HELP = (
+    "Fraction (float) of the running work done, in [0, 1], while busy and the amount of work is known "
+    "(drawn as a determinate bar in the status line); -1 when unknown or not busy (a spinner while busy)."
+)
+
+
+def progress_fraction(done: float, total: float | None) -> float:
+    """``done / total`` clipped to [0, 1], or ``PROGRESS_UNKNOWN`` (-1) when ``total`` is unknown or not positive.
+
+    Examples
+    --------
+    >>> progress_fraction(12_800, 100_000), progress_fraction(3, None), progress_fraction(5, 4)
+    (0.128, -1.0, 1.0)
+    """
+    if total is None or not total > 0:
+        return PROGRESS_UNKNOWN
+    return min(max(float(done) / float(total), 0.0), 1.0)
+
+
+class _Worker(traitlets.HasTraits):
     """Mixin: lanes plus delivery of results to the thread that owns the traits.
 
     The class it is mixed into provides ``revision``, ``status`` and ``message`` traits and
-    ``hold_sync`` (an ipywidgets widget).
+    ``hold_sync`` (an ipywidgets widget). ``progress`` is declared here, so every view has it;
+    a view with a ``status_bar`` (:class:`StatusBar`) has it mirrored there.
     """
+
+    progress = traitlets.Float(PROGRESS_UNKNOWN, help=_PROGRESS_HELP)
 
     if TYPE_CHECKING:
         revision: int
@@ -646,20 +683,78 @@ class _Worker:
         self.last_traceback = "".join(traceback.format_exception(exc))
 
     def _refresh_status(self, message: str | None = None) -> None:
-        """busy while any lane works; else error while any lane's last request failed; else idle."""
+        """busy while any lane works; else error while any lane's last request failed; else idle.
+
+        A new request's ``message`` (or the end of the work) sets ``progress`` back to unknown.
+        """
         lanes = list(self._lanes.values())
         errors = [lane.error for lane in lanes if lane.error]
         with self.hold_sync():
             if any(lane.busy for lane in lanes):
                 if message is not None or self.status != "busy":
                     self.message = message if message is not None else "working…"
+                    self.progress = PROGRESS_UNKNOWN
                 self.status = "busy"
             elif errors:
                 self.message = errors[0]
+                self.progress = PROGRESS_UNKNOWN
                 self.status = "error"
             else:
                 self.message = ""
+                self.progress = PROGRESS_UNKNOWN
                 self.status = "idle"
+
+    def show_progress(self, done: float, total: float | None, message: str | None = None) -> None:
+        """Show ``done`` of ``total`` units of the running work (and ``message``), on the thread that owns the traits.
+
+        Only while the view is busy (a late report after the work ended is ignored). ``total``
+        None (or not positive) shows the spinner: the amount of work is unknown.
+        """
+        if self.status != "busy":
+            return
+        with self.hold_sync():
+            if message is not None:
+                self.message = message
+            self.progress = progress_fraction(done, total)
+
+    def report_progress(self, done: float, total: float | None, message: str | None = None) -> None:
+        """:meth:`show_progress` from any thread (e.g. a worker's callback): delivered like a result."""
+        self._deliver(functools.partial(self.show_progress, done, total, message))
+
+    @contextlib.contextmanager
+    def following_capture(self, session: Any, message: Callable[[int, int], str] | None = None) -> Iterator[None]:
+        """Inside this block, the session's capture reports its progress to this view (``report_progress``).
+
+        For work that waits for :meth:`Session.activations` (whoever runs the capture): each
+        captured batch calls ``message(done, total)`` for the status text and moves the bar (the
+        spinner again once every sample is captured); a capture already under way is shown at
+        once. Listens through ``session.capture_listeners``.
+        """
+        listeners = getattr(session, "capture_listeners", None)
+        if listeners is None:  # a static view's stand-in, or a session without capture reports
+            yield
+            return
+
+        def listener(done: int, total: int | None) -> None:
+            text = None if message is None or total is None else message(done, total)
+            # Once every sample is captured, what follows (e.g. the layout) is of unknown length: a spinner.
+            self.report_progress(done, None if total is None or done >= total else total, text)
+
+        listeners.append(listener)
+        try:
+            state = getattr(session, "capture_progress", None)
+            if state is not None:
+                listener(*state)
+            yield
+        finally:
+            with contextlib.suppress(ValueError):
+                listeners.remove(listener)
+
+    @traitlets.observe("progress")
+    def _mirror_progress(self, change: dict) -> None:
+        bar = getattr(self, "status_bar", None)
+        if isinstance(bar, StatusBar):
+            bar.progress = change["new"]
 
 
 class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
@@ -673,6 +768,8 @@ class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
     status : {"idle", "busy", "error"}
     message : str
         Progress or error text, shown in the widget's ``.gw-status`` element.
+    progress : float
+        Fraction of the running work done (a determinate bar), or -1 when unknown (a spinner).
     """
 
     revision = traitlets.Int(
@@ -684,6 +781,7 @@ class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
     message = traitlets.Unicode(
         "", help="Progress text while busy, the error text after a failure, else empty (str); shown in .gw-status."
     ).tag(sync=True)
+    progress = traitlets.Float(PROGRESS_UNKNOWN, help=_PROGRESS_HELP).tag(sync=True)
     neighbour_of = traitlets.Int(
         -1, help="Sample (int) whose neighbours are highlighted (the hovered or clicked one), -1 if none."
     ).tag(sync=True)
@@ -733,7 +831,7 @@ class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
             if isinstance(klass, type) and issubclass(klass, ViewBase):
                 own |= {name for name, value in vars(klass).items() if isinstance(value, traitlets.TraitType)}
         traits = cls.class_traits()
-        skip = {"revision", "status", "message"}
+        skip = {"revision", "status", "message", "progress"}
         return sorted(
             name
             for name in own | {"layout"}
@@ -770,6 +868,7 @@ class StatusBar(anywidget.AnyWidget):
         sync=True
     )
     message = traitlets.Unicode("", help="Progress or error text (str) shown in the status line.").tag(sync=True)
+    progress = traitlets.Float(PROGRESS_UNKNOWN, help=_PROGRESS_HELP).tag(sync=True)
     summary = traitlets.Unicode("", help="One-line summary (str) shown left of the status, e.g. N, layer, k.").tag(
         sync=True
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -531,13 +532,28 @@ class EmbeddingView(ViewBase):
                     lambda picture: self._show_landmarks(layer, picture),
                     message=f"capturing {s.PREVIEW_ROWS:,} landmarks of {layer}…",
                 )
+            compute = compute_first_pca if landmarks else compute_pca
+            if first and not s.captured:  # the status line counts the samples captured (a determinate bar)
+                compute = self._following_capture(compute, layer)
             self.lane("layout").submit(
-                compute_first_pca if landmarks else compute_pca,
+                compute,
                 apply,
                 inline=small,
                 message=f"capturing {s.n:,} samples and laying out {layer}…" if first else f"laying out {layer}…",
             )
         self._on_values()
+
+    def _following_capture(self, compute: Callable[[], Any], layer: str) -> Callable[[], Any]:
+        """``compute`` that reports the session's capture, batch by batch, in this view's status line."""
+
+        def text(done: int, total: int) -> str:
+            return f"laying out {layer}…" if done >= total else f"captured {done:,} / {total:,} samples…"
+
+        def run() -> Any:
+            with self.following_capture(self._live, text):
+                return compute()
+
+        return run
 
     def _show_landmarks(self, layer: str, picture: Any) -> None:
         """Draw a layer's first picture from landmarks (``Session.landmark_picture``) until its full layout.

@@ -635,7 +635,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         return out
 
     def _on_progress(self, item: Lane | Task) -> None:
-        """After each queued item: the views over every layer say how many layers are done."""
+        """After each queued item: the views over every layer say how many layers are done (text and bar)."""
         if not isinstance(item, Task) or self.scheduler.closed:
             return
         done = self.progress()
@@ -644,10 +644,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             if self.scheduler.closed:
                 return
             tables, graphs = done["tables"], done["graph"]
-            if self.deviation_map.status == "busy":
-                self.deviation_map.message = f"kNN deviations: layers done {tables[0]}/{tables[1]}…"
-            if self.profile.status == "busy":
-                self.profile.message = f"per-layer metrics: kNN graphs done {graphs[0]}/{graphs[1]}…"
+            # The count as text and as a determinate bar (progress), while the view is busy.
+            self.deviation_map.show_progress(*tables, f"kNN deviations: layers done {tables[0]}/{tables[1]}…")
+            self.profile.show_progress(*graphs, f"per-layer metrics: kNN graphs done {graphs[0]}/{graphs[1]}…")
 
         self.deviation_map._deliver(show)
 
