@@ -422,6 +422,10 @@ class Session(BoundaryGeometry):
         While capturing, each batch is reported to :attr:`capture_listeners` and kept in
         :attr:`capture_progress`.
         """
+        if self._acts is None and "n" in vars(self) and self._addressable():  # (not while __init__ reads labels)
+            # The few samples that tell the shapes first: asked for later (e.g. by a view's coloring on
+            # the kernel's thread) they would otherwise wait for the model, held by the whole capture.
+            self._peek()
         if self._acts is None:
             with self._lock:
                 if self._acts is None:
@@ -493,6 +497,11 @@ class Session(BoundaryGeometry):
                 acts = self.probe.capture(inputs, batch_size=self.batch_size, progress=False, attention_mask=mask)
             found = Landmarks(rows, {name: acts[name] for name in self.layers}, acts.outputs, dict(acts.shapes))
         return found
+
+    def _addressable(self) -> bool:
+        """True if some samples can be captured without the rest (not token rows; see ``take_rows``)."""
+        token_mode = any(p == "tokens" for p in self.probe.pooling.values())
+        return not token_mode and take_rows(self.inputs, [0], self._attention_mask) is not None
 
     def _peek(self) -> Landmarks:
         """A few samples' activations: the output and layer shapes, known without the full capture."""

@@ -122,7 +122,7 @@ def attach_boundary_views(ex: Any) -> None:
     with ex.scheduler.attach():
         if ex.slice is not None and s.task == "classification":
             ex.mixup = MixupView(s, layer=ex.slice_layer(ex.layer), k=ex.k, temperature=ex.temperature)
-        if s.labels is not None and len({int(c) for c in s.labels}) >= 2:
+        if s.labels is not None and len(np.unique(s.labels)) >= 2:
             ex.tilting = TiltingView(s, layer=ex.layer)
     ex.layout_controls = layout_controls(ex.embedding)
     ex.metric_picker = metric_picker(ex.profile)

@@ -14,7 +14,7 @@ from torch import nn
 
 from geowidgets.session import INPUT_LAYER, Session
 from geowidgets.session._colorings import renamed_alias, warn_renamed
-from geowidgets.widgets._base import Lane, Scheduler, StatusBar, Task, check_keywords
+from geowidgets.widgets._base import PROGRESS_UNKNOWN, Lane, Scheduler, StatusBar, Task, check_keywords
 from geowidgets.widgets._boundary_panel import attach_boundary_views
 from geowidgets.widgets._checkpoints import attach_steps, model_family, swap_session
 from geowidgets.widgets._deviation_map import DeviationMap
@@ -405,7 +405,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self.observe(self._on_view_state, names=["selection"])  # the summary's selection count
         attach_boundary_views(self)  # MixUp path, boundary tilting, metric picker, layout method (a row below)
         for view in self._views:
-            view.observe(self._on_view_state, names=["status", "revision", "message"])
+            view.observe(self._on_view_state, names=["status", "revision", "message", "progress"])
         self._on_view_state()
 
     def _on_temperature_slider(self, change: dict) -> None:
@@ -578,12 +578,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     def _on_view_state(self, change: dict | None = None) -> None:
         statuses = [view.status for view in self._views]
         errors = [view.message for view in self._views if view.status == "error"]
-        busy = [view.message for view in self._views if view.status == "busy"]
+        busy = [view for view in self._views if view.status == "busy"]
         with self.status_bar.hold_sync():
+            # The first busy view's message, and its progress bar where it knows its amount of work.
+            self.status_bar.progress = busy[0].progress if busy and not errors else PROGRESS_UNKNOWN
             if errors:
                 self.status, self.message = "error", errors[0]
             elif busy:
-                self.status, self.message = "busy", busy[0]
+                self.status, self.message = "busy", busy[0].message
             else:
                 self.status, self.message = "idle", ""
             if self._dirty and "busy" not in statuses:

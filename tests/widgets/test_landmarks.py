@@ -147,3 +147,34 @@ def test_first_picture_is_the_landmarks_pca_then_every_sample_oriented_alike():
     finally:
         model.release.set()
         view.close()
+
+
+def test_a_view_built_during_a_capture_never_waits_for_it():
+    """A capture already running (holding the model) must not block a view's coloring, which needs the shapes only."""
+    import geowidgets as gw
+
+    model = Counting(hold_after=Session.SHAPE_ROWS)
+    x, y = _data(2000)  # fewer than PREVIEW_ROWS: no landmarks, the layout waits for the capture
+    s = Session(model, x, y, layers=["net.1", "net.3"], k_max=10)
+    threading.Thread(target=s.activations, daemon=True).start()
+    for _ in range(400):  # until the capture holds the model
+        if model.total > Session.SHAPE_ROWS:
+            break
+        threading.Event().wait(0.05)
+    done = threading.Event()
+    views = []
+
+    def build() -> None:
+        views.append(gw.EmbeddingView(s, method="pca"))
+        done.set()
+
+    # Built on the main thread in a notebook; here a thread, so a regression fails instead of hanging.
+    threading.Thread(target=build, daemon=True).start()
+    try:
+        assert done.wait(60), "EmbeddingView(session) waited for the held capture"
+        assert not s.captured
+    finally:
+        model.release.set()
+        for view in views:
+            view.wait(120)
+            view.close()
