@@ -5,14 +5,18 @@ on a sphere plus unit noise), explored at three layers (the two hidden ReLU outp
 the current layer is the last hidden one). Each size runs in a fresh subprocess (so peak RSS is that
 size's own), and in the same process, after the Explorer, the peers on the current layer's
 activations: plain ``umap.UMAP().fit_transform`` and faiss exact kNN (``IndexFlatL2``, k = 51, self
-included). Ratios are the Explorer's time over the peer's. Every Explorer number counts from the
-constructor call: ``first picture`` = the embedding holds positions (PCA), ``UMAP`` = its title says
-UMAP, ``settled`` = every view idle (``ex.wait()``). With ``--current-only`` (used for 10^6) the
-run stops after the current layer's UMAP.
+included). Ratios are the Explorer's time over the peer's. ``first picture`` counts from the moment the
+constructor returns (the Explorer appears) until the embedding draws anything (the landmarks'
+PCA); the other Explorer numbers count from the constructor call: ``every sample's PCA`` = the
+embedding holds all N positions, ``UMAP`` = its title says UMAP, ``settled`` = every view idle
+(``ex.wait()``). ``finished`` in the JSON lists each queued item's completion time. With
+``--current-only-sizes`` a run stops after the current layer's UMAP; with ``--first-only-sizes``
+(used for 10^6) after every sample's PCA, without peers. Peak RSS is read when the Explorer is
+done, before the peers run.
 
 Usage::
 
-    python benchmarks/scale.py [--sizes 10000 50000] [--current-only-sizes 1000000] [--out results.json]
+    python benchmarks/scale.py [--sizes 10000 50000 100000] [--first-only-sizes 1000000] [--out results.json]
 
 Prints a markdown table. The machine is shared: read ratios, not seconds.
 """
@@ -67,8 +71,12 @@ def _poll(predicate, timeout: float) -> float | None:
     return None
 
 
-def run_one(n: int, current_only: bool, timeout: float) -> dict:
-    """One size, in this process: the Explorer, then the peers."""
+def run_one(n: int, mode: str, timeout: float) -> dict:
+    """One size, in this process: the Explorer, then the peers.
+
+    ``mode``: ``"all"`` (until settled), ``"current"`` (until the current layer's UMAP) or
+    ``"first"`` (until every sample's PCA; no peers).
+    """
     import torch
 
     import geowidgets as gw
@@ -81,28 +89,42 @@ def run_one(n: int, current_only: bool, timeout: float) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     ex = gw.Explorer(model, Xt, yt, layers=["1", "3", "4"], method="umap")
-    t_ctor = time.perf_counter() - t0
+    t_shown = time.perf_counter()  # the Explorer appears when its constructor returns
+    finished: list[tuple[str, str | None, float]] = []  # (what, layer, seconds since the call) per queued item
+    ex.scheduler.listeners.append(
+        lambda item: finished.append((*ex.scheduler.describe(item), round(time.perf_counter() - t0, 2)))
+    )
+    t_ctor = t_shown - t0
     layer = "3"
     ex.layer = layer
-    t_first = _poll(lambda: ex.embedding.n_points == n, timeout)
-    t_umap = _poll(lambda: ex.embedding.title.endswith("UMAP") and ex.embedding.layer == layer, timeout)
+    t_first = _poll(lambda: ex.embedding.n_points > 0 and ex.embedding.layer == layer, timeout)
+    t_full = _poll(lambda: ex.embedding.n_points == n, timeout)
+    t_umap = None
+    if mode != "first":
+        t_umap = _poll(lambda: ex.embedding.title.endswith("UMAP") and ex.embedding.layer == layer, timeout)
     out = {
         "n": n,
         "constructor_s": t_ctor,
-        "first_picture_s": None if t_first is None else t_first - t0,
+        "first_picture_s": None if t_first is None else t_first - t_shown,
+        "first_picture_points": ex.embedding.n_points if t_full is None else None,
+        "all_points_pca_s": None if t_full is None else t_full - t0,
         "umap_s": None if t_umap is None else t_umap - t0,
         "settled_s": None,
         "history": [list(h) for h in ex.scheduler.history],
     }
-    if not current_only:
+    if mode == "all":
         ok = ex.wait(timeout)
         out["settled_s"] = time.perf_counter() - t0 if ok else None
     out["history"] = [list(h) for h in ex.scheduler.history]
+    out["finished"] = [list(f) for f in finished]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_before_mb"] = rss0
     acts = ex.session.features(layer).numpy()
     out["activations_mb"] = sum(ex.session.features(name).numel() * 4 for name in ex.session.layers) / 2**20
     ex.close()
+    if mode == "first":
+        out["umap_learn_s"] = out["faiss_exact_knn_s"] = None
+        return out
     # Peers on the same layer's activations, same process, after the Explorer.
     import umap
 
@@ -126,19 +148,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000])
     parser.add_argument("--current-only-sizes", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--first-only-sizes", type=int, nargs="*", default=[], help="sizes timed only to every sample's PCA"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--out", default=None, help="also write the raw results as JSON")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--current-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print("RESULT " + json.dumps(run_one(args.one, args.current_only, args.timeout)), flush=True)
+        print("RESULT " + json.dumps(run_one(args.one, args.mode, args.timeout)), flush=True)
         return
     rows = []
-    jobs = [(n, False) for n in args.sizes] + [(n, True) for n in args.current_only_sizes]
-    for n, current_only in jobs:
-        cmd = [sys.executable, __file__, "--one", str(n), "--timeout", str(args.timeout)]
-        cmd += ["--current-only"] if current_only else []
+    jobs = [(n, "all") for n in args.sizes] + [(n, "current") for n in args.current_only_sizes]
+    jobs += [(n, "first") for n in args.first_only_sizes]
+    for n, mode in jobs:
+        cmd = [sys.executable, __file__, "--one", str(n), "--timeout", str(args.timeout), "--mode", mode]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
@@ -161,13 +186,14 @@ def main() -> None:
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load:.1f} at the end\n"
     )
     print(
-        "| N | constructor s | first picture s | current UMAP s | settled s | umap-learn s | UMAP / umap-learn "
-        "| faiss exact kNN s | peak RSS MB | activations MB |"
+        "| N | constructor s | first picture s (after it returns) | every sample's PCA s | current UMAP s "
+        "| settled s | umap-learn s | UMAP / umap-learn | faiss exact kNN s | peak RSS MB | activations MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['n']:,} | {f(r['constructor_s'])} | {f(r['first_picture_s'])} | {f(r['umap_s'])} | "
+            f"| {r['n']:,} | {f(r['constructor_s'])} | {f(r['first_picture_s'])} | {f(r['all_points_pca_s'])} | "
+            f"{f(r['umap_s'])} | "
             f"{f(r['settled_s'])} | {f(r['umap_learn_s'])} | {ratio(r['umap_s'], r['umap_learn_s'])} | "
             f"{f(r['faiss_exact_knn_s'])} | {r['peak_rss_mb']:.0f} | {r['activations_mb']:.0f} |"
         )
