@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -193,8 +194,12 @@ class Session(BoundaryGeometry):
     #: Samples captured up front (at random, seeded) to learn the model's output and layer shapes,
     #: so that building a view never waits for the whole capture (see :meth:`landmarks`).
     SHAPE_ROWS: int = 8
-    #: Landmarks of a layer's first picture while the whole set is captured (see :meth:`landmarks`).
+    #: Most landmarks of a layer's first picture while the whole set is captured (see :attr:`preview_rows`).
     PREVIEW_ROWS: int = 2048
+    #: Fewest landmarks of a first picture, however slow the model.
+    MIN_PREVIEW_ROWS: int = 256
+    #: Time the landmarks' capture aims at, from the model's measured time per sample (seconds).
+    PREVIEW_SECONDS: float = 0.5
 
     def __init__(
         self,
@@ -256,6 +261,7 @@ class Session(BoundaryGeometry):
         self.capture_progress: tuple[int, int | None] | None = None
         self._landmarks: dict[int, Landmarks] = {}
         self._landmark_lock = threading.Lock()
+        self._seconds_per_sample: float | None = None  # the model's time per sample (from the shapes' probe)
         self._logits_np: np.ndarray | None = None
         self._predictions: np.ndarray | None = None
         self._reference: np.ndarray | None = None
@@ -493,10 +499,33 @@ class Session(BoundaryGeometry):
             )
         else:
             inputs, mask = part
+            clock: list[float] = []  # when the forward passes started and ended (the model's own time)
             with model_lock(self.model):
-                acts = self.probe.capture(inputs, batch_size=self.batch_size, progress=False, attention_mask=mask)
+                acts = self.probe.capture(
+                    inputs,
+                    batch_size=self.batch_size,
+                    progress=lambda done, total: clock.append(time.perf_counter()),
+                    attention_mask=mask,
+                )
+            if len(clock) >= 2 and self._seconds_per_sample is None:
+                self._seconds_per_sample = (clock[-1] - clock[0]) / m
             found = Landmarks(rows, {name: acts[name] for name in self.layers}, acts.outputs, dict(acts.shapes))
         return found
+
+    @property
+    def preview_rows(self) -> int:
+        """Landmarks of a layer's first picture: as many as the model runs in :attr:`PREVIEW_SECONDS`.
+
+        Measured on the few samples that tell the shapes (:attr:`SHAPE_ROWS`), within
+        ``[MIN_PREVIEW_ROWS, PREVIEW_ROWS]`` and at most N: 2,048 for a small MLP, a few hundred
+        for a CNN whose forward pass takes milliseconds per sample on the CPU.
+        """
+        if self._seconds_per_sample is None and not self.captured and self._addressable():
+            self._peek()  # times the model on the few samples that tell the shapes
+        per_sample = self._seconds_per_sample
+        fits = self.PREVIEW_ROWS if not per_sample else int(self.PREVIEW_SECONDS / per_sample)
+        rows = max(min(fits, self.PREVIEW_ROWS), min(self.MIN_PREVIEW_ROWS, self.PREVIEW_ROWS))
+        return min(rows, self.n)
 
     def _addressable(self) -> bool:
         """True if some samples can be captured without the rest (not token rows; see ``take_rows``)."""
@@ -970,7 +999,7 @@ class Session(BoundaryGeometry):
         return self._answer(Y)
 
     def landmark_picture(self, layer: str, color_by: str = "label") -> LandmarkPicture:
-        """A layer's first picture from :attr:`PREVIEW_ROWS` landmarks, before the whole set is captured.
+        """A layer's first picture from :attr:`preview_rows` landmarks, before the whole set is captured.
 
         The PCA layout of the landmarks' activations (:meth:`landmarks`), with a coloring of every
         sample that needs no capture: ``color_by`` itself when it needs none (the labels, a metadata
@@ -985,7 +1014,7 @@ class Session(BoundaryGeometry):
             :class:`ColorSpec` over all N samples, or None).
         """
         layer = self.check_layer(layer)
-        marks = self.landmarks(self.PREVIEW_ROWS)
+        marks = self.landmarks(self.preview_rows)
         free = [
             c for c in (color_by, "label") if c in self.metadata_colorings or (c == "label" and self.labels is not None)
         ]

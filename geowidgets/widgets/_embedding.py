@@ -506,7 +506,7 @@ class EmbeddingView(ViewBase):
                 self._refine(layer)
 
         def compute_first_pca():
-            s.landmarks(s.PREVIEW_ROWS)  # the landmarks' capture first, so the first picture never waits
+            s.landmarks(s.preview_rows)  # the landmarks' capture first, so the first picture never waits
             return compute_pca()
 
         done = s.has_layout(layer, method, **params)
@@ -524,13 +524,13 @@ class EmbeddingView(ViewBase):
         else:
             # PCA is O(N·D²): inline (no thread) only while that stays well under ~100 ms.
             small = s.captured and s.n * s.features(layer).shape[1] <= INLINE_PCA_CELLS
-            landmarks = first and not s.captured and s.n > s.PREVIEW_ROWS
+            landmarks = first and not s.captured and s.n > s.preview_rows
             if landmarks:  # the first picture from landmarks while the whole set is captured
                 by = self.color_by
                 self.lane("landmarks").submit(
                     lambda: s.landmark_picture(layer, by),
                     lambda picture: self._show_landmarks(layer, picture),
-                    message=f"capturing {s.PREVIEW_ROWS:,} landmarks of {layer}…",
+                    message=f"capturing {s.preview_rows:,} landmarks of {layer}…",
                 )
             compute = compute_first_pca if landmarks else compute_pca
             if first and not s.captured:  # the status line counts the samples captured (a determinate bar)

@@ -50,7 +50,8 @@ def test_landmarks_first_then_every_sample(module_lab) -> None:
         what="the landmarks' picture to be drawn",
     )
     title = root.locator(".gw-title").inner_text()
-    assert "PCA of 2,048 landmarks of 6,000 samples" in title, title
+    m = lab.kernel_value("ex.session.preview_rows")
+    assert f"PCA of {m:,} landmarks of 6,000 samples" in title, title
     assert lab.kernel_value("ex.session.captured") is False
     canvas = root.locator("canvas").first
     canvas.scroll_into_view_if_needed()
@@ -59,7 +60,7 @@ def test_landmarks_first_then_every_sample(module_lab) -> None:
     rows = lab.kernel_value("np.asarray(ex.embedding.sample_indices).tolist()")
     labels = lab.kernel_value("ex.session.labels.tolist()")
     screen = _screen_points(lab, box)
-    assert len(screen) == len(rows) == 2048
+    assert len(screen) == len(rows) == m
     i = _isolated(screen, box)
     text = _hover_tooltip(lab, root, screen[i], box)
     sample = rows[i]

@@ -178,3 +178,20 @@ def test_a_view_built_during_a_capture_never_waits_for_it():
         for view in views:
             view.wait(120)
             view.close()
+
+
+def test_landmarks_follow_the_models_speed():
+    """A slow model's first picture uses fewer landmarks (MIN_PREVIEW_ROWS here), never more than PREVIEW_ROWS."""
+
+    class Slow(Counting):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            threading.Event().wait(0.004 * len(x))  # 4 ms per sample: 0.5 s buys 125 samples
+            return super().forward(x)
+
+    x, y = _data(5000)
+    fast = Session(Counting(), x, y, layers=["net.1"], k_max=10)
+    assert Session.MIN_PREVIEW_ROWS <= fast.preview_rows <= Session.PREVIEW_ROWS
+    slow = Session(Slow(), x, y, layers=["net.1"], k_max=10)
+    assert slow.preview_rows == Session.MIN_PREVIEW_ROWS
+    assert slow.landmark_picture("net.1").rows.shape == (Session.MIN_PREVIEW_ROWS,)
+    assert not slow.captured
