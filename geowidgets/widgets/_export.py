@@ -523,6 +523,8 @@ class ExplorerState(ViewExport):
         )
         if ex.session.n != sess["n"]:
             raise ValueError(f"the state was saved over {sess['n']} samples; these inputs give {ex.session.n}")
+        if wait:  # the first layer's picture first: the saved layer's layout is aligned to it, as when it was shown
+            ex.wait()
         ex.layer = state["layer"]
         ex.deviation_map.sort_by = view["sort_by"]
         ex.deviation_map.threshold = view["threshold"]

@@ -123,6 +123,7 @@ def test_first_picture_is_the_landmarks_pca_then_every_sample_oriented_alike():
             if view.sample_indices is not None:
                 break
             threading.Event().wait(0.05)
+        assert view.sample_indices is not None, (view.status, view.message, view.title, s.captured, model.seen)
         marks = s.landmarks(m)
         np.testing.assert_array_equal(view.sample_indices, marks.rows)
         assert view.positions.shape == (m, 2)
