@@ -92,7 +92,9 @@ def default_layers(model: nn.Module) -> list[str]:
       block, whose output becomes theirs (``conv1 -> bn1 -> relu -> maxpool`` gives ``maxpool``);
       right after a container block (a ``nn.Sequential`` stage, a residual block) it is a
       re-view of the block's output and is skipped;
-    * a container block (e.g. a ResNet stage ``layer1``) is one layer: its output.
+    * a container block (e.g. a ResNet stage ``layer1``) is one layer: its output;
+    * a ``nn.ModuleList`` / ``nn.ModuleDict`` (a transformer's ``blocks``) is never called itself:
+      each of its elements is a block.
 
     A model without children gives ``[""]`` (the model's own output).
 
@@ -128,6 +130,10 @@ def default_layers(model: nn.Module) -> list[str]:
     previous_is_leaf = False
     for name, module in children:
         if isinstance(module, _PASS_THROUGH):
+            continue
+        if isinstance(module, (nn.ModuleList, nn.ModuleDict)):  # a holder, never called: its elements are blocks
+            out += [f"{prefix}{name}.{sub}" for sub, _ in module.named_children()]
+            previous_is_leaf = False
             continue
         is_leaf = not any(True for _ in module.children())
         if is_leaf and (isinstance(module, _EPILOGUE) or _is_activation(module)) and out:

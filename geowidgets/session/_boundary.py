@@ -8,6 +8,7 @@ same question get the same object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,8 +67,31 @@ class BoundaryGeometry:
         return memo
 
     def _carrier(self, index: int) -> torch.Tensor:
-        """Input sample ``index`` (no batch dimension): what the model runs on for a patched layer."""
-        x = self.inputs[int(index)]
+        """Input sample ``index`` (no batch dimension): what the model runs on for a patched layer.
+
+        For mapping inputs (a tokenizer's batch) the main tensor, ``input_ids`` if present, else the
+        first entry (the model's other arguments keep their defaults); for a Dataset or DataLoader,
+        the input of the item (``x`` of an ``(x, y)`` pair).
+        """
+        from torch.utils.data import DataLoader
+
+        from geowidgets.probe import take_rows
+
+        if take_rows(self.inputs, [int(index)]) is None:
+            raise ValueError(
+                "these inputs (an iterable Dataset, or a DataLoader that does not read its dataset in order) cannot "
+                "give one sample by index, which a slice or a MixUp path at a hidden layer runs the model on; pass "
+                "a Tensor, a mapping of Tensors or a sized Dataset"
+            )
+        inputs = self.inputs.dataset if isinstance(self.inputs, DataLoader) else self.inputs
+        if isinstance(inputs, Mapping):
+            x: Any = {key: value[int(index)] for key, value in inputs.items()}
+        else:
+            x = inputs[int(index)]
+        if isinstance(x, (tuple, list)):
+            x = x[0]
+        if isinstance(x, Mapping):
+            x = x["input_ids"] if "input_ids" in x else next(iter(x.values()))
         return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
     def _check_index(self, index: int, name: str = "index") -> int:

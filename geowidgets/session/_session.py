@@ -1098,9 +1098,7 @@ class Session(BoundaryGeometry):
             plane = geo.Plane.through(*(space[a] for a in anchors))
             # The first anchor's input is the carrier: in input space it gives the grid points their
             # shape (e.g. images); in a layer the model runs on it and the layer output is swapped.
-            first = self.inputs[anchors[0]]
-            carrier = first if isinstance(first, torch.Tensor) else torch.as_tensor(np.asarray(first))
-            kwargs: dict[str, Any] = {"carrier": carrier}
+            kwargs: dict[str, Any] = {"carrier": self._carrier(anchors[0])}
             if layer != INPUT_LAYER:
                 kwargs.update(layer=layer, plane_space="layer")
             with model_lock(self.model):

@@ -105,3 +105,26 @@ def test_named_layers_keep_flattening_unless_asked() -> None:
     assert np.asarray(flat.activations()["layer4"]).shape == (6, 32 * 2 * 2)
     pooled = Session(model, x, np.arange(6) % 3, layers=["layer4"], k_max=3, device="cpu", pooling="mean")
     assert np.asarray(pooled.activations()["layer4"]).shape == (6, 32)
+
+
+def test_a_module_list_of_blocks_gives_its_blocks_and_every_one_runs():
+    """An encoder whose forward loops over a ModuleList: the list itself never runs, its blocks do."""
+    from geowidgets.probe import Probe
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.GELU()) for _ in range(2)])
+
+        def forward(self, input_ids, attention_mask=None):
+            h = self.emb(input_ids)
+            for block in self.blocks:
+                h = h + block(h)
+            return h
+
+    enc = Encoder()
+    assert default_layers(enc) == ["emb", "blocks.0", "blocks.1"]
+    batch = {"input_ids": torch.randint(0, 20, (5, 4)), "attention_mask": torch.ones(5, 4, dtype=torch.long)}
+    acts = Probe(enc, default_layers(enc), device="cpu", pooling="mean").capture(batch, progress=False)
+    assert [tuple(acts[name].shape) for name in acts.layers] == [(5, 8)] * 3

@@ -1,0 +1,83 @@
+"""A tokenizer batch (a dict of input_ids and attention_mask) into an HF-style classifier and a headless encoder.
+
+Found by a new user: the encoder's default layers named its ModuleList (never called), and the
+classifier's decision slice indexed the dict by a sample number (KeyError).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+import geowidgets as gw
+
+
+@dataclasses.dataclass
+class Out:
+    logits: torch.Tensor
+
+
+class Enc(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 16)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(16, 16), nn.GELU()) for _ in range(2)])
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.emb(input_ids)
+        for b in self.blocks:
+            h = h + b(h)
+        return h
+
+
+class Clf(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = Enc()
+        self.classifier = nn.Linear(16, 3)
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.encoder(input_ids)
+        m = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True)
+        return Out(self.classifier(pooled))
+
+
+def _batch():
+    torch.manual_seed(0)
+    ids = torch.randint(1, 30, (300, 12))
+    mask = torch.ones(300, 12, dtype=torch.long)
+    mask[::3, 8:] = 0
+    ids[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask}, torch.randint(0, 3, (300,))
+
+
+def test_classifier_on_a_tokenizer_batch_gets_its_slice_and_mixup():
+    batch, y = _batch()
+    model = Clf().eval()
+    ex = gw.Explorer(model, batch, y, method="pca", k_max=10)
+    try:
+        assert ex.wait(120)
+        assert ex.slice is not None and ex.slice.status == "idle", ex.slice.message
+        assert ex.mixup is not None and ex.mixup.status == "idle", ex.mixup.message
+        # The session ran the dict as keyword arguments, mask included: anchor A is predicted as the model does.
+        a = ex.slice.anchors[0]
+        with torch.no_grad():
+            own = model(**{k: v[a : a + 1] for k, v in batch.items()}).logits.argmax(1).item()
+        assert int(ex.session.predictions[a]) == own
+    finally:
+        ex.close()
+
+
+def test_headless_encoder_with_a_module_list_explores_its_blocks():
+    batch, _ = _batch()
+    ex = gw.Explorer(Clf().encoder, batch, task="embedding", method="pca", k_max=10)
+    try:
+        assert ex.wait(120) and ex.status == "idle", ex.message
+        assert ex.session.layers == ["emb", "blocks.0", "blocks.1"]
+        assert np.isfinite(ex.profile.values["rankme"]).all()
+    finally:
+        ex.close()
