@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import KNNGraph, Metric, _fingerprint, faiss_available, knn
+from geowidgets.geometry._knn import KNNGraph, Metric, _all_rows_equal, _fingerprint, faiss_available, knn
 
 __all__ = [
     "ApproxKNNGraph",
@@ -410,8 +410,8 @@ def approximate_knn_graph(
 
     on_cuda = Xt.device.type == "cuda"
     min_points = APPROX_MIN_POINTS if min_points is None else int(min_points)
-    if engine == "exact" or (engine == "auto" and (n < min_points or on_cuda)):
-        return exact()
+    if engine == "exact" or (engine == "auto" and (n < min_points or on_cuda)) or _all_rows_equal(Xt):
+        return exact()  # (identical rows: every distance is 0, no index can do better than the tie order)
     chosen = "hnsw" if engine == "auto" else engine
     if chosen in ("hnsw", "ivf") and not faiss_available() and engine == "auto":
         chosen = "nndescent"

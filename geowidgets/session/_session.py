@@ -980,8 +980,8 @@ class Session(BoundaryGeometry):
         X = self.features(layer)
 
         def compute():
-            if X.shape[1] < 2 or method == "pca":
-                return _pca_layout(X)
+            if X.shape[1] < 2 or method == "pca" or bool((X == X[:1]).all()):
+                return _pca_layout(X)  # (identical rows: one point, whatever the method; no graph to lay out)
             init = reference if reference is not None and reference.shape == (self.n, 2) else None
             if init is None:
                 init = self.layout(layer, "pca")

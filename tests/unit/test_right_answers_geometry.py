@@ -218,3 +218,23 @@ def test_knn_graph_peak_memory_is_a_small_multiple_of_the_input(engine):
     growth = int(out.stdout.strip().splitlines()[-1])
     input_bytes = 400 * 20000 * 4
     assert growth < 6 * input_bytes + 64 * 2**20
+
+
+def test_identical_rows_give_zero_distances_and_lower_index_ties_at_once():
+    """A layer that ignores its input (e.g. zeroed weights): every distance is 0, ties to the lower index.
+
+    Found by a new user at 10^5 samples, where the tie-heavy search (every row within the rounding
+    bound, so re-searched in float64) never finished; the answer is known without searching.
+    """
+    from geowidgets import geometry as geo
+
+    X = np.full((7, 3), 2.5, dtype=np.float32)
+    d, i = geo.knn(X, 3)
+    assert np.asarray(d).max() == 0.0
+    assert np.asarray(i).tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2]]
+    # Independently: a float64 brute force with a stable sort (ties to the lower index).
+    full = np.linalg.norm(X[:, None].astype(np.float64) - X[None], axis=-1)
+    np.fill_diagonal(full, np.inf)
+    assert np.asarray(i).tolist() == np.argsort(full, axis=1, kind="stable")[:, :3].tolist()
+    g = geo.approximate_knn_graph(np.full((70_000, 4), 1.0, np.float32), k_max=5)
+    assert g.engine == "exact" and np.asarray(g.dist).max() == 0.0
