@@ -340,7 +340,7 @@ def as_class_indices(
             i = int(np.flatnonzero(arr != np.round(arr))[0])
             raise ValueError(
                 f"{name}[{i}] = {arr[i]!r} is not a whole number; classification labels are class indices "
-                "(integers) or class names (strings)"
+                "(integers) or class names (strings); for a regressor's targets pass task='regression'"
             )
         codes = arr.astype(np.int64)
     else:

@@ -170,3 +170,11 @@ def test_session_leaves_the_models_mode_alone(mode):
     assert model.training is mode
     assert all(m.training is mode for m in model.modules())
     torch.testing.assert_close(model[1].running_mean, stats)  # captured in eval mode: BatchNorm stats untouched
+
+
+def test_float_targets_without_task_suggest_regression(demo):
+    """A regressor's float targets given without task=: the error says which task to pass."""
+    reg = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    targets = demo.inputs[:, 0] * 2.0 + 0.1
+    with pytest.raises(ValueError, match=r"not a whole number.*task='regression'"):
+        Session(reg, demo.inputs, targets, k_max=10)
