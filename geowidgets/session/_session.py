@@ -1130,8 +1130,10 @@ class Session(BoundaryGeometry):
             uses_graph = set(metrics) & {"twonn", "mle", "knn_agreement"}
             if uses_graph and self.metric == "euclidean" and self.k_max >= max(k, geo.PROFILE_GRAPH_MIN_K):
                 graphs = {name: self.knn_graph(name) for name in self.layers}
+            # A metric undefined on one layer (e.g. the entropy of a constant layer) is NaN there, with its
+            # reason in that row's params["error"]; the other layers keep their values.
             return geo.layer_profile(
-                {name: acts[name] for name in self.layers}, labels, metrics=metrics, k=k, knn=graphs
+                {name: acts[name] for name in self.layers}, labels, metrics=metrics, k=k, knn=graphs, errors="record"
             )
 
         return self._answer(self._memo["profile"].get((tuple(metrics), k), compute))

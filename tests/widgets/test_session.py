@@ -194,3 +194,29 @@ def test_deprecated_colour_names_warn_and_still_work(session):
     from scipy.special import softmax
 
     np.testing.assert_allclose(conf, softmax(z.astype(np.float64) / 0.5, axis=1).max(1), rtol=1e-5)
+
+
+def test_a_constant_layer_leaves_the_other_layers_profile_intact():
+    """Zeroed last layer: its undefined metrics are NaN with their reason; the hidden layer keeps its values."""
+    import warnings
+
+    from torch import nn
+
+    from geowidgets import geometry as geo
+    from geowidgets.session import Session
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].bias.zero_()
+    x, y = torch.randn(400, 4), torch.randint(0, 3, (400,))
+    s = Session(model, x, y, layers=["1", "2"], k_max=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = s.profile(("rankme", "vne"), k=10)
+    hidden = table[table.layer == "1"].set_index("metric")["value"]
+    assert hidden["rankme"] == pytest.approx(geo.rankme(s.features("1")))
+    assert hidden["vne"] == pytest.approx(geo.von_neumann_entropy(s.features("1")))
+    vne = table[(table.layer == "2") & (table.metric == "vne")].iloc[0]
+    assert np.isnan(vne["value"]) and "zero variance" in vne["params"]["error"]
