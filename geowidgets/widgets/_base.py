@@ -641,7 +641,10 @@ class _Worker(traitlets.HasTraits):
         return self._lanes[name]
 
     def _deliver(self, fn: Callable[[], None]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
+        # Through the kernel's loop only while it runs: a loop left registered but stopped (e.g. after a
+        # notebook was executed in this process) would hold every result forever.
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and loop.is_running():
             self._deliveries.put(fn)
             self._loop.call_soon_threadsafe(self._drain)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -79,3 +80,28 @@ def test_status_is_validated():
     view = _Probe()
     with pytest.raises(Exception, match="status must be"):
         view.status = "sleeping"
+
+
+def test_results_arrive_when_a_stopped_loop_was_left_registered():
+    """A loop registered as running but stopped (left behind by code that ran a notebook in this process)
+    must not swallow results: they are applied at once instead of waiting for that loop."""
+    import asyncio
+
+    from geowidgets.widgets._base import ViewBase
+
+    loop = asyncio.new_event_loop()
+    asyncio.events._set_running_loop(loop)  # what a leaked run_sync / nested loop leaves behind
+    try:
+        view = ViewBase()
+    finally:
+        asyncio.events._set_running_loop(None)
+    try:
+        got: list[int] = []
+        view.lane("x").submit(lambda: 7, got.append)
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:  # not view.wait(), which drains deliveries itself
+            time.sleep(0.02)
+        assert got == [7]
+    finally:
+        view.close()
+        loop.close()
