@@ -646,7 +646,7 @@ class _Worker(traitlets.HasTraits):
         loop = self._loop
         if loop is not None and not loop.is_closed() and loop.is_running():
             self._deliveries.put(fn)
-            self._loop.call_soon_threadsafe(self._drain)
+            loop.call_soon_threadsafe(self._drain)
         else:
             with self._apply_lock:
                 fn()
