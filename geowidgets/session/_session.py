@@ -972,6 +972,7 @@ class Session(BoundaryGeometry):
         +1 for UMAP, which counts the point itself). Cached per (layer, method, params).
         """
         from geowidgets import geometry as geo
+        from geowidgets.geometry._knn import _all_rows_equal as all_rows_equal
 
         layer = self.check_layer(layer)
         if method not in LAYOUT_PARAMS:
@@ -980,7 +981,7 @@ class Session(BoundaryGeometry):
         X = self.features(layer)
 
         def compute():
-            if X.shape[1] < 2 or method == "pca" or bool((X == X[:1]).all()):
+            if X.shape[1] < 2 or method == "pca" or all_rows_equal(X):
                 return _pca_layout(X)  # (identical rows: one point, whatever the method; no graph to lay out)
             init = reference if reference is not None and reference.shape == (self.n, 2) else None
             if init is None:
