@@ -90,9 +90,16 @@ def run_one(n: int, mode: str, timeout: float) -> dict:
     t0 = time.perf_counter()
     ex = gw.Explorer(model, Xt, yt, layers=["1", "3", "4"], method="umap")
     t_shown = time.perf_counter()  # the Explorer appears when its constructor returns
-    finished: list[tuple[str, str | None, float]] = []  # (what, layer, seconds since the call) per queued item
+    # (what, layer, seconds since the call, peak RSS MB so far) per queued item
+    finished: list[tuple[str, str | None, float, float]] = []
     ex.scheduler.listeners.append(
-        lambda item: finished.append((*ex.scheduler.describe(item), round(time.perf_counter() - t0, 2)))
+        lambda item: finished.append(
+            (
+                *ex.scheduler.describe(item),
+                round(time.perf_counter() - t0, 2),
+                round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            )
+        )
     )
     t_ctor = t_shown - t0
     layer = "3"

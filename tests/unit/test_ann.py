@@ -187,3 +187,25 @@ def test_knn_graph_exact_switch_and_threshold(monkeypatch):
         knn_graph(X, k_max=10, exact=True, engine="hnsw")
     with pytest.raises(ValueError, match="engine must be"):
         knn_graph(X, k_max=10, engine="annoy")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_searched_rows_are_centred_in_float64_blocks(monkeypatch, metric):
+    """The index's rows are centred block by block (no full float64 copy of X): the same float32
+    rows as centring a float64 copy at once, for many tiny blocks and a large common offset."""
+    import geowidgets.geometry._ann as ann
+
+    monkeypatch.setattr(ann, "_BLOCK_BYTES", 8 * 6 * 5)  # 5 rows per block
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(97, 6)) + 500.0).astype(np.float32)
+    rows, inv = ann._search_rows(torch.from_numpy(X), metric)
+    X64 = X.astype(np.float64)
+    if metric == "cosine":
+        ref_inv = 1.0 / np.linalg.norm(X64, axis=1)
+        np.testing.assert_allclose(inv.numpy(), ref_inv, rtol=1e-15)
+        X64 = X64 * ref_inv[:, None]
+    else:
+        assert inv is None
+    ref = (X64 - X64.mean(0)).astype(np.float32)
+    assert rows.dtype == np.float32 and rows.flags.c_contiguous
+    np.testing.assert_allclose(rows, ref, rtol=0, atol=2e-7 * np.abs(ref).max())

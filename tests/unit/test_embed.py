@@ -157,3 +157,20 @@ def test_heatgeo_embedding_reproducible_and_subsampled():
     assert Y1.shape == (400, 2) and np.array_equal(Y1, geo.embed(X, method="heatgeo", n_neighbors=10, t=10.0))
     Y_sub = geo.embed(X, method="heatgeo", n_neighbors=10, max_n=200, random_state=1)
     assert Y_sub.shape == (400, 2) and np.isfinite(Y_sub).all()
+
+
+def test_pca_accumulated_over_row_blocks_equals_scikit_learn(monkeypatch):
+    """The PCA reads X in float64 row blocks (no full float64 copy); with many tiny blocks the
+    scores still equal scikit-learn's float64 PCA, on rows with a large common offset."""
+    from sklearn.decomposition import PCA
+
+    import geowidgets.geometry._embed as embed
+
+    monkeypatch.setattr(embed, "_PCA_BLOCK_BYTES", 8 * 12 * 7)  # 7 rows per block
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(403, 12)) * np.linspace(4.0, 0.2, 12) + 1e3).astype(np.float32)
+    got = geo.embed(X, method="pca", n_components=3)
+    ref = PCA(3).fit_transform(X.astype(np.float64))
+    np.testing.assert_allclose(np.abs(got), np.abs(ref), rtol=1e-4, atol=1e-3)
+    for j in range(3):
+        assert abs(np.corrcoef(got[:, j], ref[:, j])[0, 1]) > 0.999999
