@@ -1043,17 +1043,28 @@ class Probe:
         attention_mask: torch.Tensor | None,
         sink: Callable[[str, torch.Tensor, int], None] | None = None,
     ):
-        """One pass over the inputs; with ``sink``, each batch's rows go to ``sink(layer, rows, offset)``."""
+        """One pass over the inputs; with ``sink``, each batch's rows go to ``sink(layer, rows, offset)``.
+
+        Without ``sink``, each layer's rows (and the model's outputs) are gathered by :class:`_Rows`:
+        when the number of samples is known up front (and not in token mode), every batch is copied
+        into one preallocated ``[N, D]`` tensor, so a layer takes O(N·D) memory in all and never a
+        second copy; otherwise the batches are concatenated once the pass ends. NaN/inf are checked
+        batch by batch (O(batch·D) scratch) and reported for the whole layer after the pass.
+        """
         from tqdm.auto import tqdm
 
         modules = dict(self.model.named_modules())
-        pieces: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+        # The number of rows, when known before the pass: one per sample (token mode: unknown).
+        token_mode = any(poolings[name] == "tokens" for name in layers)
+        batches, n_batches, n_total = _batches(inputs, batch_size, attention_mask)
+        n_rows = None if token_mode else n_total
+        rows: dict[str, _Rows] = {name: _Rows(n_rows) for name in layers}
+        non_finite: dict[str, int] = {name: 0 for name in layers}
         shapes: dict[str, tuple] = {}
         # per layer, during one forward pass: [calls, recorded [B, D] float32 (a sum for "mean"), shape]
         calls: dict[str, list] = {}
         current: dict[str, torch.Tensor | None] = {"mask": None}  # the batch's bool mask, on the device
         handles = []
-        token_mode = any(poolings[name] == "tokens" for name in layers)
         masked = any(poolings[name] in _MASKED_POOLINGS for name in layers)
 
         def make_hook(name: str):
@@ -1092,10 +1103,9 @@ class Probe:
 
             return hook
 
-        batches, n_batches, n_total = _batches(inputs, batch_size, attention_mask)
         report = progress if callable(progress) else None
         dtype = _model_float_dtype(self.model)
-        outputs: list[torch.Tensor] | None = []
+        outputs: _Rows | None = _Rows(n_total)
         labels: list[torch.Tensor] | None = []
         token_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_seen = 0
@@ -1124,8 +1134,9 @@ class Probe:
                     out = _call_model(self.model, batch)
                     out_t = select_output(out, 0)
                     if outputs is not None and out_t is not None and out_t.ndim >= 1 and out_t.shape[0] == n:
+                        # Copied into outputs' own rows (or cloned), never kept as a view of out_t.
                         o = out_t.detach().float().reshape(n, -1)
-                        outputs.append((o.clone() if _shares_memory(o, out_t) else o).cpu())
+                        outputs.add(o, copy=_shares_memory(o, out_t))
                     else:  # no per-sample output tensor (e.g. a scalar loss first): record none
                         outputs = None
                     for name in layers:
@@ -1145,7 +1156,9 @@ class Probe:
                             t = t / count
                         shapes[name] = shape
                         if sink is None:
-                            pieces[name].append(t.cpu())
+                            kept = rows[name].add(t)
+                            if not bool(torch.isfinite(kept).all()):
+                                non_finite[name] += int((~torch.isfinite(kept)).sum())
                         else:
                             sink(name, t.cpu(), n_seen)
                     if token_mode:
@@ -1161,16 +1174,13 @@ class Probe:
                 h.remove()
         if n_seen == 0:
             raise ValueError("inputs are empty: the Dataset/DataLoader yielded no samples")
+        for name in layers:
+            if non_finite[name]:
+                raise ValueError(f"layer {name!r} produced {non_finite[name]} NaN/inf activation value(s)")
         result: dict[str, tuple[torch.Tensor | None, tuple]] = {}
         for name in layers:
-            if sink is not None:
-                result[name] = (None, shapes[name])
-                continue
-            t = torch.cat(pieces[name])
-            if not bool(torch.isfinite(t).all()):
-                bad = int((~torch.isfinite(t)).sum())
-                raise ValueError(f"layer {name!r} produced {bad} NaN/inf activation value(s)")
-            result[name] = (t, shapes[name])
+            # Each layer's pieces (when not preallocated) are freed as soon as they are concatenated.
+            result[name] = (None if sink is not None else rows.pop(name).take(), shapes[name])
         tokens = None
         if token_mode:
             tokens = {}
@@ -1178,7 +1188,7 @@ class Probe:
                 arr = torch.cat([part[i] for part in token_parts]).numpy()
                 arr.flags.writeable = False
                 tokens[column] = arr
-        return result, _cat_rows(outputs), _cat_rows(labels), tokens
+        return result, None if outputs is None else outputs.take(same_shape=True), _cat_rows(labels), tokens
 
 
 def _batch_mask(mask: Any, n: int, offset: int, *, check_empty: bool) -> torch.Tensor:
@@ -1206,6 +1216,65 @@ def _append_labels(labels: list[torch.Tensor] | None, y: Any, n: int) -> list[to
         return None
     labels.append(y.detach().cpu().clone())
     return labels
+
+
+class _Rows:
+    """Per-sample rows ``[n, ...]`` of one layer (or of the model's outputs), gathered batch by batch on the CPU.
+
+    With the number of rows known up front, the first batch allocates the whole ``[n_rows, ...]``
+    tensor and every batch is copied into its place: O(n_rows · D) memory in all, and no second
+    copy. Without it, or once a batch does not fit (another row shape or dtype, more rows than
+    announced), the batches are kept as pieces and concatenated by :meth:`take` (twice the rows
+    for the moment of the concatenation). Either way the result is the rows in batch order.
+    """
+
+    def __init__(self, n_rows: int | None):
+        self.n_rows = n_rows
+        self.buffer: torch.Tensor | None = None
+        self.filled = 0
+        self.pieces: list[torch.Tensor] = []
+
+    def add(self, t: torch.Tensor, *, copy: bool = False) -> torch.Tensor:
+        """Keep the batch ``t`` (any device); ``copy``: ``t`` is a view that must not be kept as it is.
+
+        Returns the CPU rows as kept (a view of the buffer, or the piece).
+        """
+        n = int(t.shape[0])
+        if self.n_rows is not None and not self.pieces:
+            if self.buffer is None and n <= self.n_rows:
+                self.buffer = torch.empty((self.n_rows, *t.shape[1:]), dtype=t.dtype)
+            buffer = self.buffer
+            if (
+                buffer is not None
+                and tuple(t.shape[1:]) == tuple(buffer.shape[1:])
+                and t.dtype == buffer.dtype
+                and self.filled + n <= self.n_rows
+            ):
+                kept = buffer[self.filled : self.filled + n]
+                kept.copy_(t)
+                self.filled += n
+                return kept
+            if buffer is not None:  # this batch does not fit: carry on as pieces
+                self.pieces.append(buffer[: self.filled])
+                self.buffer = None
+        piece = t.cpu()
+        if copy and _shares_memory(piece, t):
+            piece = piece.clone()
+        self.pieces.append(piece)
+        return piece
+
+    def take(self, *, same_shape: bool = False) -> torch.Tensor | None:
+        """All rows as one tensor; None for no rows, or (``same_shape``) when the batches' rows disagree in shape.
+
+        Without ``same_shape``, batches that disagree raise torch's error, as ``torch.cat`` does.
+        """
+        buffer, pieces = self.buffer, self.pieces
+        self.buffer, self.pieces = None, []
+        if buffer is not None:
+            return buffer if self.filled == buffer.shape[0] else buffer[: self.filled].clone()
+        if same_shape:
+            return _cat_rows(pieces)
+        return torch.cat(pieces) if pieces else None
 
 
 def _cat_rows(parts: list[torch.Tensor] | None) -> torch.Tensor | None:
