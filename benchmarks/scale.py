@@ -4,15 +4,19 @@ The issue's model: an MLP 128→512→256→10 trained briefly on 10-class synth
 on a sphere plus unit noise), explored at three layers (the two hidden ReLU outputs and the logits;
 the current layer is the last hidden one). Each size runs in a fresh subprocess (so peak RSS is that
 size's own), and in the same process, after the Explorer, the peers on the current layer's
-activations: plain ``umap.UMAP().fit_transform`` and faiss exact kNN (``IndexFlatL2``, k = 51, self
-included). Ratios are the Explorer's time over the peer's. ``first picture`` counts from the moment the
+activations: plain ``umap.UMAP().fit_transform`` and faiss exact kNN (``IndexFlatL2``, k = k_max + 1,
+self included). Ratios are the Explorer's time over the peer's. ``first picture`` counts from the moment the
 constructor returns (the Explorer appears) until the embedding draws anything (the landmarks'
 PCA); the other Explorer numbers count from the constructor call: ``every sample's PCA`` = the
 embedding holds all N positions, ``UMAP`` = its title says UMAP, ``settled`` = every view idle
 (``ex.wait()``). ``finished`` in the JSON lists each queued item's completion time. With
 ``--current-only-sizes`` a run stops after the current layer's UMAP; with ``--first-only-sizes``
 (used for 10^6) after every sample's PCA, without peers. Peak RSS is read when the Explorer is
-done, before the peers run.
+done, before the peers run; ``growth`` is that peak minus the resident memory when the Explorer
+appeared (libraries imported, model and inputs loaded), the part that grows with N, set beside the
+issue's bound (twice the activations plus, per layer, a float32 + int64 ``[N, k_max + 8]`` graph
+and tables). ``faiss exact kNN, every layer`` is one exact search of each layer (k_max + 1
+neighbours): the floor of ``settled`` when every layer's graph is exact.
 
 Usage::
 
@@ -90,6 +94,7 @@ def run_one(n: int, mode: str, timeout: float) -> dict:
     t0 = time.perf_counter()
     ex = gw.Explorer(model, Xt, yt, layers=["1", "3", "4"], method="umap")
     t_shown = time.perf_counter()  # the Explorer appears when its constructor returns
+    rss_shown = _rss_mb()  # libraries imported, model and data loaded: what N-dependent work adds to
     # (what, layer, seconds since the call, peak RSS MB so far) per queued item
     finished: list[tuple[str, str | None, float, float]] = []
     ex.scheduler.listeners.append(
@@ -126,11 +131,14 @@ def run_one(n: int, mode: str, timeout: float) -> dict:
     out["finished"] = [list(f) for f in finished]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_before_mb"] = rss0
-    acts = ex.session.features(layer).numpy()
-    out["activations_mb"] = sum(ex.session.features(name).numel() * 4 for name in ex.session.layers) / 2**20
+    out["rss_shown_mb"] = rss_shown
+    out["k_max"] = ex.session.k_max
+    every = {name: ex.session.features(name).numpy() for name in ex.session.layers}
+    acts = every[layer]
+    out["activations_mb"] = sum(a.nbytes for a in every.values()) / 2**20
     ex.close()
     if mode == "first":
-        out["umap_learn_s"] = out["faiss_exact_knn_s"] = None
+        out["umap_learn_s"] = out["faiss_exact_knn_s"] = out["faiss_exact_every_layer_s"] = None
         return out
     # Peers on the same layer's activations, same process, after the Explorer.
     import umap
@@ -141,14 +149,30 @@ def run_one(n: int, mode: str, timeout: float) -> dict:
     try:
         import faiss
 
-        t = time.perf_counter()
-        index = faiss.IndexFlatL2(acts.shape[1])
-        index.add(acts)
-        index.search(acts, 51)
-        out["faiss_exact_knn_s"] = time.perf_counter() - t
+        def exact(a: np.ndarray) -> float:
+            t = time.perf_counter()
+            index = faiss.IndexFlatL2(a.shape[1])
+            index.add(a)
+            index.search(a, out["k_max"] + 1)
+            return time.perf_counter() - t
+
+        out["faiss_exact_knn_s"] = exact(acts)
+        # The floor of "settled" on exact neighbours: one exact kNN search of every layer.
+        out["faiss_exact_every_layer_s"] = out["faiss_exact_knn_s"] + sum(
+            exact(a) for name, a in every.items() if name != layer
+        )
     except ImportError:
-        out["faiss_exact_knn_s"] = None
+        out["faiss_exact_knn_s"] = out["faiss_exact_every_layer_s"] = None
     return out
+
+
+def _rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc; peak RSS where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -185,6 +209,11 @@ def main() -> None:
     def f(v):
         return "—" if v is None else f"{v:.1f}"
 
+    def target_mb(r):  # the issue's bound: 2x the activations plus O(N k): per layer, a graph and tables
+        n_layers = 3
+        per_layer = r["n"] * (r["k_max"] + 8) * (4 + 8) * 2 / 2**20  # float32 distances + int64 indices, twice
+        return 2 * r["activations_mb"] + n_layers * per_layer
+
     def ratio(a, b):
         return "—" if a is None or not b else f"{a / b:.2f}×"
 
@@ -194,15 +223,18 @@ def main() -> None:
     )
     print(
         "| N | constructor s | first picture s (after it returns) | every sample's PCA s | current UMAP s "
-        "| settled s | umap-learn s | UMAP / umap-learn | faiss exact kNN s | peak RSS MB | activations MB |"
+        "| settled s | umap-learn s | UMAP / umap-learn | faiss exact kNN s | faiss exact kNN, every layer s "
+        "| settled / every layer's exact kNN | peak RSS MB | growth MB | activations MB | growth target MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['n']:,} | {f(r['constructor_s'])} | {f(r['first_picture_s'])} | {f(r['all_points_pca_s'])} | "
             f"{f(r['umap_s'])} | "
             f"{f(r['settled_s'])} | {f(r['umap_learn_s'])} | {ratio(r['umap_s'], r['umap_learn_s'])} | "
-            f"{f(r['faiss_exact_knn_s'])} | {r['peak_rss_mb']:.0f} | {r['activations_mb']:.0f} |"
+            f"{f(r['faiss_exact_knn_s'])} | {f(r.get('faiss_exact_every_layer_s'))} | "
+            f"{ratio(r['settled_s'], r.get('faiss_exact_every_layer_s'))} | {r['peak_rss_mb']:.0f} | "
+            f"{r['peak_rss_mb'] - r['rss_shown_mb']:.0f} | {r['activations_mb']:.0f} | {target_mb(r):.0f} |"
         )
 
 
