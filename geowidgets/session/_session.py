@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive, label_array
 from geowidgets.probe import Probe, iterate_batches, take_rows
+from geowidgets.probe._capture import _MASK_KEY, _batches
 from geowidgets.probe._layers import default_layers
 from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
 from geowidgets.session._colorings import (
@@ -121,6 +122,22 @@ def _pca_layout(X: torch.Tensor) -> np.ndarray:
     return np.asarray(geo.embed(X, method="pca"), dtype=np.float32)
 
 
+def _carries_attention_mask(inputs: Any, attention_mask: Any) -> bool:
+    """True when the inputs' first batch carries an attention mask (a tokenizer batch, a mask given beside them)."""
+    if attention_mask is not None:
+        return True
+    if isinstance(inputs, Mapping):
+        return _MASK_KEY in inputs
+    if not isinstance(inputs, (DataLoader, Dataset)):
+        return False
+    try:  # a Dataset's first item or a DataLoader's first batch: what the shapes' peek loads anyway
+        batches, _, _ = _batches(inputs, 1)
+        _, _, mask = next(iter(batches))
+    except Exception:  # empty or unreadable inputs: the capture reports them with its own message
+        return False
+    return mask is not None
+
+
 class Session(BoundaryGeometry):
     """A model, its data and a cache of every per-layer result the views show.
 
@@ -150,8 +167,10 @@ class Session(BoundaryGeometry):
         ``layer_note`` reports.
     pooling : str or dict of str to str, optional
         How a layer output with more than two dims becomes one row per sample (see
-        :class:`~geowidgets.probe.Probe`). None: ``"mean"`` (a conv map's mean over space) with
-        the default layers, ``"flatten"`` with layers you name.
+        :class:`~geowidgets.probe.Probe`). None: ``"mean"`` (a conv map's mean over space; a token
+        layer's mean over the real tokens when the inputs carry an attention mask) with the default
+        layers, and with layers you name when the inputs carry an attention mask; otherwise
+        ``"flatten"`` with layers you name.
     reference : array-like of bool, optional
         Trusted samples for kNN deviation (e.g. the training mask). The reference set is
         ``reference & correctly classified``; default all samples, correctly classified.
@@ -231,7 +250,9 @@ class Session(BoundaryGeometry):
         if chosen:
             layers = default_layers(model)
         if pooling is None:
-            pooling = "mean" if chosen else "flatten"
+            # Named layers keep every value (flatten), unless the inputs carry an attention mask:
+            # flattening a token layer would mix the padding positions into every row.
+            pooling = "mean" if chosen or _carries_attention_mask(inputs, attention_mask) else "flatten"
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         self._task_arg = task

@@ -472,3 +472,32 @@ def test_iterate_batches_counts_samples_of_every_input_kind():
         assert counted == n
         seen = sum(len(b["a"]) if isinstance(b, dict) else len(b) for b in batches)
         assert seen == (n if n is not None else 10)
+
+
+@pytest.mark.parametrize("kind", ["mapping", "loader", "mask beside"])
+def test_session_named_token_layers_default_to_the_masked_mean_not_flatten(kind):
+    """Layers named by the user on a padded token batch: each sample's row must not depend on the
+    padding (flatten would mix the padding positions in). Default: the mean over real tokens,
+    equal to the sample's states run alone, un-padded, and the same whatever the padded length."""
+    from geowidgets.session import Session
+
+    model = _model()
+    seqs = _sequences()
+    labels = torch.arange(len(seqs)) % 3
+    alone = _alone(model, seqs, ["mlp"])
+    rows = []
+    for length in (None, 11):  # padded to the longest sequence, and further
+        ids, mask = _pad(seqs, "right", length)
+        x, given = {
+            "mapping": ({"input_ids": ids, "attention_mask": mask}, None),
+            "loader": (DataLoader(_Items(ids, mask), batch_size=4), None),
+            "mask beside": (ids, mask),
+        }[kind]
+        s = Session(model, x, labels, layers=["mlp"], k_max=3, attention_mask=given)
+        assert s.probe.pooling["mlp"] == "mean"
+        rows.append(s.features("mlp"))
+    torch.testing.assert_close(rows[0], _by_hand(alone, "mlp", "mean"), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rows[1], rows[0], rtol=1e-5, atol=1e-5)
+    # Without a mask, named layers keep every value.
+    plain = Session(model, _pad(seqs, "right")[0], labels, layers=["mlp"], k_max=3)
+    assert plain.probe.pooling["mlp"] == "flatten"
