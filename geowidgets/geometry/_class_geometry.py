@@ -2,13 +2,17 @@
 
 All three compare class means with the spread around them. Everything is computed in float64 on
 the spectral device (MPS tensors use the CPU for these steps) and without forming D×D matrices
-unless the formula needs one (``fisher_ratio(kind="lda")`` with D <= N).
+unless the formula needs one (``fisher_ratio(kind="lda")`` with D <= N). The data is read in
+blocks of rows converted to float64 one at a time (class sums in a first pass, the spread around
+the class means in a second), so beyond the input the memory is O(C·D + block), plus the D×D or
+N×N matrix ``kind="lda"`` needs; no float64 copy of the whole layer is made.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,25 +20,42 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import Array, as_labels, as_tensor, renamed_keywords, spectral_device, to_kind
-from geowidgets.geometry._spectra import _singular_values_f64, cached, singular_values_tensor, to_input_device
+from geowidgets.geometry._spectra import (
+    _singular_values_f64,
+    _step,
+    cached,
+    singular_values_tensor,
+    to_input_device,
+)
 
 __all__ = ["fisher_ratio", "FisherRatio", "neural_collapse", "NeuralCollapse", "coding_rate", "CodingRate"]
 
 _FISHER_KINDS = ("trace", "lda", "fdr")
 
 
-def _class_stats(X: torch.Tensor, codes: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counts [C] and class means [C, D] (float64)."""
-    counts = torch.bincount(codes, minlength=n_classes).to(X.dtype)
-    sums = torch.zeros(n_classes, X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, codes, X)
-    return counts, sums / counts.unsqueeze(1)
+def _row_blocks(X: torch.Tensor, codes: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(rows of X in float64 on the spectral device, their codes), one block of rows at a time."""
+    device, step = spectral_device(X), _step(X.shape[1])
+    for s in range(0, X.shape[0], step):
+        yield X[s : s + step].to(device=device, dtype=torch.float64), codes[s : s + step]
+
+
+def _class_stats(
+    X: torch.Tensor, codes: torch.Tensor, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts [C], class means [C, D] and the global mean [D] (float64), summed over row blocks."""
+    counts = torch.bincount(codes, minlength=n_classes).to(torch.float64)
+    sums = torch.zeros(n_classes, X.shape[1], dtype=torch.float64, device=codes.device)
+    for block, block_codes in _row_blocks(X, codes):
+        sums.index_add_(0, block_codes, block)
+    return counts, sums / counts.unsqueeze(1), sums.sum(0) / X.shape[0]
 
 
 def _prepare(X: Any, labels: Any, min_classes: int, name: str = "X"):
+    """Validated tensor, its kind, label codes on the spectral device, and the label values."""
     Xt, kind = as_tensor(X, name, min_rows=2)
     codes, classes = as_labels(labels, Xt.shape[0], min_classes=min_classes)
-    X64 = Xt.to(device=spectral_device(Xt), dtype=torch.float64)
-    return Xt, kind, X64, codes.to(X64.device), classes
+    return Xt, kind, codes.to(spectral_device(Xt)), classes
 
 
 class FisherRatio(float):
@@ -96,6 +117,12 @@ def fisher_ratio(
     FisherRatio
         A ``float`` subclass with ``.kind`` and ``.per_feature``.
 
+    Notes
+    -----
+    Two passes over blocks of rows in float64 (class sums, then the spread around the class
+    means): extra memory O(C·D + block) for ``"trace"`` and ``"fdr"``, plus the D×D scatter
+    (D <= N) or, over blocks of columns, the N×N Woodbury matrix (D > N) for ``"lda"``.
+
     Examples
     --------
     >>> import numpy as np
@@ -107,29 +134,39 @@ def fisher_ratio(
         raise ValueError(f"kind must be one of {_FISHER_KINDS}, got {kind!r}")
     if not (isinstance(shrinkage, (int, float)) and shrinkage >= 0 and math.isfinite(shrinkage)):
         raise ValueError(f"shrinkage must be a finite number >= 0, got {shrinkage!r}")
-    Xt, array_kind, X64, codes, classes = _prepare(X, labels, min_classes=2)
-    n, d = X64.shape
-    counts, means = _class_stats(X64, codes, len(classes))
-    within = X64 - means[codes]
-    if kind == "fdr":
-        if len(classes) != 2:
-            raise ValueError(f"kind='fdr' needs exactly two classes, got {len(classes)}: {classes.tolist()}")
-        var = torch.zeros(2, d, dtype=X64.dtype, device=X64.device).index_add_(0, codes, within * within)
+    Xt, array_kind, codes, classes = _prepare(X, labels, min_classes=2)
+    n, d = Xt.shape
+    if kind == "fdr" and len(classes) != 2:
+        raise ValueError(f"kind='fdr' needs exactly two classes, got {len(classes)}: {classes.tolist()}")
+    counts, means, mean = _class_stats(Xt, codes, len(classes))
+    f64 = {"dtype": torch.float64, "device": means.device}
+    # Second pass: the spread around the class means, within = X − μ_y, one block of rows at a time.
+    squares = torch.zeros((), **f64)
+    var = torch.zeros(2, d, **f64) if kind == "fdr" else None
+    scatter = torch.zeros(d, d, **f64) if kind == "lda" and d <= n else None  # n·S_W
+    for block, block_codes in _row_blocks(Xt, codes):
+        within = block - means[block_codes]
+        squared = within * within
+        squares += squared.sum()
+        if var is not None:
+            var.index_add_(0, block_codes, squared)
+        if scatter is not None:
+            scatter.addmm_(within.T, within)
+    if var is not None:
         var = var / counts.unsqueeze(1)
         num = (means[0] - means[1]) ** 2
         den = var.sum(0)
         ratio = torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.where(num > 0, math.inf, 0.0))
         return FisherRatio(float(ratio.max()), "fdr", to_kind(to_input_device(ratio, Xt), array_kind))
-    trace_within = float((within * within).sum()) / n
-    between_rows = torch.sqrt(counts / n).unsqueeze(1) * (means - X64.mean(0))  # S_B = BᵀB
+    trace_within = float(squares) / n
+    between_rows = torch.sqrt(counts / n).unsqueeze(1) * (means - mean)  # S_B = BᵀB
     if trace_within <= 0:
         raise ValueError("the within-class scatter is zero (every point equals its class mean); the ratio is undefined")
     if kind == "trace":
         return FisherRatio(float((between_rows * between_rows).sum()) / trace_within, "trace")
     gamma = shrinkage * trace_within / d
-    U = within / math.sqrt(n)  # S_W = UᵀU
-    if d <= n:
-        A = U.T @ U + gamma * torch.eye(d, dtype=X64.dtype, device=X64.device)
+    if scatter is not None:  # d <= n
+        A = scatter / n + gamma * torch.eye(d, **f64)  # S_W + γI
         chol, info = torch.linalg.cholesky_ex(A)
         if int(info) != 0:
             raise ValueError(
@@ -139,9 +176,15 @@ def fisher_ratio(
         return FisherRatio(float((between_rows.T * solved).sum()), "lda")
     if gamma <= 0:
         raise ValueError(f"kind='lda' with D={d} > N={n} makes S_W singular; use shrinkage > 0")
-    # Woodbury: (γI + UᵀU)⁻¹ = (I − Uᵀ(γI_N + UUᵀ)⁻¹U)/γ
-    small = gamma * torch.eye(n, dtype=X64.dtype, device=X64.device) + U @ U.T
-    UB = U @ between_rows.T  # [N, C]
+    # Woodbury with S_W = UᵀU, U = (X − μ_y)/√N [N, D]: (γI + UᵀU)⁻¹ = (I − Uᵀ(γI_N + UUᵀ)⁻¹U)/γ.
+    # UUᵀ [N, N] and UBᵀ [N, C] are summed over blocks of columns, so U is never formed whole.
+    small = gamma * torch.eye(n, **f64)
+    UB = torch.zeros(n, between_rows.shape[0], **f64)
+    step = _step(n)
+    for s in range(0, d, step):
+        U = (Xt[:, s : s + step].to(**f64) - means[codes, s : s + step]) / math.sqrt(n)
+        small.addmm_(U, U.T)
+        UB.addmm_(U, between_rows[:, s : s + step].T)
     inner = torch.linalg.solve(small, UB)
     value = (float((between_rows * between_rows).sum()) - float((UB * inner).sum())) / gamma
     return FisherRatio(value, "lda")
@@ -188,12 +231,11 @@ class NeuralCollapse:
     classes: np.ndarray
 
 
-def _nc1(within: torch.Tensor, centred_means: torch.Tensor, n: int) -> float:
+def _mean_directions(centred_means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values s [r] and right singular vectors V [r, D] of M̃, those below 1e-6·s_max dropped."""
     _, s, vh = torch.linalg.svd(centred_means, full_matrices=False)
     keep = s > 1e-6 * s.max()
-    s, vh = s[keep], vh[keep]
-    projected = within @ vh.T  # [N, r]
-    return float(((projected * projected).sum(0) / n / (s * s)).sum())
+    return s[keep], vh[keep]
 
 
 @renamed_keywords(H="X")
@@ -204,7 +246,9 @@ def neural_collapse(
 
     Notation: ``m̃_c = μ_c − μ_G`` (``μ_G`` the mean of all samples), ``Σ_W`` the within-class
     covariance (1/N), ``Σ_B = (1/C) Σ_c m̃_c m̃_cᵀ``. NC1 uses the thin SVD ``M̃ = USVᵀ`` (singular
-    values below ``1e-6·s_max`` dropped): ``NC1 = Σ_k v_kᵀ Σ_W v_k / s_k²``, no D×D matrix.
+    values below ``1e-6·s_max`` dropped): ``NC1 = Σ_k v_kᵀ Σ_W v_k / s_k²``, no D×D matrix. The
+    data is read in float64 blocks of rows (class sums, then projections of ``x_i − μ_{y_i}`` and,
+    for NC4, each row's logits and nearest class mean), so the extra memory is O(N + C·D + block).
 
     Parameters
     ----------
@@ -231,17 +275,16 @@ def neural_collapse(
     >>> round(res.nc1, 9), round(res.nc2_max_angle, 9)
     (0.0, 0.0)
     """
-    Ht, kind, H64, codes, classes = _prepare(X, labels, min_classes=2, name="X")
-    n, d = H64.shape
+    Ht, kind, codes, classes = _prepare(X, labels, min_classes=2, name="X")
+    n, d = Ht.shape
     n_classes = len(classes)
-    _, means = _class_stats(H64, codes, n_classes)
-    centred_means = means - H64.mean(0)
+    _, means, mean = _class_stats(Ht, codes, n_classes)
+    device = means.device
+    centred_means = means - mean
     norms = torch.linalg.vector_norm(centred_means, dim=1)
     if bool((norms == 0).any()):
         bad = classes[(norms == 0).cpu().numpy()].tolist()
         raise ValueError(f"class mean(s) of {bad} coincide with the global mean; NC2/NC3 angles are undefined")
-    within = H64 - means[codes]
-    nc1 = _nc1(within, centred_means, n)
     cosines = (centred_means / norms.unsqueeze(1)) @ (centred_means / norms.unsqueeze(1)).T
     iu = torch.triu_indices(n_classes, n_classes, offset=1, device=cosines.device)
     pair_cos = cosines[iu[0], iu[1]]
@@ -259,7 +302,7 @@ def neural_collapse(
             raise ValueError(
                 f"weight must have shape [C={n_classes}, D={d}] (rows in sorted label order), got {tuple(Wt.shape)}"
             )
-        W64 = Wt.to(device=H64.device, dtype=torch.float64)
+        W64 = Wt.to(device=device, dtype=torch.float64)
         w_norm = torch.linalg.matrix_norm(W64)
         if float(w_norm) == 0:
             raise ValueError("weight is all zeros; NC3 is undefined")
@@ -268,7 +311,7 @@ def neural_collapse(
             bt, _ = as_tensor(bias, "bias", ndim=1)
             if bt.shape[0] != n_classes:
                 raise ValueError(f"bias must have shape [C={n_classes}], got {tuple(bt.shape)}")
-            b64 = bt.to(device=H64.device, dtype=torch.float64)
+            b64 = bt.to(device=device, dtype=torch.float64)
     if predictions is not None:
         pred = predictions.detach().cpu().numpy() if isinstance(predictions, torch.Tensor) else np.asarray(predictions)
         if pred.shape != (n,):
@@ -276,15 +319,28 @@ def neural_collapse(
         unknown = ~np.isin(pred, classes)
         if unknown.any():
             raise ValueError(f"predictions contain labels not in labels: {np.unique(pred[unknown]).tolist()[:5]}")
-        pred_codes = torch.from_numpy(np.searchsorted(classes, pred)).to(H64.device)
-    elif W64 is not None:
-        logits = H64 @ W64.T + (b64 if b64 is not None else 0.0)
-        pred_codes = logits.argmax(1)
+        pred_codes = torch.from_numpy(np.searchsorted(classes, pred)).to(device)
     else:
         pred_codes = None
-    if pred_codes is not None:
-        nearest = torch.cdist(H64, means).argmin(1)
-        nc4 = float((pred_codes != nearest).double().mean())
+    # One pass over blocks of rows: NC1's projections of x_i − μ_{y_i} onto the class-mean directions
+    # and, for NC4, the classifier's and the nearest class mean's choices.
+    s, vh = _mean_directions(centred_means)
+    projected_squares = torch.zeros(vh.shape[0], dtype=torch.float64, device=device)
+    wants_nc4 = pred_codes is not None or W64 is not None
+    nearest_parts: list[torch.Tensor] = []
+    logit_parts: list[torch.Tensor] = []
+    for block, block_codes in _row_blocks(Ht, codes):
+        projected = (block - means[block_codes]) @ vh.T  # [block, r]
+        projected_squares += (projected * projected).sum(0)
+        if wants_nc4:
+            nearest_parts.append(torch.cdist(block, means).argmin(1))
+        if pred_codes is None and W64 is not None:
+            logit_parts.append((block @ W64.T + (b64 if b64 is not None else 0.0)).argmax(1))
+    nc1 = float((projected_squares / n / (s * s)).sum())
+    if wants_nc4:
+        if pred_codes is None:
+            pred_codes = torch.cat(logit_parts)
+        nc4 = float((pred_codes != torch.cat(nearest_parts)).double().mean())
     return NeuralCollapse(
         nc1=nc1,
         nc2_equinorm=equinorm,
@@ -334,15 +390,19 @@ def _rate(s: torch.Tensor, n_rows: int, d: int, eps: float) -> float:
 def _class_spectra(
     Xt: torch.Tensor, codes: torch.Tensor, normalize: bool, source: Any = None
 ) -> list[tuple[int, torch.Tensor]]:
-    """(n_c, singular values of Z_c) per class, cached per (tensor, labels, normalize)."""
+    """(n_c, singular values of Z_c) per class, cached per (tensor, labels, normalize).
+
+    Extra memory: one class's rows in X's dtype, O(n_c·D), plus a block and a Gram matrix.
+    """
     digest = hashlib.blake2b(codes.cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
     def compute() -> list[tuple[int, torch.Tensor]]:
-        Z = Xt.to(device=spectral_device(Xt), dtype=torch.float64)
-        if normalize:
-            Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True)
-        c = codes.to(Z.device)
-        return [(int((c == j).sum()), _singular_values_f64(Z[c == j])) for j in range(int(c.max()) + 1)]
+        # One class's rows at a time, in X's dtype; each Gram matrix is summed over float64 blocks.
+        c = codes.to(Xt.device)
+        return [
+            (int((c == j).sum()), _singular_values_f64(Xt[c == j], normalize_rows=normalize))
+            for j in range(int(c.max()) + 1)
+        ]
 
     return cached(source, ("class_svals", digest, bool(normalize)), compute)
 

@@ -1,9 +1,11 @@
 """Spectral summaries of one layer: RankMe and von Neumann entropy (docs/probes.md#rankme).
 
 Both read the singular values of the activation matrix. :func:`singular_values` computes them once
-in float64 (on the tensor's device; MPS falls back to the CPU for this step) and caches them per
-(tensor, variant), so a profile or a widget that asks for RankMe, the von Neumann entropy and the
-spectrum plot pays for one decomposition per variant. The cache is keyed on the tensor object and
+in float64 (on the tensor's device; MPS falls back to the CPU for this step), from a Gram matrix
+accumulated over blocks of rows, so the extra memory is O(min(N, D)²) plus one block rather than a
+float64 copy of the layer, and caches them per (tensor, variant), so a profile or a widget that
+asks for RankMe, the von Neumann entropy and the spectrum plot pays for one decomposition per
+variant. The cache is keyed on the tensor object and
 its in-place version counter, so modifying the tensor invalidates it; numpy inputs are converted
 afresh on every call and therefore not cached.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind, unit_rows
+from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind
 
 __all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
 
@@ -30,7 +32,9 @@ class TensorCache:
 
     Entries are keyed on ``id(tensor)``, its in-place version counter and an extra key. A weak
     reference confirms the entry belongs to this very tensor (ids are reused after a tensor dies)
-    and removes its entries when it is garbage collected.
+    and removes its entries when it is garbage collected. An inference tensor (made under
+    ``torch.inference_mode``, as captured activations are) has no version counter; it can only be
+    modified in place inside inference mode, and its entries are kept until it dies.
 
     Examples
     --------
@@ -53,7 +57,7 @@ class TensorCache:
 
     def get(self, tensor: torch.Tensor, key: Hashable, compute: Callable[[], Any]) -> Any:
         """Return the cached value for (tensor, key), computing and storing it on a miss."""
-        ident = (id(tensor), tensor._version, key)
+        ident = (id(tensor), None if tensor.is_inference() else tensor._version, key)
         with self._lock:
             entry = self._entries.get(ident)
             if entry is not None and entry[0]() is tensor:
@@ -103,16 +107,89 @@ def eigvalsh_f64(A: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(A)
 
 
-def _singular_values_f64(X: torch.Tensor) -> torch.Tensor:
+#: Bytes of float64 data converted at a time when a Gram matrix is accumulated over blocks of rows
+#: (or of columns, when N < D).
+_BLOCK_BYTES = 16 * 2**20
+
+
+def _step(length: int) -> int:
+    """Rows (or columns) of ``length`` float64 entries that fill one block."""
+    return max(1, _BLOCK_BYTES // (8 * max(1, length)))
+
+
+def _row_norms_f64(X: torch.Tensor) -> torch.Tensor:
+    """Euclidean norms [N] of X's rows in float64, in row blocks; an all-zero row is a ``ValueError``."""
+    device, step = spectral_device(X), _step(X.shape[1])
+    norms = torch.cat(
+        [
+            torch.linalg.vector_norm(X[s : s + step].to(device=device, dtype=torch.float64), dim=1)
+            for s in range(0, X.shape[0], step)
+        ]
+    )
+    zero = norms == 0
+    if bool(zero.any()):
+        first = int(torch.nonzero(zero)[0])
+        raise ValueError(
+            f"X has {int(zero.sum())} all-zero row(s) (first: row {first}) that cannot be unit-normalised; "
+            "drop them or switch the row normalisation off"
+        )
+    return norms
+
+
+def _gram_f64(X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False) -> torch.Tensor:
+    """Float64 Gram matrix of the prepared X on its smaller side, accumulated over blocks.
+
+    The prepared matrix is X with its rows unit-normalised (``normalize_rows``), then its columns
+    centred (``center``), as in a float64 copy of X. It is never formed: with N >= D the D×D matrix
+    ``Σ_b X_bᵀX_b`` is summed over blocks of rows (the column means from a first pass over the same
+    blocks); with N < D the N×N matrix ``Σ_c X_c X_cᵀ`` is summed over blocks of columns (each
+    centred by its own means). Extra memory is O(min(N, D)² + block) instead of an N×D float64
+    copy; the sums differ from the copy's only by float64 round-off.
+    """
+    n, d = X.shape
+    device = spectral_device(X)
+    norms = _row_norms_f64(X).unsqueeze(1) if normalize_rows else None
+    if n >= d:
+        step = _step(d)
+
+        def rows(s: int) -> torch.Tensor:
+            block = X[s : s + step].to(device=device, dtype=torch.float64)
+            return block if norms is None else block / norms[s : s + step]
+
+        mean = None
+        if center:
+            total = torch.zeros(d, dtype=torch.float64, device=device)
+            for s in range(0, n, step):
+                total += rows(s).sum(0)
+            mean = total / n
+        gram = torch.zeros(d, d, dtype=torch.float64, device=device)
+        for s in range(0, n, step):
+            block = rows(s) if mean is None else rows(s) - mean
+            gram.addmm_(block.T, block)
+        return gram
+    step = _step(n)
+    gram = torch.zeros(n, n, dtype=torch.float64, device=device)
+    for s in range(0, d, step):
+        block = X[:, s : s + step].to(device=device, dtype=torch.float64)
+        if norms is not None:
+            block = block / norms
+        if center:
+            block = block - block.mean(dim=0, keepdim=True)
+        gram.addmm_(block, block.T)
+    return gram
+
+
+def _singular_values_f64(X: torch.Tensor, center: bool = False, normalize_rows: bool = False) -> torch.Tensor:
     """Singular values (descending, float64, length min(N, D)) from the smaller Gram matrix.
 
+    X may have any floating dtype: rows are unit-normalised (``normalize_rows``) and columns
+    centred (``center``) block by block in float64 while the Gram matrix is accumulated
+    (:func:`_gram_f64`), so the extra memory is O(min(N, D)² + block), not an N×D float64 copy.
     The Gram route is O(N·D·min(N, D)) and much faster than a full SVD when N and D differ a lot;
     it loses relative accuracy only for singular values below ~1e-8·σ_max, which carry no weight in
     any entropy computed here. Tiny negative eigenvalues from rounding are set to 0.
     """
-    n, d = X.shape
-    gram = X.T @ X if n >= d else X @ X.T
-    eig = eigvalsh_f64(gram)
+    eig = eigvalsh_f64(_gram_f64(X, center=center, normalize_rows=normalize_rows))
     return torch.sqrt(torch.clamp(eig, min=0.0)).flip(0)
 
 
@@ -120,15 +197,22 @@ def _raw_and_centred_f64(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Singular values of X and of X − mean from one Gram matrix (one pass over the data).
 
     Centring is applied to the Gram matrix: ``XcᵀXc = XᵀX − N·μμᵀ`` (D side) or
-    ``XcXcᵀ = HXXᵀH`` with ``H = I − 11ᵀ/N`` (N side), both O(min(N, D)²).
+    ``XcXcᵀ = HXXᵀH`` with ``H = I − 11ᵀ/N`` (N side), both O(min(N, D)²). The Gram matrix and
+    the column sums are accumulated in float64 over blocks of rows (of columns when N < D), so X
+    (any floating dtype) is never copied whole: extra memory O(min(N, D)² + block).
     """
     n, d = X.shape
     if n >= d:
-        gram = X.T @ X
-        total = X.sum(0)
+        device, step = spectral_device(X), _step(d)
+        gram = torch.zeros(d, d, dtype=torch.float64, device=device)
+        total = torch.zeros(d, dtype=torch.float64, device=device)
+        for s in range(0, n, step):
+            block = X[s : s + step].to(device=device, dtype=torch.float64)
+            gram.addmm_(block.T, block)
+            total += block.sum(0)
         centred = gram - torch.outer(total, total) / n
     else:
-        gram = X @ X.T
+        gram = _gram_f64(X)
         row_mean = gram.mean(1, keepdim=True)
         centred = gram - row_mean - row_mean.T + gram.mean()
     centred = 0.5 * (centred + centred.T)
@@ -151,20 +235,11 @@ def prefetch_raw_and_centred(X: torch.Tensor, source: Any) -> None:
 
     def compute_pair() -> list[torch.Tensor]:
         if not pair:
-            pair.extend(_raw_and_centred_f64(X.to(device=spectral_device(X), dtype=torch.float64)))
+            pair.extend(_raw_and_centred_f64(X))
         return pair
 
     _SPECTRAL_CACHE.get(source, raw_key, lambda: compute_pair()[0])
     _SPECTRAL_CACHE.get(source, centred_key, lambda: compute_pair()[1])
-
-
-def _prepare(X: torch.Tensor, center: bool, normalize_rows: bool) -> torch.Tensor:
-    Xd = X.to(device=spectral_device(X), dtype=torch.float64)
-    if normalize_rows:
-        Xd = unit_rows(Xd, "X", remedy="drop them or switch the row normalisation off")
-    if center:
-        Xd = Xd - Xd.mean(dim=0, keepdim=True)
-    return Xd
 
 
 def cached(source: Any, key: Hashable, compute: Callable[[], Any]) -> Any:
@@ -181,11 +256,15 @@ def cached(source: Any, key: Hashable, compute: Callable[[], Any]) -> Any:
 def singular_values_tensor(
     X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False, source: Any = None
 ) -> torch.Tensor:
-    """Float64 singular values of a validated tensor, cached on ``source`` (the caller's tensor)."""
+    """Float64 singular values of a validated tensor, cached on ``source`` (the caller's tensor).
+
+    Computed from a Gram matrix accumulated over blocks (:func:`_singular_values_f64`): extra
+    memory O(min(N, D)² + block), no N×D float64 copy of X.
+    """
     return cached(
         source,
         ("svals", bool(center), bool(normalize_rows)),
-        lambda: _singular_values_f64(_prepare(X, center, normalize_rows)),
+        lambda: _singular_values_f64(X, center, normalize_rows),
     )
 
 
