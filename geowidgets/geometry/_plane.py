@@ -6,6 +6,7 @@ Shared by decision slices (:mod:`._slices`), boundary searches and mixup paths.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,39 @@ from geowidgets.geometry._arrays import Array, as_labels, as_tensor, check_posit
 __all__ = ["Plane", "plane_directions"]
 
 _DIRECTION_KINDS = ("pca", "centroids", "gradient", "random")
+# Points projected onto a plane are made float64 a block of rows at a time, this many bytes per block
+# (the projection holds two such blocks, reused).
+_PROJECT_BYTES = 8 * 2**20
+
+
+def _row_blocks(n: int, step: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` blocks of ``step`` rows whose last block takes the remainder.
+
+    No block is shorter than ``min(n, step)`` rows, so a matrix product never meets a block of one
+    row (which BLAS computes by another kernel, rounding differently) unless ``n`` is 1.
+    """
+    starts = list(range(0, max(n - step, 0) + 1, step)) if n > step else [0]
+    return [(a, starts[j + 1] if j + 1 < len(starts) else n) for j, a in enumerate(starts)]
+
+
+def _block_rows(dim: int, multiple: int = 1) -> int:
+    """Rows per block for float64 rows of ``dim`` values: about ``_PROJECT_BYTES``, a multiple of ``multiple``."""
+    step = max(1, _PROJECT_BYTES // (8 * max(1, dim)))
+    return max(multiple, step // multiple * multiple)
+
+
+def _check_finite(t: torch.Tensor, what: str, *, count: bool) -> None:
+    """NaN/inf in ``t`` [M, ...] is a ``ValueError``; checked by row blocks (O(block) scratch, not O(M·D))."""
+    step = _block_rows(math.prod(t.shape[1:]) if t.ndim > 1 else 1)
+    bad = 0
+    for a in range(0, t.shape[0] if t.ndim else 1, step):
+        rows = t[a : a + step] if t.ndim else t
+        if not bool(torch.isfinite(rows).all()):
+            if not count:
+                raise ValueError(f"{what} contain NaN/inf values; only finite values are allowed")
+            bad += int((~torch.isfinite(rows)).sum())
+    if bad:
+        raise ValueError(f"{what} contains {bad} NaN/inf value(s); only finite values are allowed")
 
 
 def _flat(x: Any, name: str) -> tuple[torch.Tensor, tuple[int, ...], bool]:
@@ -98,14 +132,56 @@ class Plane:
         return int(self.origin.numel())
 
     def _points(self, points: Any, name: str = "points") -> torch.Tensor:
-        t, _ = as_tensor(points, name, ndim=None, device="cpu")
-        t = t.detach().cpu().double()
+        """``points`` as checked CPU rows ``[M, D]`` in their own float dtype (made float64 by :meth:`_project`)."""
+        t, _ = as_tensor(points, name, ndim=None, device="cpu", allow_nonfinite=True)
+        t = t.detach().cpu()
         if t.ndim == 1:
             t = t.unsqueeze(0)
+        _check_finite(t, name, count=True)
         t = t.reshape(t.shape[0], -1)
         if t.shape[1] != self.dim:
             raise ValueError(f"{name} have {t.shape[1]} features per sample but the plane lives in D={self.dim}")
         return t
+
+    def _project(
+        self,
+        rows: torch.Tensor,
+        convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        multiple: int = 1,
+        *,
+        distance: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Plane coordinates ``[M, 2]`` and distances ``[M]`` (float64) of ``rows``, a block of rows at a time.
+
+        ``convert`` turns a block of ``rows`` into float64 points ``[B, D]`` (default: flatten and
+        cast); blocks are multiples of ``multiple`` rows. Each block's values are exactly those of
+        the whole-matrix expressions ``(p − origin) @ basis.T`` and ``‖(p − origin) − coords @ basis‖``:
+        memory is O(M) for the results plus two reused blocks of about ``_PROJECT_BYTES`` (8 MB), never an ``[M, D]``
+        float64 copy.
+        """
+        n = int(rows.shape[0])
+        coords = torch.empty((n, 2), dtype=torch.float64)
+        dist = torch.empty(n, dtype=torch.float64) if distance else None
+        blocks = _row_blocks(n, _block_rows(self.dim, multiple))
+        longest = max(b - a for a, b in blocks)
+        # Two float64 blocks reused for every block (the last, longest one included): p − origin, and
+        # coords @ basis. Copying float32 rows into float64 is exact, so these are the same numbers as
+        # ``p.double() - origin``.
+        diff = torch.empty((longest, self.dim), dtype=torch.float64)
+        back = torch.empty((longest, self.dim), dtype=torch.float64) if dist is not None else None
+        for a, b in blocks:
+            block = rows[a:b]
+            d = diff[: b - a]
+            if convert is not None:
+                d.copy_(convert(block))
+            else:
+                d.copy_(block.reshape(b - a, -1))
+            d.sub_(self.origin)
+            c = d @ self.basis.T
+            coords[a:b] = c
+            if dist is not None and back is not None:
+                dist[a:b] = torch.linalg.vector_norm(d.sub_(torch.matmul(c, self.basis, out=back[: b - a])), dim=1)
+        return coords, dist
 
     def _out(self, t: torch.Tensor) -> Any:
         return t.numpy() if self.is_numpy else t
@@ -119,14 +195,17 @@ class Plane:
         return self._out(self.origin + a[:, None] * self.basis[0] + b[:, None] * self.basis[1])
 
     def coords(self, points: Array) -> Any:
-        """Plane coordinates ``(α, β)`` of the orthogonal projections of ``points``: ``[M, 2]``."""
-        return self._out((self._points(points) - self.origin) @ self.basis.T)
+        """Plane coordinates ``(α, β)`` of the orthogonal projections of ``points``: ``[M, 2]``.
+
+        Computed in float64 a block of rows at a time: O(M) memory besides the points.
+        """
+        return self._out(self._project(self._points(points), distance=False)[0])
 
     def distance(self, points: Array) -> Any:
-        """Euclidean distance of each point from the plane: ``[M]``."""
-        d = self._points(points) - self.origin
-        resid = d - (d @ self.basis.T) @ self.basis
-        return self._out(torch.linalg.vector_norm(resid, dim=1))
+        """Euclidean distance of each point from the plane: ``[M]`` (by row blocks, O(M) memory)."""
+        dist = self._project(self._points(points))[1]
+        assert dist is not None
+        return self._out(dist)
 
     def anchor_coords(self) -> Any:
         """Plane coordinates of the anchors: ``[K, 2]``."""
@@ -394,18 +473,45 @@ def patched_head(model: Any, layer: str, candidates: list[tuple[str, Any]], batc
     )
 
 
-def data_in_space(head: Any, data: Any, dim: int, mapped: bool) -> torch.Tensor:
-    """``data`` [M, ...] as float64 vectors of the head's space; input samples are mapped through it."""
+def _data_rows(
+    head: Any, data: Any, dim: int, mapped: bool
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor], int]:
+    """Checked ``data`` [M, ...], the function that turns a block of its rows into float64 vectors of
+    the head's space (input samples are mapped through the head), and the multiple of rows a block
+    must be so that the mapping runs the model on the same batches as on all rows at once."""
     t = data.detach() if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
     if t.ndim < 2 or t.shape[0] == 0:
         raise ValueError(f"data must be samples [M, ...] with M >= 1, got shape {tuple(t.shape)}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError("data contain NaN/inf values; only finite values are allowed")
+    _check_finite(t, "data", count=False)
     flat_dim = math.prod(t.shape[1:])
     if head.layer is not None:
         in_dim = math.prod(head.input_shape)
         if flat_dim == in_dim and (mapped or flat_dim != dim):
-            return head.to_space(t.reshape(t.shape[0], *head.input_shape).float()).double()
+            shape = tuple(head.input_shape)
+            return t, lambda rows: head.to_space(rows.reshape(rows.shape[0], *shape).float()).double(), head.batch_size
     if flat_dim != dim:
         raise ValueError(f"data have {flat_dim} values per sample but the space has D={dim}")
-    return t.reshape(t.shape[0], -1).double().cpu()
+    return t, lambda rows: rows.reshape(rows.shape[0], -1).double().cpu(), 1
+
+
+def data_in_space(head: Any, data: Any, dim: int, mapped: bool) -> torch.Tensor:
+    """``data`` [M, ...] as float64 vectors of the head's space; input samples are mapped through it.
+
+    The result is an ``[M, D]`` float64 tensor; :func:`project_data` gives a plane's coordinates
+    and distances of the same points without it.
+    """
+    t, convert, _ = _data_rows(head, data, dim, mapped)
+    return convert(t)
+
+
+def project_data(head: Any, data: Any, plane: Plane, mapped: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plane coordinates ``[M, 2]`` and distances from the plane ``[M]`` of ``data`` (as :func:`data_in_space`).
+
+    Equal to projecting ``data_in_space(head, data, plane.dim, mapped)``, but the float64 points
+    are made a block of rows at a time: memory O(M) plus two reused 8 MB blocks of scratch (and,
+    for input samples mapped through the head, one block of the layer's outputs).
+    """
+    t, convert, multiple = _data_rows(head, data, plane.dim, mapped)
+    coords, dist = plane._project(t, convert, multiple)
+    assert dist is not None
+    return coords, dist

@@ -25,9 +25,9 @@ from geowidgets.geometry._arrays import Array
 from geowidgets.geometry._plane import (
     Plane,
     check_temperature,
-    data_in_space,
     patched_head,
     plane_directions,
+    project_data,
 )
 from geowidgets.geometry._temperature import TemperatureScores, temperature_scores
 from geowidgets.probe._patch import PatchedModel
@@ -382,10 +382,8 @@ def decision_slice(
         plane = Plane(p.origin, p.basis, p.anchors, p.sample_shape, plane.is_numpy)
     data_coords = data_distance = None
     if data is not None:
-        pts = data_in_space(head, data, plane.dim, mapped)
-        data_coords = (pts - plane.origin) @ plane.basis.T
-        resid = pts - plane.origin - data_coords @ plane.basis
-        data_distance = torch.linalg.vector_norm(resid, dim=1)
+        # By row blocks: O(M) memory besides the data, no [M, D] float64 copy of it.
+        data_coords, data_distance = project_data(head, data, plane, mapped)
     if extent is None:
         coords = (plane.anchors - plane.origin) @ plane.basis.T
         if data_coords is not None:
