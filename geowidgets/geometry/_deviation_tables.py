@@ -18,6 +18,7 @@ import torch
 from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, check_k, unit_rows
 from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, resolve_knn
 from geowidgets.geometry._knn import knn as knn_search
+from geowidgets.geometry._plane import _check_finite
 
 __all__ = ["KNNDeviation", "DeviationTables", "knn_deviation", "Statistic"]
 
@@ -25,6 +26,8 @@ Statistic = Literal["mean", "kth"]
 _STATISTICS = ("mean", "kth")
 # 1.4826 · MAD estimates the standard deviation of a normal distribution.
 _MAD_TO_STD = 1.4826
+# DeviationTables.from_graph reads the kNN graph a block of rows at a time: about this much int64 scratch per array.
+_TABLE_BYTES = 2 * 2**20
 
 
 def _check_statistic(statistic: str) -> Statistic:
@@ -284,6 +287,12 @@ class DeviationTables:
         as in :func:`~geowidgets.geometry.knn`, so an exact graph gives tables equal to
         :meth:`from_samples` (indices and distances).
 
+        Memory: the O(N·k_max) tables, written in place, plus O(B·k_graph) scratch for a block of B
+        rows of the graph at a time (about ``_TABLE_BYTES`` per array). Rows that fall short are
+        searched among all of ``X`` (for ``k_max`` plus the number of non-reference rows, while that
+        result stays within the graph's size), else against an ``[Nr, D]`` copy of the reference
+        rows; the search itself needs what :func:`~geowidgets.geometry.knn` needs.
+
         Parameters
         ----------
         X : Tensor or ndarray, shape [N, D]
@@ -321,7 +330,8 @@ class DeviationTables:
         True
         """
         metric = _check_metric(metric)
-        Xt, kind = as_tensor(X, "X", min_rows=2)
+        Xt, kind = as_tensor(X, "X", min_rows=2, allow_nonfinite=True)
+        _check_finite(Xt, "X", count=True)  # by row blocks: no [N, D] bool mask
         n = int(Xt.shape[0])
         mask = reference.detach().cpu().numpy() if isinstance(reference, torch.Tensor) else np.asarray(reference)
         if mask.dtype != bool or mask.shape != (n,):
@@ -334,45 +344,89 @@ class DeviationTables:
         dist = g_dist.cpu()
         position = np.full(n, -1, dtype=np.int64)
         position[mask] = np.arange(n_ref)
-        keep = mask[idx]  # [N, k_graph]: neighbour is a reference row
-        rank = np.cumsum(keep, axis=1, dtype=np.int64)
-        enough = rank[:, -1] >= k_max
-        out_idx = torch.empty((n, k_max), dtype=torch.int64)
-        out_dist = torch.empty((n, k_max), dtype=Xt.dtype)
-        rows = np.flatnonzero(enough)
-        if rows.size:
-            # Each of these rows has exactly k_max neighbours with keep & rank <= k_max, in order.
-            cols = np.nonzero((keep & (rank <= k_max))[rows])[1].reshape(rows.size, k_max)
-            picked = idx[rows[:, None], cols]
-            out_idx[rows] = torch.from_numpy(position[picked])
-            out_dist[rows] = dist[torch.from_numpy(rows)[:, None], torch.from_numpy(cols)].to(Xt.dtype)
-        short = np.flatnonzero(~enough)
-        if short.size:
-            R = Xt[torch.from_numpy(mask).to(Xt.device)]
-            short_q = short[~mask[short]]
-            if short_q.size:
-                d, i = knn_search(Xt[torch.from_numpy(short_q).to(Xt.device)], k_max, Y=R, metric=metric)
-                out_dist[short_q], out_idx[short_q] = d.cpu().to(Xt.dtype), i.cpu()
-            short_r = short[mask[short]]
-            if short_r.size:
-                rows_t = torch.from_numpy(short_r).to(Xt.device)
-                d, i = knn_search(Xt[rows_t], min(k_max + 1, n_ref), Y=R, metric=metric)
-                d, i = d.cpu(), i.cpu()
-                own = torch.from_numpy(position[short_r])[:, None]
-                # Drop the row itself (or, if ties at distance 0 pushed it out, the last column).
-                is_self = i == own
-                drop = torch.where(is_self.any(1), is_self.int().argmax(1), torch.full_like(own[:, 0], i.shape[1] - 1))
-                keep_cols = torch.ones_like(i, dtype=torch.bool)
-                keep_cols[torch.arange(i.shape[0]), drop] = False
-                out_idx[short_r] = i[keep_cols].view(-1, k_max)
-                out_dist[short_r] = d[keep_cols].view(-1, k_max).to(Xt.dtype)
+        # Each row goes straight to its place in the query table or the reference table.
+        slot = np.empty(n, dtype=np.int64)
+        slot[~mask] = np.arange(n - n_ref)
+        slot[mask] = np.arange(n_ref)
+        tables = {
+            is_ref: (torch.empty((size, k_max), dtype=Xt.dtype), torch.empty((size, k_max), dtype=torch.int64))
+            for is_ref, size in ((False, n - n_ref), (True, n_ref))
+        }
+
+        def put(rows: np.ndarray, d: torch.Tensor, i: torch.Tensor) -> None:
+            """Write the tables' rows for the samples ``rows`` (ascending)."""
+            for is_ref, (out_dist, out_idx) in tables.items():
+                sel = mask[rows] == is_ref
+                if sel.any():
+                    at, pick = torch.from_numpy(slot[rows[sel]]), torch.from_numpy(np.flatnonzero(sel))
+                    out_dist[at], out_idx[at] = d[pick], i[pick]
+
+        # The graph is read a block of rows at a time: scratch O(block · k_graph), not O(N · k_graph).
+        step = max(1, _TABLE_BYTES // (8 * max(1, k_graph)))
+        short_blocks = []
+        for a in range(0, n, step):
+            block_idx = idx[a : a + step]
+            keep = mask[block_idx]  # [B, k_graph]: neighbour is a reference row
+            rank = np.cumsum(keep, axis=1, dtype=np.int64)
+            enough = rank[:, -1] >= k_max
+            rows = np.flatnonzero(enough)
+            if rows.size:
+                # Each of these rows has exactly k_max neighbours with keep & rank <= k_max, in order.
+                cols = np.nonzero((keep & (rank <= k_max))[rows])[1].reshape(rows.size, k_max)
+                picked = block_idx[rows[:, None], cols]
+                d = dist[torch.from_numpy(rows + a)[:, None], torch.from_numpy(cols)].to(Xt.dtype)
+                put(rows + a, d, torch.from_numpy(position[picked]))
+            short_blocks.append(np.flatnonzero(~enough) + a)
+        short = np.concatenate(short_blocks)
+        reference_rows: list[torch.Tensor] = []  # the reference rows of X, copied only when needed
+
+        def nearest_reference(rows: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """``knn_search(X[rows], k, Y=R)`` for the reference rows R, as CPU tensors.
+
+            While few rows fall short, they are searched among all of X for ``k`` plus every
+            non-reference row neighbours (``[rows, k + N − Nr]``, at most the graph's size) and the
+            reference ones kept in order: the same neighbours and distances (exact float64
+            distances, ties to the lower index, and ``position`` keeps the order of X), without an
+            ``[Nr, D]`` copy of the reference rows; otherwise that copy is searched.
+            """
+            rows_t = torch.from_numpy(rows).to(Xt.device)
+            wide = min(n, k + n - n_ref)
+            if rows.size * wide <= n * k_graph:
+                d, i = knn_search(Xt[rows_t], wide, Y=Xt, metric=metric)
+                i_np = i.cpu().numpy()
+                keep = mask[i_np]
+                cols = np.nonzero(keep & (np.cumsum(keep, axis=1, dtype=np.int64) <= k))[1].reshape(rows.size, k)
+                picked = np.take_along_axis(i_np, cols, axis=1)
+                return d.cpu()[torch.arange(rows.size)[:, None], torch.from_numpy(cols)], torch.from_numpy(
+                    position[picked]
+                )
+            if not reference_rows:
+                reference_rows.append(Xt[torch.from_numpy(mask).to(Xt.device)])
+            d, i = knn_search(Xt[rows_t], k, Y=reference_rows[0], metric=metric)
+            return d.cpu(), i.cpu()
+
+        short_q = short[~mask[short]]
+        if short_q.size:
+            d, i = nearest_reference(short_q, k_max)
+            put(short_q, d.to(Xt.dtype), i)
+        short_r = short[mask[short]]
+        if short_r.size:
+            d, i = nearest_reference(short_r, min(k_max + 1, n_ref))
+            own = torch.from_numpy(position[short_r])[:, None]
+            # Drop the row itself (or, if ties at distance 0 pushed it out, the last column).
+            is_self = i == own
+            drop = torch.where(is_self.any(1), is_self.int().argmax(1), torch.full_like(own[:, 0], i.shape[1] - 1))
+            keep_cols = torch.ones_like(i, dtype=torch.bool)
+            keep_cols[torch.arange(i.shape[0]), drop] = False
+            put(short_r, d[keep_cols].view(-1, k_max).to(Xt.dtype), i[keep_cols].view(-1, k_max))
+        reference_rows.clear()
         device = Xt.device
-        pick_q, pick_r = torch.from_numpy(np.flatnonzero(~mask)), torch.from_numpy(np.flatnonzero(mask))
+        (q_dist, q_idx), (r_dist, r_idx) = tables[False], tables[True]
         return cls(
-            out_dist[pick_q].to(device),
-            out_idx[pick_q].to(device),
-            out_dist[pick_r].to(device),
-            out_idx[pick_r].to(device),
+            q_dist.to(device),
+            q_idx.to(device),
+            r_dist.to(device),
+            r_idx.to(device),
             k_max,
             metric,
             False,
