@@ -1064,9 +1064,10 @@ class Session(BoundaryGeometry):
         counts = np.bincount(labels)
         order = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
         picks = [int(pool[np.flatnonzero(labels == c)[0]]) for c in order[:3]]
-        rest = [int(i) for i in pool if int(i) not in picks]
-        while len(picks) < 3:
-            picks.append(rest[(len(picks) * len(rest)) // 3])
+        if len(picks) < 3:  # the other samples, as an array (not N Python ints)
+            rest = pool[~np.isin(pool, picks)]
+            while len(picks) < 3:
+                picks.append(int(rest[(len(picks) * len(rest)) // 3]))
         return picks[0], picks[1], picks[2]
 
     def slice_space(self, layer: str) -> torch.Tensor:
