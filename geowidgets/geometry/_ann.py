@@ -43,7 +43,15 @@ import numpy as np
 import torch
 
 from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
-from geowidgets.geometry._knn import KNNGraph, Metric, _all_rows_equal, _fingerprint, faiss_available, knn
+from geowidgets.geometry._knn import (
+    KNNGraph,
+    Metric,
+    _all_rows_equal,
+    _fingerprint,
+    faiss_available,
+    knn,
+    pair_distances,
+)
 
 __all__ = [
     "ApproxKNNGraph",
@@ -76,7 +84,6 @@ _HNSW_EF_LADDER = (64, 128, 256, 512)
 _IVF_NPROBE_LADDER = (8, 16, 32, 64, 128)
 # Extra candidates proposed beyond k_max + 1, re-scored exactly before the top k_max are kept.
 _PAD = 4
-_RESCORE_BYTES = 64 * 2**20
 # Bytes of one float64 row block when the searched rows are centred.
 _BLOCK_BYTES = 32 * 2**20
 
@@ -186,16 +193,10 @@ def _rescore(
     cand_t = torch.as_tensor(cand, dtype=torch.int64)
     bad = (cand_t < 0) | (cand_t == rows_t.unsqueeze(1))
     safe = cand_t.clamp(min=0)
-    d = torch.empty(cand_t.shape, dtype=torch.float64)
-    step = max(1, _RESCORE_BYTES // (8 * max(1, cand_t.shape[1] * X64src.shape[1])))
-    for s in range(0, rows_t.shape[0], step):
-        q = X64src[rows_t[s : s + step]].to(torch.float64)
-        nb = X64src[safe[s : s + step].reshape(-1)].to(torch.float64).view(q.shape[0], -1, q.shape[1])
-        if inv is not None:
-            q = q * inv[rows_t[s : s + step]].unsqueeze(1)
-            nb = nb * inv[safe[s : s + step]].unsqueeze(2)
-        sq = nb.sub_(q.unsqueeze(1)).square_().sum(2)
-        d[s : s + step] = sq.sqrt_() if metric == "euclidean" else sq.mul_(0.5)
+    src = X64src.detach().cpu()
+    d = pair_distances(src, src, rows_t, safe, inv, inv)
+    if metric == "cosine":
+        d = d.square_().mul_(0.5)  # 1 − cos = ‖x̂ − ŷ‖²/2
     d[bad] = math.inf
     safe, order = torch.sort(safe, dim=1)
     d = torch.gather(d, 1, order)

@@ -136,3 +136,42 @@ def test_memory_stays_bounded_with_chunks():
         knn_mod._candidates_torch = orig
         knn_mod._faiss_ok = old
     assert max(seen) == 512 and sum(seen) == 3000
+
+
+def test_pair_distances_equal_a_float64_reference_bit_for_bit():
+    """The compiled re-scoring kernel: float64 differences of the original rows, summed in feature
+    order, the same bits as torch.cdist's direct (no matrix product) float64 evaluation."""
+    from geowidgets.geometry._knn import pair_distances
+
+    rng = np.random.default_rng(7)
+    X = (rng.normal(size=(300, 37)) + 1e4).astype(np.float32)  # a large common offset
+    Xt = torch.from_numpy(X)
+    rows = torch.as_tensor(rng.integers(0, 300, size=120))
+    cand = torch.as_tensor(rng.integers(0, 300, size=(120, 9)))
+    got = pair_distances(Xt, Xt, rows, cand)
+    X64 = torch.from_numpy(X.astype(np.float64))
+    ref = torch.cdist(X64[rows].unsqueeze(1), X64[cand], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+    assert got.dtype == torch.float64 and torch.equal(got, ref)
+    brute = np.sqrt(((X.astype(np.float64)[rows.numpy(), None] - X.astype(np.float64)[cand.numpy()]) ** 2).sum(-1))
+    np.testing.assert_allclose(got.numpy(), brute, rtol=1e-13)
+    # Cosine: unit rows through the float64 scales.
+    inv = 1.0 / torch.linalg.vector_norm(X64, dim=1)
+    unit = X64 * inv.unsqueeze(1)
+    ref_cos = torch.cdist(unit[rows].unsqueeze(1), unit[cand], compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
+    torch.testing.assert_close(pair_distances(Xt, Xt, rows, cand, inv, inv), ref_cos, rtol=1e-14, atol=0)
+    # Non-contiguous, float16 and mixed-dtype inputs are read as float64 values.
+    cols = Xt[:, ::2]
+    torch.testing.assert_close(
+        pair_distances(cols, cols, rows, cand),
+        torch.cdist(X64[:, ::2][rows].unsqueeze(1), X64[:, ::2][cand], compute_mode="donot_use_mm_for_euclid_dist")[
+            :, 0
+        ],
+        rtol=1e-15,
+        atol=0,
+    )
+    half = torch.from_numpy(rng.normal(size=(50, 5)).astype(np.float16))
+    h64 = half.double()
+    r, c = torch.arange(50), torch.as_tensor(rng.integers(0, 50, size=(50, 3)))
+    torch.testing.assert_close(pair_distances(half, h64, r, c), torch.linalg.vector_norm(h64[r, None] - h64[c], dim=2))
+    with pytest.raises(ValueError, match="both row scales"):
+        pair_distances(Xt, Xt, rows, cand, inv, None)
