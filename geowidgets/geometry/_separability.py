@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_labels, as_tensor, to_kind, unit_rows
+from geowidgets.geometry._arrays import Array, as_labels, to_kind, unit_rows
 from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff
+from geowidgets.geometry._spectra import as_finite_tensor
 from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["MSTSeparability", "mst_separability", "minimum_spanning_tree"]
 
-_BLOCK_BYTES = 64 * 2**20  # distance rows filled per block
+_BLOCK_BYTES = 64 * 2**20  # work budget of the difference-based distance rows filled per block
+# float64 rows of the expansion-based distance matrix filled per block: 4 MiB instead of the 64 MiB
+# budget above keeps one block and its temporaries at a few MiB next to the n×n matrix
+_EXPANSION_BLOCK_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float]:
 
     Rows are centred by their mean and the expansion ``‖x‖² + ‖y‖² − 2x·y`` is evaluated in
     float64 (float32 on MPS), in blocks of rows; the matrix is stored in X's dtype. The second
-    value bounds the absolute error of any squared distance (see ``_knn._error_bound``).
+    value bounds the absolute error of any squared distance (see ``_knn._error_bound``). Memory:
+    the n×n matrix, the centred rows [n, D] and one block of about 4 MiB.
     """
     exact = _exact_dtype(X.device)
     n, n_features = X.shape
@@ -76,7 +81,7 @@ def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float]:
     centred = centred - centred.mean(0)
     norms = (centred * centred).sum(1)
     out = torch.empty((n, n), dtype=X.dtype, device=X.device)
-    step = max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+    step = max(1, _EXPANSION_BLOCK_BYTES // (8 * max(n, 1)))
     for s in range(0, n, step):
         block = torch.addmm(norms.unsqueeze(0), centred[s : s + step], centred.T, beta=1.0, alpha=-2.0)
         block.add_(norms[s : s + step].unsqueeze(1)).clamp_(min=0)
@@ -126,7 +131,7 @@ def minimum_spanning_tree(X: Array) -> tuple[Any, Any]:
     >>> edges.tolist(), lengths.tolist()
     ([[0, 1], [1, 2]], [1.0, 2.0])
     """
-    Xt, kind = as_tensor(X, "X", min_rows=2)
+    Xt, kind = as_finite_tensor(X, "X", min_rows=2)
     edges, lengths = _prim(Xt)
     return to_kind(edges, kind), to_kind(lengths, kind)
 
@@ -255,7 +260,7 @@ def mst_separability(
     >>> mst_separability(blobs).score > mst_separability(one).score
     True
     """
-    Xt, kind = as_tensor(X, "X", min_rows=2)
+    Xt, kind = as_finite_tensor(X, "X", min_rows=2)
     n_total = Xt.shape[0]
     codes = None
     if labels is not None:

@@ -180,12 +180,12 @@ class _Float64Sizes(TorchFunctionMode):
 )
 def test_no_float64_copy_of_the_whole_layer(call):
     """With N·D far above one block, no float64 tensor of N·D entries (a copy of the layer) is made."""
-    n, d = 20000, 64  # 10 MB in float64; one block is 16 MiB / 8 / D rows, so force smaller blocks
+    n, d = 20000, 64  # 10 MB in float64; blocks of 256 KiB (1 MiB for Gram matrices) make many of them
     X = torch.randn(n, d, generator=torch.Generator().manual_seed(0)) + 5.0
     y = torch.arange(n) % 3
     _spectra.clear_spectral_cache()
     old = _spectra._BLOCK_BYTES
-    _spectra._BLOCK_BYTES = 2**20
+    _spectra._BLOCK_BYTES = 2**18
     try:
         with _Float64Sizes() as mode:
             call(X, y)
@@ -205,3 +205,29 @@ def test_spectral_cache_accepts_inference_tensors():
     assert geo.rankme(X) == pytest.approx(geo.rankme(X.clone()), rel=1e-12)
     del X
     assert len(_spectra._SPECTRAL_CACHE) == 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        geo.rankme,
+        geo.twonn,
+        lambda X: geo.knn_label_agreement(X, np.arange(len(X)) % 2, k=3),
+        lambda X: geo.fisher_ratio(X, np.arange(len(X)) % 2),
+        geo.mst_separability,
+        lambda X: geo.layer_profile({"a": X}, metrics=("rankme",)),
+    ],
+)
+def test_nan_inf_check_over_blocks_counts_like_as_tensor(small_blocks, call):
+    X = np.random.default_rng(0).normal(size=(400, 8))
+    X[[3, 390], [1, 5]] = np.nan
+    X[399, 0] = np.inf  # in the last block
+    with pytest.raises(ValueError, match=r"contains 3 NaN/inf value\(s\); only finite values are allowed"):
+        call(X)
+    with pytest.raises(ValueError, match=r"contains 3 NaN/inf"):
+        call(torch.from_numpy(X).float())
+
+
+def test_finite_check_accepts_finite_data_whose_sum_overflows(small_blocks):
+    X = np.full((200, 3), 3e38, dtype=np.float32)  # finite, but the float32 sum is inf
+    assert geo.rankme(torch.from_numpy(X)) == pytest.approx(1.0, abs=1e-5)
