@@ -137,6 +137,33 @@ def test_auto_falls_back_to_exact_when_recall_falls_short(monkeypatch):
 
 
 @needs_faiss
+@pytest.mark.parametrize("slower", ["index", "exact"])
+def test_auto_goes_exact_when_the_index_costs_more_per_row_than_exact_search(monkeypatch, slower):
+    """At the effort that reaches the recall, "auto" times the sampled rows through the index and
+    through exact search: a slower index gives the exact graph (the times noted), a faster one keeps it."""
+    import time as time_mod
+
+    X = clustered(3000, 16, seed=8)  # easy: the smallest effort reaches the recall
+    pause = 0.3  # far more than either search of 200 rows takes here
+    if slower == "index":
+        search = _ann._Index.search
+        monkeypatch.setattr(
+            _ann._Index, "search", lambda self, rows, e: (time_mod.sleep(pause), search(self, rows, e))[1]
+        )
+    else:
+        reference = _ann._exact_reference
+        monkeypatch.setattr(_ann, "_exact_reference", lambda *a: (time_mod.sleep(pause), reference(*a))[1])
+    g = approximate_knn_graph(X, k_max=10, min_points=0, recall_sample=200)
+    params = dict(g.params)
+    if slower == "index":
+        assert g.engine == "exact" and params["hnsw_recall"] >= 0.99
+        assert params["sample_seconds_index"] > params["sample_seconds_exact"]
+        np.testing.assert_array_equal(g.idx, knn_graph(X, k_max=10).idx)
+    else:
+        assert g.engine == "hnsw" and g.recall >= 0.99
+
+
+@needs_faiss
 def test_graph_feeds_probes_like_an_exact_graph():
     X = clustered(700, 10, seed=7)
     g = approximate_knn_graph(torch.from_numpy(X), k_max=20, engine="hnsw", recall_sample=100)
