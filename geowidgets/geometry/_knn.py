@@ -2,9 +2,10 @@
 
 Two engines propose candidates:
 
-* **faiss** (``IndexFlatL2``, CPU float32) when the ``faiss`` package is importable: its fused
-  GEMM + heap selection is the fastest exact search on a CPU we know of, so we use it rather
-  than hand-roll one.
+* **faiss** (``faiss.knn``, the brute force behind ``IndexFlatL2``, without an index's copy of
+  the rows; CPU float32) when the ``faiss`` package is importable: its fused GEMM + heap
+  selection is the fastest exact search on a CPU we know of, so we use it rather than hand-roll
+  one.
 * **torch** everywhere else (CUDA, MPS, float64, no faiss): chunked ``‖x‖² + ‖y‖² − 2x·y`` with
   a per-chunk ``topk``; memory is O(chunk · M).
 
@@ -385,9 +386,8 @@ def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: i
     r_max = float(_row_norms(Rw, p.exact).max()) if kc < avail else 0.0
     dists, idxs, approx_max = [], [], []
     if use_faiss:
-        index = _faiss.IndexFlatL2(Rw.shape[1])
-        index.add(Rw.numpy())
-        vals_all, cand_np = index.search(Qw.numpy(), min(m, kc + int(exclude_self)))
+        # Brute force straight on the centred rows (no index: an index would copy all of them).
+        vals_all, cand_np = _faiss.knn(Qw.numpy(), Rw.numpy(), min(m, kc + int(exclude_self)))
         cand_all = torch.from_numpy(cand_np)
         approx_all = torch.from_numpy(vals_all).max(1).values  # every other point scores at least this
         if exclude_self:
