@@ -28,6 +28,9 @@ _STATISTICS = ("mean", "kth")
 _MAD_TO_STD = 1.4826
 # DeviationTables.from_graph reads the kNN graph a block of rows at a time: about this much int64 scratch per array.
 _TABLE_BYTES = 2 * 2**20
+# The exact search of the rows the graph leaves short takes blocks of queries of about this many
+# bytes of candidate distances (the search's default is 256 MB; the result does not depend on it).
+_SEARCH_BYTES = 32 * 2**20
 
 
 def _check_statistic(statistic: str) -> Statistic:
@@ -290,8 +293,9 @@ class DeviationTables:
         Memory: the O(N·k_max) tables, written in place, plus O(B·k_graph) scratch for a block of B
         rows of the graph at a time (about ``_TABLE_BYTES`` per array). Rows that fall short are
         searched among all of ``X`` (for ``k_max`` plus the number of non-reference rows, while that
-        result stays within the graph's size), else against an ``[Nr, D]`` copy of the reference
-        rows; the search itself needs what :func:`~geowidgets.geometry.knn` needs.
+        takes less memory than a copy of the reference rows), else against an ``[Nr, D]`` copy of
+        the reference rows, in blocks of queries of about 32 MB of distances; the search itself
+        also needs the copies :func:`~geowidgets.geometry.knn` makes.
 
         Parameters
         ----------
@@ -383,16 +387,21 @@ class DeviationTables:
         def nearest_reference(rows: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
             """``knn_search(X[rows], k, Y=R)`` for the reference rows R, as CPU tensors.
 
-            While few rows fall short, they are searched among all of X for ``k`` plus every
-            non-reference row neighbours (``[rows, k + N − Nr]``, at most the graph's size) and the
-            reference ones kept in order: the same neighbours and distances (exact float64
+            While that costs less memory than a copy of the reference rows, they are searched
+            among all of X for ``k`` plus every non-reference row neighbours (``[rows, k + N − Nr]``)
+            and the reference ones kept in order: the same neighbours and distances (exact float64
             distances, ties to the lower index, and ``position`` keeps the order of X), without an
-            ``[Nr, D]`` copy of the reference rows; otherwise that copy is searched.
+            ``[Nr, D]`` copy of the reference rows; otherwise that copy is searched. Either search
+            takes blocks of queries of about ``_SEARCH_BYTES``.
             """
             rows_t = torch.from_numpy(rows).to(Xt.device)
             wide = min(n, k + n - n_ref)
-            if rows.size * wide <= n * k_graph:
-                d, i = knn_search(Xt[rows_t], wide, Y=Xt, metric=metric)
+            n_features = int(Xt.shape[1])
+            # Searching all of X costs the wide result (about 24 bytes a neighbour, candidates included)
+            # and the search's own copies of the N − Nr extra rows; the copy of the reference rows, 4·Nr·D.
+            if rows.size * wide * 24 + 8 * (n - n_ref) * n_features <= 4 * n_ref * n_features:
+                chunk = max(1, _SEARCH_BYTES // (4 * n))
+                d, i = knn_search(Xt[rows_t], wide, Y=Xt, metric=metric, chunk_size=chunk)
                 i_np = i.cpu().numpy()
                 keep = mask[i_np]
                 cols = np.nonzero(keep & (np.cumsum(keep, axis=1, dtype=np.int64) <= k))[1].reshape(rows.size, k)
@@ -402,7 +411,8 @@ class DeviationTables:
                 )
             if not reference_rows:
                 reference_rows.append(Xt[torch.from_numpy(mask).to(Xt.device)])
-            d, i = knn_search(Xt[rows_t], k, Y=reference_rows[0], metric=metric)
+            chunk = max(1, _SEARCH_BYTES // (4 * n_ref))
+            d, i = knn_search(Xt[rows_t], k, Y=reference_rows[0], metric=metric, chunk_size=chunk)
             return d.cpu(), i.cpu()
 
         short_q = short[~mask[short]]

@@ -18,19 +18,20 @@ def _same(a: DeviationTables, b: DeviationTables) -> None:
         assert torch.equal(torch.as_tensor(x), torch.as_tensor(y)), name
 
 
-def _data(n: int, out: float, seed: int = 0):
+def _data(n: int, out: float, seed: int = 0, d: int = 5):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X = rng.normal(size=(n, d)).astype(np.float32)
     X[:20] = X[20:40]  # duplicates: ties at distance 0
     return X, rng.random(n) > out
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 @pytest.mark.parametrize("table_bytes", [8 * 3 * 16, dt._TABLE_BYTES])  # 3-row blocks, or the default
-@pytest.mark.parametrize("out, extra", [(0.1, 2), (0.5, 1)])  # few short rows (search among all of X) or many
-def test_blocked_tables_equal_direct_tables(monkeypatch, metric, table_bytes, out, extra):
+@pytest.mark.parametrize("out, extra, d", [(0.1, 2, 64), (0.5, 1, 5)])  # few short rows (search all X) or many
+def test_blocked_tables_equal_direct_tables(monkeypatch, metric, table_bytes, out, extra, d):
     monkeypatch.setattr(dt, "_TABLE_BYTES", table_bytes)
-    X, mask = _data(301, out)
+    monkeypatch.setattr(dt, "_SEARCH_BYTES", 4 * 301 * 3)  # 3 queries per search block
+    X, mask = _data(301, out, d=d)
     k_max = 8
     graph = knn_graph(X, k_max=k_max + extra, metric=metric)
     idx = np.asarray(graph.idx)
@@ -40,8 +41,8 @@ def test_blocked_tables_equal_direct_tables(monkeypatch, metric, table_bytes, ou
 
 
 def test_short_rows_take_the_copy_of_the_reference_only_when_many(monkeypatch):
-    """Few short rows: no [Nr, D] copy of the reference rows; many: the copy is searched."""
-    X, mask = _data(300, 0.1)
+    """Few short rows: no [Nr, D] copy of the reference rows; many (or narrow rows): the copy is searched."""
+    X, mask = _data(300, 0.1, d=64)
     real_knn = dt.knn_search
     widths = []
 
