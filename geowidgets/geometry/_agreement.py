@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_labels, check_k, to_kind
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, check_k, to_kind
 from geowidgets.geometry._knn import PrecomputedKNN, _check_metric, resolve_knn
-from geowidgets.geometry._spectra import as_finite_tensor
 
 __all__ = ["LabelAgreement", "knn_label_agreement"]
 
@@ -112,7 +111,7 @@ def knn_label_agreement(
     1.0
     """
     metric = _check_metric(metric)
-    Xt, kind = as_finite_tensor(X, "X", min_rows=2)
+    Xt, kind = as_tensor(X, "X", min_rows=2)
     codes, classes = as_labels(labels, Xt.shape[0])
     k = check_k(k, Xt.shape[0] - 1)
     if temperature is not None:

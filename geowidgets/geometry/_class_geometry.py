@@ -23,7 +23,6 @@ from geowidgets.geometry._arrays import Array, as_labels, as_tensor, renamed_key
 from geowidgets.geometry._spectra import (
     _singular_values_f64,
     _step,
-    as_finite_tensor,
     cached,
     singular_values_tensor,
     to_input_device,
@@ -54,7 +53,7 @@ def _class_stats(
 
 def _prepare(X: Any, labels: Any, min_classes: int, name: str = "X"):
     """Validated tensor, its kind, label codes on the spectral device, and the label values."""
-    Xt, kind = as_finite_tensor(X, name, min_rows=2)
+    Xt, kind = as_tensor(X, name, min_rows=2)
     codes, classes = as_labels(labels, Xt.shape[0], min_classes=min_classes)
     return Xt, kind, codes.to(spectral_device(Xt)), classes
 
@@ -442,7 +441,7 @@ def coding_rate(X: Array, labels: Array | None = None, *, eps: float = 0.5**0.5,
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     eps = float(eps)
-    Xt, _ = as_finite_tensor(X, "X", min_rows=1)
+    Xt, _ = as_tensor(X, "X", min_rows=1)
     n, d = Xt.shape
     R = _rate(singular_values_tensor(Xt, normalize_rows=normalize, source=X), n, d, eps)
     if labels is None:

@@ -13,9 +13,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, check_k, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, spectral_device, to_kind
 from geowidgets.geometry._knn import PrecomputedKNN, resolve_knn
-from geowidgets.geometry._spectra import as_finite_tensor
 from geowidgets.geometry._stats import sorted_values
 
 __all__ = ["twonn", "mle_intrinsic_dimension"]
@@ -114,7 +113,7 @@ def twonn(
             "method='linear' needs discard_fraction > 0: with nothing discarded the largest ratio gets "
             "y = -log(1 - N/N) = inf; use discard_fraction > 0 or method='mle'"
         )
-    Xt, _ = as_finite_tensor(X, "X", min_rows=3)
+    Xt, _ = as_tensor(X, "X", min_rows=3)
     dist, _, _ = _distinct_neighbours(Xt, 2, knn, "twonn")
     mu = dist[:, 1] / dist[:, 0]
     n = mu.shape[0]
@@ -176,7 +175,7 @@ def mle_intrinsic_dimension(
     """
     if average not in _AVERAGES:
         raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}")
-    Xt, kind = as_finite_tensor(X, "X", min_rows=3)
+    Xt, kind = as_tensor(X, "X", min_rows=3)
     k = check_k(k, Xt.shape[0] - 1)
     k_min = 3 if unbiased else 2
     if k < k_min:

@@ -18,13 +18,13 @@ import pandas as pd
 import torch
 
 from geowidgets.geometry._agreement import knn_label_agreement
-from geowidgets.geometry._arrays import as_labels, check_k
+from geowidgets.geometry._arrays import as_labels, as_tensor, check_k
 from geowidgets.geometry._class_geometry import coding_rate, fisher_ratio, neural_collapse
 from geowidgets.geometry._diffusion import dse, dsmi
 from geowidgets.geometry._dimension import mle_intrinsic_dimension, twonn
 from geowidgets.geometry._knn import knn_graph
 from geowidgets.geometry._separability import mst_separability
-from geowidgets.geometry._spectra import as_finite_tensor, prefetch_raw_and_centred, rankme, von_neumann_entropy
+from geowidgets.geometry._spectra import prefetch_raw_and_centred, rankme, von_neumann_entropy
 
 __all__ = ["layer_profile", "PROFILE_METRICS", "DEFAULT_PROFILE_METRICS", "PROFILE_GRAPH_MIN_K"]
 
@@ -231,7 +231,7 @@ def layer_profile(
     for layer_index, name in enumerate(layers):
         raw = activations[name]
         try:
-            Xt, _ = as_finite_tensor(raw, f"layer {name!r}", min_rows=2)
+            Xt, _ = as_tensor(raw, f"layer {name!r}", min_rows=2)
         except ValueError as exc:
             raise ValueError(f"layer {name!r}: {exc}") from exc
         X = raw if isinstance(raw, torch.Tensor) else Xt  # the caller's tensor keys the spectral cache

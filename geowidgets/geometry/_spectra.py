@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, ArrayKind, as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind
 
 __all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
 
@@ -119,23 +119,6 @@ _GRAM_BLOCKS = 4
 def _step(length: int, blocks: int = 1) -> int:
     """Rows (or columns) of ``length`` float64 entries that fill ``blocks`` blocks."""
     return max(1, blocks * _BLOCK_BYTES // (8 * max(1, length)))
-
-
-def as_finite_tensor(X: Any, name: str = "X", *, min_rows: int = 1) -> tuple[torch.Tensor, ArrayKind]:
-    """:func:`~geowidgets.geometry._arrays.as_tensor` for an [N, D] matrix, with a NaN/inf check in O(block) memory.
-
-    The same validation and errors as ``as_tensor(X, name, min_rows=min_rows)``, but where a
-    whole-matrix ``torch.isfinite`` builds an N×D float copy (its absolute values) and N×D masks,
-    this checks that the sum of all entries (a reduction, no temporary) is finite. Only when it is
-    not (a NaN/inf, or a sum that overflows) are the entries tested, one block of rows at a time.
-    """
-    t, kind = as_tensor(X, name, min_rows=min_rows, allow_nonfinite=True)
-    if t.numel() and not math.isfinite(float(t.sum())):
-        step = _step(t.shape[1])
-        bad = sum(int((~torch.isfinite(t[s : s + step])).sum()) for s in range(0, t.shape[0], step))
-        if bad:
-            raise ValueError(f"{name} contains {bad} NaN/inf value(s); only finite values are allowed")
-    return t, kind
 
 
 def _row_norms_f64(X: torch.Tensor) -> torch.Tensor:
@@ -314,7 +297,7 @@ def singular_values(X: Array, *, center: bool = False, normalize_rows: bool = Fa
     >>> singular_values(np.diag([3.0, 2.0, 1.0])).round(6).tolist()
     [3.0, 2.0, 1.0]
     """
-    Xt, kind = as_finite_tensor(X, "X", min_rows=1)
+    Xt, kind = as_tensor(X, "X", min_rows=1)
     return to_kind(singular_values_tensor(Xt, center=center, normalize_rows=normalize_rows, source=X), kind)
 
 
@@ -356,7 +339,7 @@ def rankme(X: Array, *, eps: float = 1e-7, center: bool = False) -> float:
     """
     if not (isinstance(eps, (int, float)) and eps >= 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    Xt, _ = as_finite_tensor(X, "X", min_rows=2 if center else 1)
+    Xt, _ = as_tensor(X, "X", min_rows=2 if center else 1)
     return rankme_from_singular_values(singular_values_tensor(Xt, center=center, source=X), eps)
 
 
@@ -403,7 +386,7 @@ def von_neumann_entropy(X: Array, *, center: bool = True, exp: bool = False) -> 
     >>> round(von_neumann_entropy(X), 6) == round(float(np.log(2)), 6)
     True
     """
-    Xt, _ = as_finite_tensor(X, "X", min_rows=2)
+    Xt, _ = as_tensor(X, "X", min_rows=2)
     return von_neumann_from_singular_values(singular_values_tensor(Xt, center=center, source=X), exp=exp)
 
 

@@ -8,7 +8,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from geowidgets import geometry as geo
-from geowidgets.geometry import _spectra
+from geowidgets.geometry import _arrays, _spectra
 
 SHAPES = [(300, 12), (12, 40)]  # N > D (D-side Gram over row blocks), N < D (N-side Gram over column blocks)
 
@@ -17,6 +17,7 @@ SHAPES = [(300, 12), (12, 40)]  # N > D (D-side Gram over row blocks), N < D (N-
 def small_blocks(monkeypatch):
     """Blocks of a few rows (or columns), so every sum runs over many blocks."""
     monkeypatch.setattr(_spectra, "_BLOCK_BYTES", 8 * 40 * 5)
+    monkeypatch.setattr(_arrays, "_FINITE_BLOCK_BYTES", 4 * 8 * 5)  # as_tensor's NaN/inf count: 5 rows of 8
 
 
 def _offset_data(shape, seed=0, offset=1e3):
