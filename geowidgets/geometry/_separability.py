@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_labels, to_kind, unit_rows
+from geowidgets.geometry._arrays import Array, as_labels, as_tensor, to_kind, unit_rows
 from geowidgets.geometry._knn import _exact_dtype, _matmul_roundoff
-from geowidgets.geometry._spectra import as_finite_tensor
 from geowidgets.geometry._stats import stable_argsort
 
 __all__ = ["MSTSeparability", "mst_separability", "minimum_spanning_tree"]
@@ -67,13 +66,14 @@ class MSTSeparability:
     indices: Any
 
 
-def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Dense pairwise euclidean distances of centred rows, and a bound on their rounding error.
+def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """Dense pairwise euclidean distances of centred rows, a bound on their rounding error, the least pair.
 
     Rows are centred by their mean and the expansion ``‖x‖² + ‖y‖² − 2x·y`` is evaluated in
     float64 (float32 on MPS), in blocks of rows; the matrix is stored in X's dtype. The second
-    value bounds the absolute error of any squared distance (see ``_knn._error_bound``). Memory:
-    the n×n matrix, the centred rows [n, D] and one block of about 4 MiB.
+    value bounds the absolute error of any squared distance (see ``_knn._error_bound``); the third
+    is the smallest computed squared distance between two different rows. Memory: the n×n matrix,
+    the centred rows [n, D] and one block of about 4 MiB.
     """
     exact = _exact_dtype(X.device)
     n, n_features = X.shape
@@ -82,14 +82,18 @@ def _distance_matrix(X: torch.Tensor) -> tuple[torch.Tensor, float]:
     norms = (centred * centred).sum(1)
     out = torch.empty((n, n), dtype=X.dtype, device=X.device)
     step = max(1, _EXPANSION_BLOCK_BYTES // (8 * max(n, 1)))
+    least = math.inf
     for s in range(0, n, step):
         block = torch.addmm(norms.unsqueeze(0), centred[s : s + step], centred.T, beta=1.0, alpha=-2.0)
         block.add_(norms[s : s + step].unsqueeze(1)).clamp_(min=0)
+        rows = torch.arange(block.shape[0], device=block.device)
+        block[rows, rows + s] = math.inf  # the diagonal (zeroed below) is no pair
+        least = min(least, float(block.min())) if n > 1 else 0.0
         out[s : s + step] = block.sqrt_()
     out.fill_diagonal_(0)
     u = _matmul_roundoff(exact, X.device)
     bound = (4.0 * math.sqrt(n_features) + 4.0) * u * 4.0 * float(norms.max())
-    return out, bound
+    return out, bound, least
 
 
 def _direct_distance_matrix(X: torch.Tensor) -> torch.Tensor:
@@ -131,7 +135,7 @@ def minimum_spanning_tree(X: Array) -> tuple[Any, Any]:
     >>> edges.tolist(), lengths.tolist()
     ([[0, 1], [1, 2]], [1.0, 2.0])
     """
-    Xt, kind = as_finite_tensor(X, "X", min_rows=2)
+    Xt, kind = as_tensor(X, "X", min_rows=2)
     edges, lengths = _prim(Xt)
     return to_kind(edges, kind), to_kind(lengths, kind)
 
@@ -193,10 +197,12 @@ def _prim_tree_numpy(dist: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean MST of X's rows; edge lengths re-scored from float64 differences, in X's dtype.
 
-    The tree is chosen on :func:`_distance_matrix`. With ε the bound on its entries' error, any
-    tree's total length is off by at most (n − 1)·√ε, so the chosen tree is within 2(n − 1)·√ε of
-    the minimum; when that is not below 1e-7 of the tree's length (spread tiny next to the norm
-    even after centring) the tree is chosen again on distances computed from differences.
+    The tree is chosen on :func:`_distance_matrix`. With ε the bound on its squared entries' error
+    and d_lo a lower bound on the distance between any two rows, each distance is off by at most
+    e = min(√ε, ε/d_lo), any tree's total length by (n − 1)·e, so the chosen tree is within
+    2(n − 1)·e of the minimum; when that is not below 1e-7 of the tree's length (spread tiny next
+    to the norm even after centring, or near-duplicate rows) the tree is chosen again on distances
+    computed from differences.
     """
     exact = _exact_dtype(X.device)
 
@@ -205,10 +211,14 @@ def _prim(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.linalg.vector_norm(X[edges[:, 0]].to(exact) - X[edges[:, 1]].to(exact), dim=1)
         return edges, lengths
 
-    dist, bound = _distance_matrix(X)
+    dist, bound, least = _distance_matrix(X)
     edges, lengths = tree(dist)
     del dist
-    if 2 * (X.shape[0] - 1) * math.sqrt(bound) > 1e-7 * float(lengths.sum()):
+    # A squared distance a computed as a' (|a' − a| <= ε) gives |√a' − √a| = |a' − a|/(√a' + √a),
+    # at most √ε, and at most ε/d_lo when every pair of rows is at least d_lo apart.
+    d_lo = math.sqrt(max(least - bound, 0.0))
+    per_edge = min(math.sqrt(bound), bound / d_lo) if d_lo > 0 else math.sqrt(bound)
+    if 2 * (X.shape[0] - 1) * per_edge > 1e-7 * float(lengths.sum()):
         edges, lengths = tree(_direct_distance_matrix(X))
     return edges, lengths.to(X.dtype)
 
@@ -260,7 +270,7 @@ def mst_separability(
     >>> mst_separability(blobs).score > mst_separability(one).score
     True
     """
-    Xt, kind = as_finite_tensor(X, "X", min_rows=2)
+    Xt, kind = as_tensor(X, "X", min_rows=2)
     n_total = Xt.shape[0]
     codes = None
     if labels is not None:

@@ -126,3 +126,30 @@ def test_errors():
     zero[3] = 0
     with pytest.raises(ValueError, match="all-zero"):
         mst_separability(zero, normalize=True)
+
+
+@pytest.mark.parametrize("d", [16, 512])
+def test_expansion_tree_is_kept_when_pairs_are_well_apart(monkeypatch, d):
+    """Activation-like rows (a common offset, no near-duplicates): the error bound per distance is
+    ε/d_lo, not √ε, so the tree chosen on the expansion's matrix is kept (no second, direct matrix),
+    and its total length is scipy's float64 MST length. A duplicate row still takes the direct matrix."""
+    from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
+    from scipy.spatial.distance import pdist, squareform
+
+    from geowidgets.geometry import _separability
+
+    calls = []
+    direct = _separability._direct_distance_matrix
+    monkeypatch.setattr(_separability, "_direct_distance_matrix", lambda X: (calls.append(1), direct(X))[1])
+    rng = np.random.default_rng(d)
+    X = np.maximum(rng.normal(size=(500, d)) + 0.3, 0).astype(np.float32) + 5.0  # ReLU-like, offset
+    _, lengths = minimum_spanning_tree(X)
+    assert calls == []
+    ref = scipy_mst(squareform(pdist(X.astype(np.float64)))).sum()
+    assert float(np.sum(lengths.astype(np.float64))) == pytest.approx(ref, rel=1e-7)
+    X[7] = X[3]  # a duplicate pair: no distance bounds the pairs from below, the error bound is back to √ε
+    _, lengths = minimum_spanning_tree(X)
+    assert calls == [1]
+    # scipy reads a zero entry as no edge: its reference is the tree without the copy (+ a 0 edge).
+    ref = scipy_mst(squareform(pdist(np.delete(X, 7, axis=0).astype(np.float64)))).sum()
+    assert float(np.sum(lengths.astype(np.float64))) == pytest.approx(ref, rel=1e-7)
