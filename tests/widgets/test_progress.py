@@ -205,6 +205,9 @@ def test_embedding_view_counts_the_capture_it_waits_for():
     x, y = torch.randn(n, 2, generator=g), torch.randint(0, 3, (n,), generator=g)
     model = _Held(batch, hold_after=3)
     session = Session(model, x, y, layers=["net.1"], k_max=10, batch_size=batch)
+    # Every sample at once, no landmarks first: their number follows the model's timing, and on a
+    # loaded machine a landmark capture of full batches would meet the hold instead.
+    session.MIN_PREVIEW_ROWS = n
     assert session.task == "classification"  # learnt from a few samples, before the capture holds the model
     reports: list[tuple[int, int | None]] = []
     session.capture_listeners.append(lambda d, t: reports.append((d, t)))
