@@ -42,6 +42,8 @@ _METRICS = ("euclidean", "cosine")
 _PAD = 4
 # Bytes allowed for one chunk's approximate distance block [rows, M].
 _CHUNK_BYTES = 256 * 2**20
+# Queries at most 1/this of the reference rows: the reference is centred in blocks, not copied.
+_FEW_QUERIES_RATIO = 16
 # Bytes allowed for one exact re-scoring block [rows, k + _PAD, D] in the exact dtype.
 _RESCORE_BYTES = 32 * 2**20
 
@@ -110,7 +112,7 @@ class _Prepared:
     src_q: torch.Tensor
     src_r: torch.Tensor
     work_q: torch.Tensor
-    work_r: torch.Tensor
+    work_r: torch.Tensor | None  # None: few queries, the reference is centred block by block
     inv_q: torch.Tensor | None
     inv_r: torch.Tensor | None
     mean: torch.Tensor
@@ -150,8 +152,11 @@ def _prepare(Q: torch.Tensor, R: torch.Tensor | None, metric: str) -> _Prepared:
         for s in range(0, src.shape[0], step):
             total += _rows_exact(src, inv, slice(s, s + step), exact).sum(0)
     mean = total / sum(src.shape[0] for src, _ in sets)
-    work_r = _centred_copy(R, inv_r, mean, R.dtype)
-    work_q = work_r if same else _centred_copy(Q, inv_q, mean, Q.dtype)
+    # A few queries against many rows (a path's points, added samples): the reference is centred
+    # block by block during the search instead of copied whole (an [M, D] copy for a handful of rows).
+    few = not same and Q.shape[0] * _FEW_QUERIES_RATIO <= R.shape[0]
+    work_r = None if few else _centred_copy(R, inv_r, mean, R.dtype)
+    work_q = _centred_copy(Q, inv_q, mean, Q.dtype) if work_r is None or not same else work_r
     return _Prepared(Q, R, work_q, work_r, inv_q, inv_r, mean, exact, same)
 
 
@@ -332,8 +337,8 @@ def _band_exact(
     duplicates, data whose spread is tiny next to its norm).
     """
     exact = p.exact
-    m, n_features = p.work_r.shape
-    u = _matmul_roundoff(exact, p.work_r.device)
+    m, n_features = p.src_r.shape
+    u = _matmul_roundoff(exact, p.src_r.device)
     eps = torch.finfo(exact).eps
     r_step = max(1, _RESCORE_BYTES // (8 * max(1, n_features)))
     step = max(1, _CHUNK_BYTES // (8 * max(m, 1)))
@@ -344,7 +349,7 @@ def _band_exact(
         d2 = torch.empty((r.shape[0], m), dtype=exact, device=q.device)
         r_max = 0.0
         for t in range(0, m, r_step):
-            if p.work_r.dtype == exact:
+            if p.work_r is not None and p.work_r.dtype == exact:
                 block = p.work_r[t : t + r_step]
             else:
                 block = _rows_exact(p.src_r, p.inv_r, slice(t, t + r_step), exact) - p.mean
@@ -377,15 +382,32 @@ def _centred_rows(p: _Prepared, rows: torch.Tensor, dtype: torch.dtype) -> torch
 
 def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: int | None):
     Qw, Rw = p.work_q, p.work_r
-    n, m = Qw.shape[0], Rw.shape[0]
+    n, m = Qw.shape[0], p.src_r.shape[0]
     avail = m - 1 if exclude_self else m
     kc = min(avail, k + _PAD)
     device = Qw.device
-    use_faiss = _faiss_ok and device.type == "cpu" and Rw.dtype == torch.float32
-    u = _matmul_roundoff(Rw.dtype, device)
-    r_max = float(_row_norms(Rw, p.exact).max()) if kc < avail else 0.0
+    dtype = Qw.dtype
+    use_faiss = Rw is not None and _faiss_ok and device.type == "cpu" and Rw.dtype == torch.float32
+    u = _matmul_roundoff(dtype, device)
+    r_max = float(_row_norms(Rw, p.exact).max()) if kc < avail and Rw is not None else 0.0
     dists, idxs, approx_max = [], [], []
-    if use_faiss:
+    if Rw is None:  # few queries: every query against one centred block of the reference at a time
+        vals = torch.full((n, kc), math.inf, dtype=dtype, device=device)
+        cand = torch.zeros((n, kc), dtype=torch.int64, device=device)
+        step = max(1, min(_RESCORE_BYTES // (8 * max(1, Qw.shape[1])), _CHUNK_BYTES // (4 * max(n, 1))))
+        for t in range(0, m, step):
+            block = (_rows_exact(p.src_r, p.inv_r, slice(t, t + step), p.exact) - p.mean).to(dtype)
+            r_max = max(r_max, float(_row_norms(block, p.exact).max()))
+            v, i = _candidates_torch(Qw, block, min(kc, block.shape[0]), None)
+            v, j = torch.topk(torch.cat([vals, v], 1), kc, dim=1, largest=False, sorted=False)
+            cand = torch.gather(torch.cat([cand, i + t], 1), 1, j)
+            vals = v
+        rows = torch.arange(n, device=device)
+        d, i = _select(_exact_scores(p, rows, cand, metric), cand, k)
+        dists.append(d)
+        idxs.append(i)
+        approx_max.append(vals.max(1).values)
+    elif use_faiss:
         # Brute force straight on the centred rows (no index: an index would copy all of them).
         vals_all, cand_np = _faiss.knn(Qw.numpy(), Rw.numpy(), min(m, kc + int(exclude_self)))
         cand_all = torch.from_numpy(cand_np)

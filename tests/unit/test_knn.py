@@ -175,3 +175,37 @@ def test_pair_distances_equal_a_float64_reference_bit_for_bit():
     torch.testing.assert_close(pair_distances(half, h64, r, c), torch.linalg.vector_norm(h64[r, None] - h64[c], dim=2))
     with pytest.raises(ValueError, match="both row scales"):
         pair_distances(Xt, Xt, rows, cand, inv, None)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_few_queries_search_the_reference_block_by_block_without_copying_it(monkeypatch, metric):
+    """A handful of queries (a path's points) against many rows: the reference is centred block
+    by block, never copied whole, and the answer is a float64 brute force's (ties to the lower index)."""
+    import geowidgets.geometry._knn as knn_mod
+
+    copies = []
+    centred_copy = knn_mod._centred_copy
+
+    def recording(src, *args):
+        copies.append(src.shape[0])
+        return centred_copy(src, *args)
+
+    monkeypatch.setattr(knn_mod, "_centred_copy", recording)
+    monkeypatch.setattr(knn_mod, "_RESCORE_BYTES", 8 * 6 * 50)  # reference blocks of 50 rows
+    rng = np.random.default_rng(11)
+    R = (rng.normal(size=(1000, 6)) + 300.0).astype(np.float32)  # a large common offset
+    R[500] = R[20]  # an exact tie: the lower index must win
+    Q = np.concatenate([R[[20, 3]], (rng.normal(size=(6, 6)) + 300.0).astype(np.float32)])
+    d, i = geo.knn(Q, 7, Y=R, metric=metric)
+    assert 1000 not in copies and copies == [len(Q)]
+    R64, Q64 = R.astype(np.float64), Q.astype(np.float64)
+    if metric == "cosine":
+        R64 /= np.linalg.norm(R64, axis=1, keepdims=True)
+        Q64 /= np.linalg.norm(Q64, axis=1, keepdims=True)
+        full = ((Q64[:, None] - R64[None]) ** 2).sum(-1) / 2  # the same quantity, from differences
+    else:
+        full = np.sqrt(((Q64[:, None] - R64[None]) ** 2).sum(-1))
+    order = np.argsort(full, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(i, order)
+    np.testing.assert_allclose(d, np.take_along_axis(full, order, 1), rtol=1e-6, atol=1e-6)
+    assert i[0, 0] == 20 and i[0, 1] == 500
