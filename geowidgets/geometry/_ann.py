@@ -306,6 +306,10 @@ class _Index:
                 index = faiss.IndexHNSWFlat(d, _HNSW_M)
                 index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
                 index.add(Xs)
+                # Queries read the index's own copy of the rows (a view), so the caller can drop
+                # its array: one [N, D] float32 copy instead of two while the index lives.
+                storage = faiss.downcast_index(index.storage)
+                self.Xs = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
                 self.params.update(M=_HNSW_M, efConstruction=_HNSW_EF_CONSTRUCTION)
                 self.ladder = _HNSW_EF_LADDER
             else:
@@ -435,6 +439,7 @@ def approximate_knn_graph(
     X_src = Xt.detach().cpu()
     kc = min(n, k_max + 1 + _PAD)
     index = _Index(chosen, Xs, kc, seed, on_cuda)
+    del Xs  # the index holds what it searches (HNSW: a view of its own copy)
     # Choose the effort on one sample of rows ...
     tune_rows = _sample_rows(n, recall_sample, seed)
     one = torch.zeros(1, dtype=torch.int64)  # compile (or load) the re-scoring kernel before timing

@@ -236,3 +236,15 @@ def test_searched_rows_are_centred_in_float64_blocks(monkeypatch, metric):
     ref = (X64 - X64.mean(0)).astype(np.float32)
     assert rows.dtype == np.float32 and rows.flags.c_contiguous
     np.testing.assert_allclose(rows, ref, rtol=0, atol=2e-7 * np.abs(ref).max())
+
+
+@needs_faiss
+def test_hnsw_queries_read_the_index_own_copy_of_the_rows():
+    """The HNSW index keeps one copy of the searched rows: its queries read a view of the index's
+    storage (equal to the rows it was given), so the caller's array can be dropped."""
+    rows, _ = _ann._search_rows(torch.from_numpy(clustered(400, 8, seed=9)), "euclidean")
+    index = _ann._Index("hnsw", rows.copy(), 15, 0, False)
+    assert not index.Xs.flags.owndata  # a view, not a second copy
+    np.testing.assert_array_equal(index.Xs, rows)
+    found = index.search(np.arange(400), 64)
+    assert (found[:, 0] == np.arange(400)).mean() > 0.99  # each row finds itself first
