@@ -132,6 +132,13 @@ def run_one(n: int, mode: str, timeout: float) -> dict:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["rss_before_mb"] = rss0
     out["rss_shown_mb"] = rss_shown
+    if mode == "all":  # how each layer's graph was searched (exact, or an index with its recall)
+        out["graphs"] = {
+            name: [g.engine, round(float(g.recall), 4), [list(p) for p in getattr(g, "params", ())]]
+            for name in ex.session.layers
+            if ex.session.has_graph(name)
+            for g in [ex.session.knn_graph(name)]
+        }
     out["k_max"] = ex.session.k_max
     every = {name: ex.session.features(name).numpy() for name in ex.session.layers}
     acts = every[layer]
