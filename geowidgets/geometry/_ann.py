@@ -308,7 +308,7 @@ class _Index:
                 index.add(Xs)
                 # Queries read the index's own copy of the rows (a view), so the caller can drop
                 # its array: one [N, D] float32 copy instead of two while the index lives.
-                storage = faiss.downcast_index(index.storage)
+                storage: Any = faiss.downcast_index(index.storage)
                 self.Xs = faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d)
                 self.params.update(M=_HNSW_M, efConstruction=_HNSW_EF_CONSTRUCTION)
                 self.ladder = _HNSW_EF_LADDER

@@ -139,7 +139,7 @@ def fisher_ratio(
     if kind == "fdr" and len(classes) != 2:
         raise ValueError(f"kind='fdr' needs exactly two classes, got {len(classes)}: {classes.tolist()}")
     counts, means, mean = _class_stats(Xt, codes, len(classes))
-    f64 = {"dtype": torch.float64, "device": means.device}
+    f64: dict[str, Any] = {"dtype": torch.float64, "device": means.device}
     # Second pass: the spread around the class means, within = X − μ_y, one block of rows at a time.
     squares = torch.zeros((), **f64)
     var = torch.zeros(2, d, **f64) if kind == "fdr" else None
