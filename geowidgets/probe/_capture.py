@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.probe._device import resolve_device
-from geowidgets.probe._layers import resolve_layers, select_output
+from geowidgets.probe._layers import own_forward_hook, resolve_layers, select_output
 
 __all__ = [
     "Probe",
@@ -1111,7 +1111,8 @@ class Probe:
         n_seen = 0
         try:
             for name in layers:
-                handles.append(modules[name].register_forward_hook(make_hook(name)))
+                # Only this thread's forward passes are recorded: the user may run the model meanwhile.
+                handles.append(own_forward_hook(modules[name], make_hook(name)))
             with _eval_on(self.model, self.device), torch.inference_mode():
                 bar = tqdm(
                     batches,
@@ -1154,6 +1155,14 @@ class Probe:
                             )
                         if self.repeated == "mean" and count > 1:
                             t = t / count
+                        if not token_mode and t.shape[0] != n:
+                            raise ValueError(
+                                f"layer {name!r} gave {t.shape[0]} rows for a batch of {n} samples: geowidgets "
+                                "reads one row per sample from a layer whose output has the batch first. "
+                                "Sequence-first layers (an RNN or "
+                                "Transformer layer with batch_first=False) and layers that merge or split the batch "
+                                "cannot be captured; pick another layer, or build the model with batch_first=True"
+                            )
                         shapes[name] = shape
                         if sink is None:
                             kept = rows[name].add(t)

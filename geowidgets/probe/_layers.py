@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
-__all__ = ["LayerInfo", "list_layers", "resolve_layers", "leaf_layer_names", "default_layers", "select_output"]
+__all__ = [
+    "LayerInfo",
+    "list_layers",
+    "resolve_layers",
+    "leaf_layer_names",
+    "default_layers",
+    "select_output",
+    "own_forward_hook",
+]
 
 # Modules whose output repeats their input (or a reshaped copy of it): never a layer of their own by default.
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten)
@@ -25,6 +35,53 @@ _EPILOGUE = (
     nn.modules.pooling._AdaptiveAvgPoolNd,
     nn.modules.pooling._AdaptiveMaxPoolNd,
 )
+
+
+def own_forward_hook(module: nn.Module, hook: Callable[..., Any], *, pre: bool = False) -> RemovableHandle:
+    """Register a forward hook (``pre``: a forward pre-hook) that runs only in the calling thread.
+
+    geowidgets hooks the user's own model while it captures activations, patches a layer or lists
+    layers, often on a background thread while the notebook keeps running. A forward pass the user
+    makes meanwhile on another thread (``model(x)`` in the next cell, a training step) fires every
+    hook on the model: a plain hook would record that pass's rows as a batch of the capture, or
+    patch the user's own outputs. This hook runs only for forward passes made by the thread that
+    registered it, and is a no-op for every other.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    hook : callable
+        ``hook(module, args, output)`` (``pre``: ``hook(module, args)``), as for
+        ``register_forward_hook``; its return value replaces the output (the arguments) as usual.
+    pre : bool
+        Register a forward pre-hook instead.
+
+    Returns
+    -------
+    torch.utils.hooks.RemovableHandle
+
+    Examples
+    --------
+    >>> import threading, torch
+    >>> lin, seen = torch.nn.Linear(2, 2), []
+    >>> handle = own_forward_hook(lin, lambda m, args, out: seen.append(out.shape[0]))
+    >>> _ = lin(torch.zeros(3, 2))  # this thread: recorded
+    >>> t = threading.Thread(target=lambda: lin(torch.zeros(5, 2))); t.start(); t.join()  # another: not
+    >>> handle.remove(); seen
+    [3]
+    """
+    owner = threading.get_ident()
+    if pre:
+
+        def gated_pre(m: nn.Module, args: Any) -> Any:
+            return hook(m, args) if threading.get_ident() == owner else None
+
+        return module.register_forward_pre_hook(gated_pre)
+
+    def gated(m: nn.Module, args: Any, out: Any) -> Any:
+        return hook(m, args, out) if threading.get_ident() == owner else None
+
+    return module.register_forward_hook(gated)
 
 
 @dataclass(frozen=True)
@@ -220,10 +277,10 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
     try:
         for name, module in model.named_modules():
             if name:
-                handles.append(module.register_forward_hook(make_hook(name, module)))
+                handles.append(own_forward_hook(module, make_hook(name, module)))
                 handles.append(
-                    module.register_forward_pre_hook(
-                        lambda _m, _i, name=name: order.append(name) if name not in order else None
+                    own_forward_hook(
+                        module, lambda _m, _i, name=name: order.append(name) if name not in order else None, pre=True
                     )
                 )
         was_training = model.training

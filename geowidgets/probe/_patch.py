@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from geowidgets.probe._capture import model_device
-from geowidgets.probe._layers import resolve_layers, select_output
+from geowidgets.probe._layers import own_forward_hook, resolve_layers, select_output
 
 __all__ = ["patch_activation", "ActivationPatch", "PatchedModel", "model_logits", "integer_input_error"]
 
@@ -151,7 +151,7 @@ def patch_activation(
 def _patched(module: nn.Module, layer: str, values: torch.Tensor | None, select: int | str):
     """:func:`patch_activation` on an already resolved module (no name lookup per batch)."""
     patch = ActivationPatch(layer, values, select)
-    handle = module.register_forward_hook(lambda _m, _i, out: patch._replace(out))
+    handle = own_forward_hook(module, lambda _m, _i, out: patch._replace(out))
     try:
         yield patch
     finally:
@@ -240,7 +240,7 @@ def _fails_on_float_indices(model: nn.Module, points: torch.Tensor, exc: BaseExc
         return True
     got_float: list[bool] = []
     handles = [
-        m.register_forward_pre_hook(lambda _m, args: got_float.append(bool(args) and _is_float(args[0])))
+        own_forward_hook(m, lambda _m, args: got_float.append(bool(args) and _is_float(args[0])), pre=True)
         for m in model.modules()
         if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
     ]
@@ -456,7 +456,7 @@ class PatchedModel:
         def hook(_m, _i, out):
             captured.append(select_output(out, self.select))
 
-        handle = module.register_forward_hook(hook)
+        handle = own_forward_hook(module, hook)
         try:
             with _eval_mode(self.model), torch.inference_mode():
                 for s in range(0, x.shape[0], self.batch_size):

@@ -1,0 +1,137 @@
+"""A forward pass the user makes while geowidgets works on the model (another thread) is neither recorded nor patched.
+
+The fault these tests hold down: the Explorer captures in the background, and a notebook cell that
+ran ``model(x)`` meanwhile fired the capture's hooks, so that pass's rows were kept as a batch of
+the capture (1797 digits became 3338 rows, and the kNN graph named samples that do not exist).
+Each test makes the overlap certain with events instead of relying on timing.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from geowidgets import Probe, Session
+from geowidgets.probe import list_layers, patch_activation
+
+
+class _Pausing(nn.Module):
+    """Linear -> ReLU -> Linear whose forward, in a marked thread, waits after the first layer until told to go on."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.act, self.fc2 = nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)
+        self.pause_thread: int | None = None
+        self.paused, self.resume = threading.Event(), threading.Event()
+
+    def forward(self, x):
+        h = self.act(self.fc1(x))
+        if threading.get_ident() == self.pause_thread and not self.resume.is_set():
+            self.paused.set()
+            assert self.resume.wait(30)
+        return self.fc2(h)
+
+
+def _user_forward_during(model: _Pausing, work, user_x: torch.Tensor):
+    """Run ``work`` in a thread, pause it inside its first forward, run the user's ``model(user_x)``, resume."""
+    result: list = []
+    errors: list = []
+
+    def run():
+        model.pause_thread = threading.get_ident()
+        try:
+            result.append(work())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+            model.paused.set()
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert model.paused.wait(30), "the work never reached the model"
+    with torch.inference_mode():
+        user_out = model(user_x)
+    model.resume.set()
+    t.join(30)
+    assert not t.is_alive()
+    if errors:
+        raise errors[0]
+    return result[0], user_out
+
+
+def test_capture_ignores_a_forward_pass_from_another_thread():
+    model = _Pausing().eval()
+    X = torch.randn(40, 5, generator=torch.Generator().manual_seed(1))
+    user_x = torch.randn(17, 5, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected = {"fc1": model.fc1(X), "act": model.act(model.fc1(X))}
+        user_expected = model.fc2(model.act(model.fc1(user_x)))
+    probe = Probe(model, layers=["fc1", "act"], device="cpu")
+    acts, user_out = _user_forward_during(model, lambda: probe.capture(X, batch_size=10, progress=False), user_x)
+    for name in ("fc1", "act"):
+        assert acts[name].shape == (40, 8), name  # not 40 + 17 rows
+        torch.testing.assert_close(acts[name], expected[name], rtol=0, atol=0)
+    torch.testing.assert_close(user_out, user_expected, rtol=0, atol=0)
+
+
+def test_session_capture_keeps_one_row_per_sample_while_the_user_runs_the_model():
+    model = _Pausing().eval()
+    X = torch.randn(64, 5, generator=torch.Generator().manual_seed(3))
+    session = Session(model, X, torch.arange(64) % 3, layers=["fc1", "act"], batch_size=16)
+    with torch.inference_mode():
+        expected = model.act(model.fc1(X))
+    assert session.task == "classification"  # the few rows that tell the shapes: run now, so the pause hits the capture
+    acts, _ = _user_forward_during(model, session.activations, X[:5])
+    assert acts["act"].shape == (64, 8)
+    torch.testing.assert_close(session.features("act"), expected, rtol=0, atol=0)
+    idx = session.knn_graph("act").idx
+    assert int(idx.max()) < 64 and int(idx.min()) >= 0
+
+
+def test_patch_does_not_reach_a_forward_pass_from_another_thread():
+    model = _Pausing().eval()
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        user_expected = model(x)
+    zeros = torch.zeros(4, 8)
+
+    def patched_forward():
+        with patch_activation(model, "act", zeros), torch.inference_mode():
+            return model(x)
+
+    patched_out, user_out = _user_forward_during(model, patched_forward, x)
+    torch.testing.assert_close(user_out, user_expected, rtol=0, atol=0)  # the user's pass is not patched
+    torch.testing.assert_close(patched_out, model.fc2(zeros).detach(), rtol=0, atol=0)
+
+
+def test_list_layers_sees_only_its_own_forward_pass():
+    model = _Pausing().eval()
+    infos, _ = _user_forward_during(model, lambda: list_layers(model, torch.zeros(2, 5)), torch.zeros(9, 5))
+    assert {i.name: (i.output_shape, i.calls) for i in infos} == {
+        "fc1": ((2, 8), 1),
+        "act": ((2, 8), 1),
+        "fc2": ((2, 3), 1),
+    }
+
+
+class _SequenceFirst(nn.Module):
+    """Takes [B, L, F] and runs a sequence-first GRU, whose output is [L, B, H]."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 6)  # batch_first=False
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(x.transpose(0, 1))
+        return self.head(out[-1])
+
+
+def test_a_layer_without_the_batch_first_is_refused():
+    X = torch.randn(10, 7, 4)
+    probe = Probe(_SequenceFirst().eval(), layers=["gru"], device="cpu")
+    with pytest.raises(ValueError, match=r"'gru' gave 7 rows for a batch of 5 samples.*batch_first"):
+        probe.capture(X, batch_size=5, progress=False)
