@@ -205,8 +205,6 @@ def _exact_scores(p: _Prepared, rows: torch.Tensor, cand: torch.Tensor, metric: 
     return out
 
 
-# One exact search at a time in the process (see _knn_tensors).
-_SEARCH_LOCK = threading.RLock()
 # One caller of the parallel kernel at a time (numba's fallback threading layer is not threadsafe).
 _KERNEL_LOCK = threading.Lock()
 
@@ -450,17 +448,14 @@ def _knn_tensors(
     X: torch.Tensor, k: int, Y: torch.Tensor | None, metric: str, chunk_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     m = X.shape[0] if Y is None else Y.shape[0]
-    # One search at a time in the process: the BLAS, OpenMP and compiled-kernel runtimes underneath
-    # are each parallel already, and a rare out-of-range index was seen when two threads (the
-    # kernel's and a view's worker) searched at once; the result is checked before it is returned.
-    with _SEARCH_LOCK:
-        p = _prepare(X, Y, metric)
-        d, i = _search(p, k, metric, Y is None, chunk_size)
-        if i.numel() and not (int(i.min()) >= 0 and int(i.max()) < m):
-            raise RuntimeError(
-                f"the kNN search returned neighbour indices outside [0, {m}) "
-                f"(min {int(i.min())}, max {int(i.max())}); please report this with the data's shape {tuple(X.shape)}"
-            )
+    p = _prepare(X, Y, metric)
+    d, i = _search(p, k, metric, Y is None, chunk_size)
+    # Every index names a row of the reference: a wrong neighbour must never reach a view silently.
+    if i.numel() and not (int(i.min()) >= 0 and int(i.max()) < m):
+        raise RuntimeError(
+            f"the kNN search returned neighbour indices outside [0, {m}) "
+            f"(min {int(i.min())}, max {int(i.max())}); please report this with the data's shape {tuple(X.shape)}"
+        )
     return d.to(X.dtype), i
 
 

@@ -458,15 +458,29 @@ class Session(BoundaryGeometry):
                 if self._acts is None:
                     try:
                         with model_lock(self.model):
-                            self._acts = self.probe.capture(
+                            acts = self.probe.capture(
                                 self.inputs,
                                 batch_size=self.batch_size,
                                 progress=self._report_capture,
                                 attention_mask=self._attention_mask,
                             )
+                        self._check_rows(acts)
+                        self._acts = acts
                     finally:
                         self.capture_progress = None
         return self._acts
+
+    def _check_rows(self, acts: Activations) -> None:
+        """Every layer holds one row per sample (per real token in token mode): the views index them by sample."""
+        expected = len(acts.tokens) if acts.tokens is not None else getattr(self, "n_samples", None)
+        if expected is None:
+            return
+        wrong = {name: int(acts[name].shape[0]) for name in self.layers if int(acts[name].shape[0]) != expected}
+        if wrong:
+            raise RuntimeError(
+                f"the capture holds {wrong} rows per layer for {expected} samples; every layer must give one row per "
+                "sample. Please report this with the model and the inputs' type"
+            )
 
     def _report_capture(self, done: int, total: int | None) -> None:
         self.capture_progress = (done, total)
