@@ -261,15 +261,8 @@ class Session(BoundaryGeometry):
         self.prediction_model = PredictionModel(model, output, head)
         self._attention_mask = attention_mask
         self.probe = Probe(self.prediction_model, layers, device=device, pooling=pooling)
-        #: One line on how the layers were chosen (empty when they were given).
-        self.layer_note = (
-            f"layers: the outputs of the model's {len(self.probe.layers)} blocks (no Dropout/Identity/Flatten), "
-            f"maps pooled by {pooling!r}; pass layers=[...] or pooling=... to change"
-            if chosen
-            else ""
-        )
-        if chosen:
-            logging.getLogger("geowidgets").info(self.layer_note)
+        self._layers_chosen = chosen
+        self._layer_note: str | None = None if chosen else ""
         self.layers: list[str] = list(self.probe.layers)
         self.metric = metric
         self.batch_size = batch_size
@@ -469,6 +462,32 @@ class Session(BoundaryGeometry):
                     finally:
                         self.capture_progress = None
         return self._acts
+
+    @property
+    def layer_note(self) -> str:
+        """One line on how the layers were chosen and which were pooled (empty when the layers were given).
+
+        Names the layers whose output is a map or a sequence (more than one dim per sample) and
+        their pooling, read off the shapes' probe; a layer that is already one vector per sample
+        is not pooled, and the note does not say it is.
+        """
+        if self._layer_note is None:
+            if self._acts is not None or self._addressable():
+                shapes = self._acts.shapes if self._acts is not None else self._peek().shapes
+                pooled = [name for name in self.layers if len(shapes.get(name, ())) >= 2]
+            else:  # shapes unknown before the capture: every layer may be a map
+                pooled = list(self.layers)
+            note = f"layers: the outputs of the model's {len(self.layers)} blocks (no Dropout/Identity/Flatten)"
+            if pooled:
+                kinds = sorted({self.probe.pooling[name] for name in pooled})
+                how = f"pooled by {kinds[0]!r}" if len(kinds) == 1 else "pooled"
+                shown = ", ".join(pooled[:3]) + (f" and {len(pooled) - 3} more" if len(pooled) > 3 else "")
+                note += f"; maps and sequences {how} ({shown}); pass layers=[...] or pooling=... to change"
+            else:
+                note += ", each one vector per sample; pass layers=[...] to change"
+            self._layer_note = note
+            logging.getLogger("geowidgets").info(note)
+        return self._layer_note
 
     def _check_rows(self, acts: Activations) -> None:
         """Every layer holds one row per sample (per real token in token mode): the views index them by sample."""

@@ -128,3 +128,16 @@ def test_a_module_list_of_blocks_gives_its_blocks_and_every_one_runs():
     batch = {"input_ids": torch.randint(0, 20, (5, 4)), "attention_mask": torch.ones(5, 4, dtype=torch.long)}
     acts = Probe(enc, default_layers(enc), device="cpu", pooling="mean").capture(batch, progress=False)
     assert [tuple(acts[name].shape) for name in acts.layers] == [(5, 8)] * 3
+
+
+def test_the_note_names_only_the_layers_it_pools() -> None:
+    """An MLP's blocks are vectors already: the note must not say they were pooled; a CNN's maps are named."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    session = Session(mlp, torch.randn(10, 4), np.arange(10) % 3, k_max=3, device="cpu")
+    assert "pooled" not in session.layer_note and "one vector per sample" in session.layer_note
+    cnn = ResNet().eval()
+    session = Session(cnn, torch.randn(6, 3, 32, 32), np.arange(6) % 3, k_max=3, device="cpu")
+    note = session.layer_note
+    assert "pooled by 'mean' (maxpool, layer1, layer2 and 2 more)" in note, note
+    assert "fc" not in note.split("pooled by")[1]
