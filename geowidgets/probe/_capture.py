@@ -553,6 +553,10 @@ class Activations(Mapping):
         next-token logits ``[N, L, V]``: ``outputs.reshape(N, L, V)[tokens.sample, tokens.position]``
         are the logits at each token row). None when the model's first output is not per sample, or
         when batches of a DataLoader give outputs of different widths (sequences padded per batch).
+    output_shape : tuple or None
+        The model output's shape per sample before it was flattened into :attr:`outputs`
+        (e.g. ``(C,)`` for logits, ``(L, V)`` for next-token logits; the last batch's); None
+        when :attr:`outputs` is None or unknown (a store written before it was recorded).
     shapes : dict of str to tuple
         Each layer's unpooled output shape without the batch dimension (the last batch's).
     pooling : dict of str to str
@@ -598,8 +602,10 @@ class Activations(Mapping):
         *,
         labels: torch.Tensor | None = None,
         tokens: Any = None,
+        output_shape: tuple | None = None,
     ):
         self._data = data
+        self.output_shape = output_shape
         self.outputs = outputs
         self.shapes = shapes
         self.pooling = pooling
@@ -643,7 +649,15 @@ class Activations(Mapping):
             path = root / name
             return torch.from_numpy(np.load(path)) if path.is_file() else None
 
-        return cls(data, optional("outputs.npy"), shapes, dict(manifest["pooling"]), labels=optional("labels.npy"))
+        out_shape = manifest.get("output_shape")
+        return cls(
+            data,
+            optional("outputs.npy"),
+            shapes,
+            dict(manifest["pooling"]),
+            labels=optional("labels.npy"),
+            output_shape=None if out_shape is None else tuple(out_shape),
+        )
 
     @property
     def layers(self) -> list[str]:
@@ -959,10 +973,10 @@ class Probe:
             missing = list(self.layers)  # the token index comes from the same pass as the rows
         if missing:
             run = self._run(inputs, missing, batch_size, progress, poolings, attention_mask)
-            captured, outputs, labels, tokens = run
+            captured, (outputs, output_shape), labels, tokens = run
             for name, entry in captured.items():
                 self._cache[key(name)] = entry
-            self._cache[key(_OUTPUT)] = (outputs, ())
+            self._cache[key(_OUTPUT)] = (outputs, output_shape)
             self._cache[key(_LABELS)] = (labels, ())
             if token_mode:
                 self._cache[key(_TOKENS)] = (tokens, ())
@@ -980,6 +994,7 @@ class Probe:
             dict(poolings),
             labels=self._cache[key(_LABELS)][0],
             tokens=token_frame,
+            output_shape=self._cache[key(_OUTPUT)][1] if self._cache[key(_OUTPUT)][0] is not None else None,
         )
 
     def _capture_to_store(
@@ -1013,7 +1028,7 @@ class Probe:
                 arrays[name] = open_memmap(files[name], mode="w+", dtype=np.float32, shape=(n, rows.shape[1]))
             arrays[name][offset : offset + rows.shape[0]] = rows.numpy()
 
-        captured, outputs, labels, _ = self._run(
+        captured, (outputs, output_shape), labels, _ = self._run(
             inputs, list(self.layers), batch_size, progress, poolings, attention_mask, sink
         )
         for arr in arrays.values():
@@ -1029,6 +1044,7 @@ class Probe:
             ],
             "pooling": {name: poolings[name] for name in self.layers},
             "n": n,
+            "output_shape": None if outputs is None else list(output_shape),
         }
         (root / _STORE_MANIFEST).write_text(json.dumps(manifest, indent=1))
         return Activations.open(root)
@@ -1106,6 +1122,7 @@ class Probe:
         report = progress if callable(progress) else None
         dtype = _model_float_dtype(self.model)
         outputs: _Rows | None = _Rows(n_total)
+        output_shape: tuple = ()  # the model output's shape per sample (the last batch's)
         labels: list[torch.Tensor] | None = []
         token_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         n_seen = 0
@@ -1138,6 +1155,7 @@ class Probe:
                         # Copied into outputs' own rows (or cloned), never kept as a view of out_t.
                         o = out_t.detach().float().reshape(n, -1)
                         outputs.add(o, copy=_shares_memory(o, out_t))
+                        output_shape = tuple(out_t.shape[1:])
                     else:  # no per-sample output tensor (e.g. a scalar loss first): record none
                         outputs = None
                     for name in layers:
@@ -1197,7 +1215,8 @@ class Probe:
                 arr = torch.cat([part[i] for part in token_parts]).numpy()
                 arr.flags.writeable = False
                 tokens[column] = arr
-        return result, None if outputs is None else outputs.take(same_shape=True), _cat_rows(labels), tokens
+        kept = None if outputs is None else outputs.take(same_shape=True)
+        return result, (kept, output_shape if kept is not None else ()), _cat_rows(labels), tokens
 
 
 def _batch_mask(mask: Any, n: int, offset: int, *, check_empty: bool) -> torch.Tensor:

@@ -138,6 +138,25 @@ def _carries_attention_mask(inputs: Any, attention_mask: Any) -> bool:
     return mask is not None
 
 
+def _token_sequence_layers(probe: Probe, inputs: Any, attention_mask: Any) -> tuple[list[str], dict[str, tuple]]:
+    """The probe's layers whose output is a token sequence ``[B, L, D]``, from two samples run through the model.
+
+    With an attention mask, ``L`` is its length; without one, the length most of the layers share.
+    Returns ``(layers, shapes)``; every layer when the samples cannot be taken on their own (then
+    the capture says which layer is not a sequence).
+    """
+    part = take_rows(inputs, [0, 1], attention_mask)
+    if part is None:
+        return list(probe.layers), {}
+    sub, sub_mask = part
+    flat = Probe(probe.model, list(probe.layers), device=probe.device, pooling="flatten")
+    shapes = dict(flat.capture(sub, attention_mask=sub_mask, progress=False).shapes)
+    _, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))
+    lengths = [shape[0] for shape in shapes.values() if len(shape) == 2]
+    length = mask.shape[1] if mask is not None else max(set(lengths), key=lengths.count, default=None)
+    return [name for name in probe.layers if len(shapes[name]) == 2 and shapes[name][0] == length], shapes
+
+
 class Session(BoundaryGeometry):
     """A model, its data and a cache of every per-layer result the views show.
 
@@ -261,6 +280,18 @@ class Session(BoundaryGeometry):
         self.prediction_model = PredictionModel(model, output, head)
         self._attention_mask = attention_mask
         self.probe = Probe(self.prediction_model, layers, device=device, pooling=pooling)
+        #: Default layers left out of a token-mode session: they do not output a token sequence (e.g. a class head).
+        self.left_out: dict[str, tuple] = {}
+        if chosen and pooling == "tokens":
+            keep, shapes = _token_sequence_layers(self.probe, inputs, attention_mask)
+            if not keep:
+                raise ValueError(
+                    "pooling='tokens' makes every real token a row, but none of the model's default layers "
+                    f"({', '.join(self.probe.layers)}) outputs a token sequence [B, L, D]; name them with layers=[...]"
+                )
+            if keep != list(self.probe.layers):
+                self.left_out = {name: shapes[name] for name in self.probe.layers if name not in keep}
+                self.probe = Probe(self.prediction_model, keep, device=device, pooling=pooling)
         self._layers_chosen = chosen
         self._layer_note: str | None = None if chosen else ""
         self.layers: list[str] = list(self.probe.layers)
@@ -471,6 +502,13 @@ class Session(BoundaryGeometry):
         their pooling, read off the shapes' probe; a layer that is already one vector per sample
         is not pooled, and the note does not say it is.
         """
+        if self._layer_note is None and self.tokens is not None:
+            note = f"layers: the model's {len(self.layers)} blocks that output token sequences, a row per real token"
+            if self.left_out:
+                kept_out = ", ".join(f"{name} {list(shape)}" for name, shape in self.left_out.items())
+                note += f" (left out, not a sequence: {kept_out})"
+            self._layer_note = note + "; pass layers=[...] to change"
+            logging.getLogger("geowidgets").info(self._layer_note)
         if self._layer_note is None:
             if self._acts is not None or self._addressable():
                 shapes = self._acts.shapes if self._acts is not None else self._peek().shapes
@@ -594,20 +632,24 @@ class Session(BoundaryGeometry):
     def outputs(self) -> torch.Tensor | None:
         """The model's prediction per row ``[N, W]`` (float32, CPU; see ``output=``), None if it has none.
 
-        In token mode a sequence output ``[n_samples, L, V]`` is read at each token row's position.
+        In token mode a sequence output ``[n_samples, L, V]`` (next-token logits) is read at each
+        token row's position; a per-sample output (a sequence classifier's logits ``[n_samples, C]``)
+        is repeated for each of the sample's tokens, as per-sample labels are. An output whose shape
+        per sample is unknown (a store written before it was recorded) gives None.
         """
         acts = self.activations()
         out = acts.outputs
         if out is None or self.tokens is None:
             return out
-        length = next(iter(acts.shapes.values()))[0] if acts.shapes else 0
-        if not length or out.shape[1] % length:
+        shape = acts.output_shape
+        sample = torch.as_tensor(self.tokens["sample"].to_numpy().copy())
+        length = next(iter(acts.shapes.values()))[0] if acts.shapes else None
+        if shape is None:
             return None
-        rows = out.reshape(out.shape[0], length, -1)
-        return rows[
-            torch.as_tensor(self.tokens["sample"].to_numpy().copy()),
-            torch.as_tensor(self.tokens["position"].to_numpy().copy()),
-        ]
+        if len(shape) >= 2 and shape[0] == length:  # one output per position: read at each token's own
+            position = torch.as_tensor(self.tokens["position"].to_numpy().copy())
+            return out.reshape(out.shape[0], length, -1)[sample, position]
+        return out[sample]
 
     @property
     def task(self) -> str:

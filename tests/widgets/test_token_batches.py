@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -81,3 +82,38 @@ def test_headless_encoder_with_a_module_list_explores_its_blocks():
         assert np.isfinite(ex.profile.values["rankme"]).all()
     finally:
         ex.close()
+
+
+class WideClf(Clf):
+    """A sequence classifier with as many classes as the batch has positions (12): its logits [N, 12] look like [N, L]."""
+
+    def __init__(self):
+        super().__init__()
+        self.classifier = nn.Linear(16, 12)
+
+
+@pytest.mark.parametrize("model_cls", [Clf, WideClf])
+def test_token_mode_with_default_layers_leaves_out_the_class_head_and_repeats_its_logits(model_cls):
+    batch, y = _batch()
+    torch.manual_seed(1)
+    model = model_cls().eval()
+    session = gw.Session(model, batch, y, pooling="tokens", k_max=10)
+    assert session.layers == ["encoder"]  # the head's [N, C] output is not a token sequence
+    assert set(session.left_out) == {"classifier"}
+    assert "left out, not a sequence: classifier" in session.layer_note
+    sample = session.tokens["sample"].to_numpy()
+    assert session.n == int(batch["attention_mask"].sum()) == len(sample)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert session.task == "classification"
+    # One prediction per sentence, repeated for each of its tokens (as the labels are), never read per position.
+    torch.testing.assert_close(session.logits, logits[torch.from_numpy(sample.copy())], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(session.labels, y.numpy()[sample])
+
+
+def test_token_mode_refuses_default_layers_without_a_sequence():
+    batch, _ = _batch()
+    head_only = nn.Sequential()
+    head_only.add_module("proj", nn.Linear(12, 4))  # takes the ids as floats: a [N, 4] output, no sequence
+    with pytest.raises(ValueError, match=r"none of the model's default layers \(proj\) outputs a token sequence"):
+        gw.Session(head_only, batch["input_ids"].float(), None, pooling="tokens", k_max=5, task="embedding")
