@@ -1215,8 +1215,8 @@ class Probe:
                 arr = torch.cat([part[i] for part in token_parts]).numpy()
                 arr.flags.writeable = False
                 tokens[column] = arr
-        kept = None if outputs is None else outputs.take(same_shape=True)
-        return result, (kept, output_shape if kept is not None else ()), _cat_rows(labels), tokens
+        out_rows = None if outputs is None else outputs.take(same_shape=True)
+        return result, (out_rows, output_shape if out_rows is not None else ()), _cat_rows(labels), tokens
 
 
 def _batch_mask(mask: Any, n: int, offset: int, *, check_empty: bool) -> torch.Tensor:

@@ -85,7 +85,7 @@ def test_headless_encoder_with_a_module_list_explores_its_blocks():
 
 
 class WideClf(Clf):
-    """A sequence classifier with as many classes as the batch has positions (12): its logits [N, 12] look like [N, L]."""
+    """A sequence classifier with as many classes as positions (12): its logits [N, 12] look like [N, L]."""
 
     def __init__(self):
         super().__init__()
