@@ -157,6 +157,27 @@ def _token_sequence_layers(probe: Probe, inputs: Any, attention_mask: Any) -> tu
     return [name for name in probe.layers if len(shapes[name]) == 2 and shapes[name][0] == length], shapes
 
 
+def _no_plane_message(space: torch.Tensor, anchors: tuple[int, ...], layer: str) -> str:
+    """Why three samples span no plane in ``space`` (a layer's rows, or the flattened inputs), and what to do."""
+    from geowidgets.geometry._knn import _all_rows_equal
+
+    where = "the inputs" if layer == INPUT_LAYER else f"layer {layer!r}"
+    if _all_rows_equal(space):
+        return (
+            f"every sample has the same values in {where} (a constant layer: e.g. zeroed weights or a dead ReLU), "
+            "so no three samples span a plane there; slice another layer"
+        )
+    a, b, c = anchors
+    same = [(i, j) for i, j in ((a, b), (a, c), (b, c)) if torch.equal(space[i], space[j])]
+    if same:
+        i, j = same[0]
+        return (
+            f"samples {i} and {j} have the same values in {where}, so anchors {anchors} span no plane; "
+            "pick anchors that differ there"
+        )
+    return f"anchors {anchors} lie on one line in {where}, so they span no plane; pick other anchors"
+
+
 class Session(BoundaryGeometry):
     """A model, its data and a cache of every per-layer result the views show.
 
@@ -1193,7 +1214,10 @@ class Session(BoundaryGeometry):
         space = self.slice_space(layer)
 
         def compute():
-            plane = geo.Plane.through(*(space[a] for a in anchors))
+            try:
+                plane = geo.Plane.through(*(space[a] for a in anchors))
+            except ValueError as exc:  # the anchors coincide or are collinear in this space
+                raise ValueError(_no_plane_message(space, anchors, layer)) from exc
             # The first anchor's input is the carrier: in input space it gives the grid points their
             # shape (e.g. images); in a layer the model runs on it and the layer output is swapped.
             kwargs: dict[str, Any] = {"carrier": self._carrier(anchors[0])}

@@ -220,3 +220,25 @@ def test_a_constant_layer_leaves_the_other_layers_profile_intact():
     assert hidden["vne"] == pytest.approx(geo.von_neumann_entropy(s.features("1")))
     vne = table[(table.layer == "2") & (table.metric == "vne")].iloc[0]
     assert np.isnan(vne["value"]) and "zero variance" in vne["params"]["error"]
+
+
+def test_slice_says_why_three_anchors_span_no_plane():
+    from torch import nn
+
+    import geowidgets as gw
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    X = torch.randn(30, 3)
+    X[1] = X[0]  # a duplicate sample
+    X[2], X[3], X[4] = torch.zeros(3), torch.tensor([1.0, 0, 0]), torch.tensor([2.0, 0, 0])  # on one line
+    s = gw.Session(model, X, torch.arange(30) % 3, k_max=5)
+    with pytest.raises(ValueError, match=r"samples 0 and 1 have the same values in the inputs"):
+        s.decision_slice("input", (0, 1, 5))
+    with pytest.raises(ValueError, match=r"anchors \(2, 3, 4\) lie on one line in the inputs"):
+        s.decision_slice("input", (2, 3, 4))
+    with torch.no_grad():
+        model[0].weight.zero_()
+    constant = gw.Session(model, X, torch.arange(30) % 3, k_max=5)
+    with pytest.raises(ValueError, match=r"every sample has the same values in layer '1' \(a constant layer"):
+        constant.decision_slice("1", constant.default_anchors())
