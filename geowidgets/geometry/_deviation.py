@@ -12,7 +12,7 @@ new distances. This module holds the multi-layer profile and re-exports the sing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,10 @@ class DeviationProfile:
     threshold : float
         z threshold used for ``divergence_layer``.
     k : int
+    undefined : dict of layer to str
+        Layers where z is undefined (NaN for every sample: every reference point lies at the same
+        distance from its neighbours, as in a constant layer), with the reason. Such a layer is
+        never a divergence layer.
 
     Examples
     --------
@@ -79,6 +83,7 @@ class DeviationProfile:
     auroc: Any
     threshold: float
     k: int
+    undefined: dict = field(default_factory=dict)
 
     def with_threshold(self, threshold: float) -> DeviationProfile:
         """The same profile re-thresholded (O(L·Nq), no distances).
@@ -257,7 +262,16 @@ class DeviationProfileTables:
         [-1, -1, -1]
         """
         threshold = _check_threshold(threshold)
-        results = [self.tables[layer].result(k, statistic, robust, percentile=percentile) for layer in self.layers]
+        results = [
+            self.tables[layer].result(k, statistic, robust, percentile=percentile, zero_spread="nan")
+            for layer in self.layers
+        ]
+        undefined = {
+            layer: f"every reference point has the same k={k} distance to its neighbours (a constant layer?), "
+            "so z is undefined"
+            for layer, r in zip(self.layers, results)
+            if not r.baseline_std > 0
+        }
         first = self.tables[self.layers[0]]
         if positives is None:
             mask = first.reference_mask
@@ -292,7 +306,9 @@ class DeviationProfileTables:
         }
         if not first.kind.is_numpy:
             out = {name: None if v is None else torch.from_numpy(v).to(first.kind.device) for name, v in out.items()}
-        return DeviationProfile(layers=list(self.layers), threshold=threshold, k=results[0].k, **out)
+        return DeviationProfile(
+            layers=list(self.layers), threshold=threshold, k=results[0].k, undefined=undefined, **out
+        )
 
 
 def knn_deviation_profile(

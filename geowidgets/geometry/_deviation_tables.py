@@ -465,7 +465,13 @@ class DeviationTables:
         return torch.from_numpy(values).to(self.kind.device)
 
     def result(
-        self, k: int, statistic: Statistic = "mean", robust: bool = False, *, percentile: bool = True
+        self,
+        k: int,
+        statistic: Statistic = "mean",
+        robust: bool = False,
+        *,
+        percentile: bool = True,
+        zero_spread: Literal["raise", "nan"] = "raise",
     ) -> KNNDeviation:
         """Deviation result at ``k`` from the cached tables (no new distances).
 
@@ -480,6 +486,10 @@ class DeviationTables:
         percentile : bool
             Compute ``percentile`` (a sort of the baseline, O(Nr log Nr)); False leaves it None,
             which keeps a k move at O(Nq + Nr).
+        zero_spread : {"raise", "nan"}
+            When the baseline has zero spread (every reference point at the same distance, as in a
+            constant layer): raise ``ValueError``, or give ``z`` as NaN (``baseline_std`` 0; the
+            distances and percentiles are still defined), as a profile over many layers does.
 
         Returns
         -------
@@ -512,7 +522,9 @@ class DeviationTables:
             centre = float(b.mean(dtype=np.float64))
             scale = float(b.std(ddof=1, dtype=np.float64)) if b.shape[0] > 1 else 0.0
             what = "standard deviation"
-        if not scale > 0:
+        if zero_spread not in ("raise", "nan"):
+            raise ValueError(f"zero_spread must be 'raise' or 'nan', got {zero_spread!r}")
+        if not scale > 0 and zero_spread == "raise":
             raise ValueError(
                 f"the baseline's {what} is 0 (every reference point has the same k={k} {statistic} distance), "
                 "so z is undefined; use more varied reference data" + (" or robust=False" if robust else "")
@@ -523,7 +535,10 @@ class DeviationTables:
             distance[~self.reference_mask] = d
         else:
             distance = d
-        z = (distance - distance.dtype.type(centre)) / distance.dtype.type(scale)
+        if scale > 0:
+            z = (distance - distance.dtype.type(centre)) / distance.dtype.type(scale)
+        else:  # z is undefined: zero_spread="nan"
+            z = np.full_like(distance, np.nan)
         pct = None
         if percentile:
             pct = np.searchsorted(np.sort(b), distance, side="right").astype(b.dtype) / b.dtype.type(b.shape[0])

@@ -1395,7 +1395,7 @@ class Session(BoundaryGeometry):
                 Q, reference, self.k_max, metric=self.metric, knn=(tables.reference_dist, tables.reference_idx)
             )
             scored_tables[layer] = scored
-            z[j] = np.asarray(scored.result(k, percentile=False).z, dtype=np.float32)
+            z[j] = np.asarray(scored.result(k, percentile=False, zero_spread="nan").z, dtype=np.float32)
             neighbours[layer] = knn_placement(Q, X, k, metric=self.metric)
         divergence = np.asarray(geo.divergence_layers(z, threshold), dtype=np.int64)
         table = pd.DataFrame({layer: z[j] for j, layer in enumerate(self.layers)})

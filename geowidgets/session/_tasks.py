@@ -347,7 +347,10 @@ class AddedSamples:
             if k != self.k:
                 raise ValueError(f"group {self.name!r} holds no deviation tables; it was scored at k={self.k} only")
             return self.z
-        rows = [np.asarray(tables.result(k, percentile=False).z, dtype=np.float32) for tables in self.tables.values()]
+        rows = [
+            np.asarray(tables.result(k, percentile=False, zero_spread="nan").z, dtype=np.float32)
+            for tables in self.tables.values()
+        ]
         return np.stack(rows).reshape(len(rows), self.n)
 
     def positions(self, layer: str, layout: np.ndarray) -> np.ndarray:

@@ -305,8 +305,15 @@ class DeviationMap(ViewBase):
         plural = "" if order.size == 1 else "s"
         shown = f"{order.size} selected sample{plural}" if self.selection else f"all {order.size} samples"
         fixed = " · static profile: k is fixed" if self.session is None else ""
+        undefined = getattr(profile, "undefined", {})
+        flat = (
+            f" · z undefined (grey) at {', '.join(map(str, undefined))}: every reference point at the same distance"
+            if undefined
+            else ""
+        )
         self.set_trait(
-            "title", f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}{fixed}"
+            "title",
+            f"kNN deviation z (k={self.k}) · {shown} · sorted by {self.sort_by.replace('_', ' ')}{fixed}{flat}",
         )
 
 

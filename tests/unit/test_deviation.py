@@ -346,3 +346,19 @@ def test_ms_errors():
     X[3, 1] = np.inf
     with pytest.raises(ValueError, match="NaN/inf"):
         mean_shift_deviation(X, k=3)
+
+
+def test_profile_marks_a_constant_layer_undefined_and_keeps_the_others():
+    import geowidgets.geometry as geo
+
+    rng = np.random.default_rng(0)
+    R = {"flat": np.ones((60, 3)), "live": rng.normal(size=(60, 3))}
+    Q = {"flat": np.ones((4, 3)), "live": rng.normal(size=(4, 3)) + 6}
+    prof = geo.knn_deviation_profile(Q, R, k=5)
+    assert list(prof.undefined) == ["flat"] and "z is undefined" in prof.undefined["flat"]
+    assert np.isnan(prof.z[0]).all() and prof.baseline_std[0] == 0
+    alone = geo.knn_deviation(Q["live"], R["live"], k=5)
+    np.testing.assert_allclose(prof.z[1], alone.z, rtol=1e-6)
+    assert prof.divergence_layer.tolist() == [1, 1, 1, 1]  # the undefined layer is never a divergence layer
+    with pytest.raises(ValueError, match="standard deviation is 0"):
+        geo.knn_deviation(Q["flat"], R["flat"], k=5)  # one layer alone still refuses
