@@ -42,7 +42,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, row_norms, to_kind
 from geowidgets.geometry._knn import (
     KNNGraph,
     Metric,
@@ -159,15 +159,8 @@ def _search_rows(Xt: torch.Tensor, metric: str) -> tuple[np.ndarray, torch.Tenso
     step = max(1, _BLOCK_BYTES // (8 * max(1, d)))
     inv = None
     if metric == "cosine":
-        blocks = (Xc[s : s + step].to(torch.float64) for s in range(0, n, step))
-        norms = torch.cat([torch.linalg.vector_norm(b, dim=1) for b in blocks])
-        if bool((norms == 0).any()):
-            first = int(torch.nonzero(norms == 0)[0])
-            raise ValueError(
-                f"X has {int((norms == 0).sum())} all-zero row(s) (first: row {first}); "
-                "cosine distance is undefined for them — drop them or use metric='euclidean'"
-            )
-        inv = 1.0 / norms
+        nonzero = "cosine distance is undefined for them — drop them or use metric='euclidean'"
+        inv = 1.0 / row_norms(Xc, torch.float64, nonzero=nonzero, block_bytes=_BLOCK_BYTES)
 
     def rows64(s: int) -> torch.Tensor:  # one block in float64 (unit rows for cosine)
         block = Xc[s : s + step].to(torch.float64)

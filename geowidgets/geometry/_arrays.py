@@ -397,6 +397,62 @@ def check_positive(value: Any, name: str) -> float:
     return v
 
 
+#: Bytes of a row block converted to another dtype at a time by :func:`row_norms`.
+_NORM_BLOCK_BYTES = 32 * 2**20
+
+
+def row_norms(
+    t: torch.Tensor,
+    dtype: torch.dtype | None = None,
+    *,
+    device: torch.device | None = None,
+    name: str = "X",
+    nonzero: str | None = None,
+    block_bytes: int | None = None,
+) -> torch.Tensor:
+    """Euclidean norms ``[N]`` of the rows of ``t`` [N, D], computed in ``dtype`` a block of rows at a time.
+
+    The one row-norm routine of the probes: no ``[N, D]`` copy in ``dtype`` is made (blocks of
+    about 32 MiB are converted), so float64 norms of a float32 layer cost O(N) memory.
+
+    Parameters
+    ----------
+    t : Tensor [N, D]
+    dtype : torch.dtype, optional
+        Dtype the norms are computed and returned in (default: ``t``'s).
+    device : torch.device, optional
+        Where they are computed (default: ``t``'s).
+    name : str
+        How the error names ``t``.
+    nonzero : str, optional
+        When given, an all-zero row (it has no direction: it cannot be unit-normalised) raises
+        ``ValueError``, whose message counts them, names the first and ends with this remedy.
+    block_bytes : int, optional
+        Bytes of a converted block (default 32 MiB).
+
+    Examples
+    --------
+    >>> row_norms(torch.tensor([[3.0, 4.0], [0.0, 1.0]]), torch.float64).tolist()
+    [5.0, 1.0]
+    """
+    dtype = t.dtype if dtype is None else dtype
+    device = t.device if device is None else device
+    out = torch.empty(t.shape[0], dtype=dtype, device=device)
+    size = _NORM_BLOCK_BYTES if block_bytes is None else block_bytes
+    step = max(1, size // (torch.finfo(dtype).bits // 8 * max(1, t.shape[1])))
+    for s in range(0, t.shape[0], step):
+        out[s : s + step] = torch.linalg.vector_norm(t[s : s + step].to(device=device, dtype=dtype), dim=1)
+    if nonzero is not None:
+        zero = out == 0
+        if bool(zero.any()):
+            first = int(torch.nonzero(zero)[0])
+            raise ValueError(
+                f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}) that cannot be unit-normalised; "
+                f"{nonzero}"
+            )
+    return out
+
+
 def unit_rows(t: torch.Tensor, name: str = "X", *, remedy: str = "drop them or pass normalize=False") -> torch.Tensor:
     """Rows of ``t`` [N, D] divided by their Euclidean norms (the one row normalisation of every probe).
 
@@ -411,15 +467,7 @@ def unit_rows(t: torch.Tensor, name: str = "X", *, remedy: str = "drop them or p
     >>> unit_rows(torch.tensor([[3.0, 4.0]])).tolist()
     [[0.6000000238418579, 0.800000011920929]]
     """
-    norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-    zero = norms.squeeze(1) == 0
-    if bool(zero.any()):
-        first = int(torch.nonzero(zero)[0])
-        raise ValueError(
-            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}) that cannot be unit-normalised; "
-            f"{remedy}"
-        )
-    return t / norms
+    return t / row_norms(t, name=name, nonzero=remedy).unsqueeze(1)
 
 
 def spectral_device(t: torch.Tensor) -> torch.device:

@@ -31,7 +31,7 @@ from typing import Any, Literal, TypeAlias, cast
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, check_k, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, check_k, row_norms, to_kind
 
 __all__ = ["knn", "knn_graph", "KNNGraph", "PrecomputedKNN", "resolve_knn", "faiss_available"]
 
@@ -65,18 +65,6 @@ def _check_metric(metric: str) -> Metric:
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     return cast(Metric, metric)
-
-
-def _normalize_rows(t: torch.Tensor, name: str) -> torch.Tensor:
-    norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-    zero = norms.squeeze(1) == 0
-    if bool(zero.any()):
-        first = int(torch.nonzero(zero)[0])
-        raise ValueError(
-            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}); "
-            "cosine distance is undefined for them — drop them or use metric='euclidean'"
-        )
-    return t / norms
 
 
 def _exact_dtype(device: torch.device) -> torch.dtype:
@@ -161,15 +149,8 @@ def _prepare(Q: torch.Tensor, R: torch.Tensor | None, metric: str) -> _Prepared:
 
 
 def _inverse_norms(t: torch.Tensor, name: str, exact: torch.dtype) -> torch.Tensor:
-    norms = _row_norms(t, exact)
-    zero = norms == 0
-    if bool(zero.any()):
-        first = int(torch.nonzero(zero)[0])
-        raise ValueError(
-            f"{name} has {int(zero.sum())} all-zero row(s) (first: row {first}); "
-            "cosine distance is undefined for them — drop them or use metric='euclidean'"
-        )
-    return 1.0 / norms
+    nonzero = "cosine distance is undefined for them — drop them or use metric='euclidean'"
+    return 1.0 / row_norms(t, exact, name=name, nonzero=nonzero)
 
 
 def _exact_scores(p: _Prepared, rows: torch.Tensor, cand: torch.Tensor, metric: str) -> torch.Tensor:
@@ -268,15 +249,6 @@ def pair_distances(
     return torch.from_numpy(out)
 
 
-def _row_norms(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Row norms in ``dtype``, converted in blocks (no full-size copy)."""
-    out = torch.empty(t.shape[0], dtype=dtype, device=t.device)
-    step = max(1, _RESCORE_BYTES // (8 * max(1, t.shape[1])))
-    for s in range(0, t.shape[0], step):
-        out[s : s + step] = torch.linalg.vector_norm(t[s : s + step].to(dtype), dim=1)
-    return out
-
-
 def _select(d: torch.Tensor, cand: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k smallest of each row by (distance, index): ties go to the lower index."""
     cand, order = torch.sort(cand, dim=1)
@@ -309,7 +281,7 @@ def _error_bound(work_q: torch.Tensor, r_norm_max: float, n_features: int, u: fl
     bound of Higham & Mary 2019, with a safety factor of 4), plus ``u`` per rounding of the
     centred rows and of the three-term sum: in all ``(4√D + 4)·u·(‖q‖ + max‖r‖)²``.
     """
-    q_norm = _row_norms(work_q, _exact_dtype(work_q.device))
+    q_norm = row_norms(work_q, _exact_dtype(work_q.device))
     return (4.0 * math.sqrt(n_features) + 4.0) * u * (q_norm + r_norm_max) ** 2
 
 
@@ -389,7 +361,7 @@ def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: i
     dtype = Qw.dtype
     use_faiss = Rw is not None and _faiss_ok and device.type == "cpu" and Rw.dtype == torch.float32
     u = _matmul_roundoff(dtype, device)
-    r_max = float(_row_norms(Rw, p.exact).max()) if kc < avail and Rw is not None else 0.0
+    r_max = float(row_norms(Rw, p.exact).max()) if kc < avail and Rw is not None else 0.0
     dists, idxs, approx_max = [], [], []
     if Rw is None:  # few queries: every query against one centred block of the reference at a time
         vals = torch.full((n, kc), math.inf, dtype=dtype, device=device)
@@ -397,7 +369,7 @@ def _search(p: _Prepared, k: int, metric: str, exclude_self: bool, chunk_size: i
         step = max(1, min(_RESCORE_BYTES // (8 * max(1, Qw.shape[1])), _CHUNK_BYTES // (4 * max(n, 1))))
         for t in range(0, m, step):
             block = (_rows_exact(p.src_r, p.inv_r, slice(t, t + step), p.exact) - p.mean).to(dtype)
-            r_max = max(r_max, float(_row_norms(block, p.exact).max()))
+            r_max = max(r_max, float(row_norms(block, p.exact).max()))
             v, i = _candidates_torch(Qw, block, min(kc, block.shape[0]), None)
             v, j = torch.topk(torch.cat([vals, v], 1), kc, dim=1, largest=False, sorted=False)
             cand = torch.gather(torch.cat([cand, i + t], 1), 1, j)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, spectral_device, to_kind
+from geowidgets.geometry._arrays import Array, as_tensor, row_norms, spectral_device, to_kind
 
 __all__ = ["rankme", "von_neumann_entropy", "singular_values", "clear_spectral_cache"]
 
@@ -123,21 +123,8 @@ def _step(length: int, blocks: int = 1) -> int:
 
 def _row_norms_f64(X: torch.Tensor) -> torch.Tensor:
     """Euclidean norms [N] of X's rows in float64, in row blocks; an all-zero row is a ``ValueError``."""
-    device, step = spectral_device(X), _step(X.shape[1])
-    norms = torch.cat(
-        [
-            torch.linalg.vector_norm(X[s : s + step].to(device=device, dtype=torch.float64), dim=1)
-            for s in range(0, X.shape[0], step)
-        ]
-    )
-    zero = norms == 0
-    if bool(zero.any()):
-        first = int(torch.nonzero(zero)[0])
-        raise ValueError(
-            f"X has {int(zero.sum())} all-zero row(s) (first: row {first}) that cannot be unit-normalised; "
-            "drop them or switch the row normalisation off"
-        )
-    return norms
+    remedy = "drop them or switch the row normalisation off"
+    return row_norms(X, torch.float64, device=spectral_device(X), nonzero=remedy, block_bytes=_BLOCK_BYTES)
 
 
 def _gram_f64(X: torch.Tensor, *, center: bool = False, normalize_rows: bool = False) -> torch.Tensor:
