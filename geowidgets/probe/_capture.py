@@ -685,19 +685,36 @@ class Activations(Mapping):
 
 @contextmanager
 def _eval_on(model: nn.Module, device: torch.device):
-    """Put the model in eval mode on ``device``; restore mode and device afterwards."""
-    was_training = model.training
+    """Put the model in eval mode on ``device``; restore each module's own mode and the device afterwards.
+
+    Each module gets its own flag back (``model.train(was_training)`` would also switch a module
+    the user keeps in eval mode inside a training model, such as a frozen BatchNorm).
+    """
+    training = [m for m in model.modules() if m.training]
     original = model_device(model)
     moved = original != device
     if moved:
         model.to(device)
-    model.eval()
+    for m in training:
+        m.training = False
     try:
         yield
     finally:
-        model.train(was_training)
+        for m in training:
+            m.training = True
         if moved:
             model.to(original)
+
+
+def _check_still_eval(model: nn.Module) -> None:
+    """Raise if a module of ``model`` was switched to training mode while geowidgets ran it in eval mode."""
+    switched = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if switched:
+        raise ValueError(
+            f"the model was switched to training mode during the capture ({', '.join(switched[:3])}"
+            f"{' …' if len(switched) > 3 else ''}: model.train() from another thread?); activations in training mode "
+            "depend on the batch (BatchNorm, Dropout), so the capture stopped. Capture again once training is done"
+        )
 
 
 class Probe:
@@ -1150,6 +1167,7 @@ class Probe:
                     current["mask"] = None if mask is None else mask.to(self.device)
                     calls.clear()
                     out = _call_model(self.model, batch)
+                    _check_still_eval(self.model)
                     out_t = select_output(out, 0)
                     if outputs is not None and out_t is not None and out_t.ndim >= 1 and out_t.shape[0] == n:
                         # Copied into outputs' own rows (or cloned), never kept as a view of out_t.

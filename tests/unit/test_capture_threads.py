@@ -135,3 +135,36 @@ def test_a_layer_without_the_batch_first_is_refused():
     probe = Probe(_SequenceFirst().eval(), layers=["gru"], device="cpu")
     with pytest.raises(ValueError, match=r"'gru' gave 7 rows for a batch of 5 samples.*batch_first"):
         probe.capture(X, batch_size=5, progress=False)
+
+
+def test_capture_gives_every_module_its_own_mode_back():
+    """A training model with a frozen (eval-mode) BatchNorm keeps it frozen after a capture."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 2))
+    model.train()
+    model[1].eval()  # frozen statistics, as when fine-tuning
+    before = {name: m.training for name, m in model.named_modules()}
+    stats = model[1].running_mean.clone()
+    acts = Probe(model, layers=["2"], device="cpu").capture(torch.randn(32, 4), batch_size=8, progress=False)
+    assert {name: m.training for name, m in model.named_modules()} == before
+    torch.testing.assert_close(model[1].running_mean, stats)  # captured in eval mode: statistics untouched
+    assert acts["2"].shape == (32, 6)
+
+
+class _SwitchesToTraining(nn.Module):
+    """Calls ``model.train()`` during its 2nd forward pass, as a training cell in another thread would."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.calls = nn.Linear(3, 3), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 2:
+            self.train()
+        return self.lin(x)
+
+
+def test_a_switch_to_training_mode_during_the_capture_stops_it():
+    model = _SwitchesToTraining().eval()
+    with pytest.raises(ValueError, match=r"switched to training mode during the capture"):
+        Probe(model, layers=["lin"], device="cpu").capture(torch.randn(12, 3), batch_size=4, progress=False)
