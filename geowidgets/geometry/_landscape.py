@@ -50,7 +50,7 @@ from geowidgets.probe._capture import (
     iterate_batches,
     model_device,
 )
-from geowidgets.probe._layers import select_output
+from geowidgets.probe._layers import module_mode, select_output
 
 __all__ = [
     "interpolate",
@@ -116,16 +116,6 @@ def _logits(model: nn.Module, batch: Any) -> torch.Tensor:
     return out
 
 
-@contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -176,20 +166,18 @@ def _recompute_bn(model: nn.Module, inputs: Any, batch_size: int) -> None:
     if not bns:
         return
     momenta = {m: m.momentum for m in bns}
-    was_training = model.training
     device, dtype = model_device(model), _model_float_dtype(model)
     try:
         for m in bns:
             m.reset_running_stats()
             m.momentum = None
-        model.train()
-        batches, _, _ = iterate_batches(inputs, batch_size)
-        for batch in batches:
-            _call_model(model, _to_device(batch, device, dtype))
+        with module_mode(model, training=True):
+            batches, _, _ = iterate_batches(inputs, batch_size)
+            for batch in batches:
+                _call_model(model, _to_device(batch, device, dtype))
     finally:
         for m, momentum in momenta.items():
             m.momentum = momentum
-        model.train(was_training)
 
 
 def interpolate(
@@ -304,7 +292,7 @@ def _evaluate(
     model: nn.Module, inputs: Any, labels: Any, loss_fn: LossFn, batch_size: int
 ) -> tuple[float, float | None]:
     total, correct, seen, has_accuracy = 0.0, 0, 0, True
-    with _eval_mode(model):
+    with module_mode(model, training=False):
         for n_b, batch, y_b, _ in _batches(model, inputs, labels, batch_size):
             z = _logits(model, batch)
             total += float(loss_fn(z, y_b)) * n_b
@@ -501,16 +489,14 @@ def _hessian_context(model: nn.Module, params: list[tuple[str, nn.Parameter]]):
     """Eval mode and gradients on exactly the chosen parameters; both restored afterwards."""
     flags = {p: p.requires_grad for p in model.parameters()}
     chosen = {id(p) for _, p in params}
-    was_training = model.training
     try:
-        model.eval()
         for p in flags:
             p.requires_grad_(id(p) in chosen)
-        yield
+        with module_mode(model, training=False):
+            yield
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def hessian_eigenvalues(

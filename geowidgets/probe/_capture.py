@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.probe._device import resolve_device
-from geowidgets.probe._layers import own_forward_hook, resolve_layers, select_output
+from geowidgets.probe._layers import module_mode, own_forward_hook, resolve_layers, select_output
 
 __all__ = [
     "Probe",
@@ -685,23 +685,15 @@ class Activations(Mapping):
 
 @contextmanager
 def _eval_on(model: nn.Module, device: torch.device):
-    """Put the model in eval mode on ``device``; restore each module's own mode and the device afterwards.
-
-    Each module gets its own flag back (``model.train(was_training)`` would also switch a module
-    the user keeps in eval mode inside a training model, such as a frozen BatchNorm).
-    """
-    training = [m for m in model.modules() if m.training]
+    """Put the model in eval mode on ``device``; restore each module's own mode (:func:`module_mode`) and the device."""
     original = model_device(model)
     moved = original != device
     if moved:
         model.to(device)
-    for m in training:
-        m.training = False
     try:
-        yield
+        with module_mode(model, training=False):
+            yield
     finally:
-        for m in training:
-            m.training = True
         if moved:
             model.to(original)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "default_layers",
     "select_output",
     "own_forward_hook",
+    "module_mode",
 ]
 
 # Modules whose output repeats their input (or a reshaped copy of it): never a layer of their own by default.
@@ -82,6 +84,34 @@ def own_forward_hook(module: nn.Module, hook: Callable[..., Any], *, pre: bool =
         return hook(m, args, out) if threading.get_ident() == owner else None
 
     return module.register_forward_hook(gated)
+
+
+@contextmanager
+def module_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
+    """Every module of ``model`` in training (or eval) mode inside the block; each gets its own flag back after.
+
+    The one mode switch of geowidgets (captures, slices, layer listing, landscapes). Restoring each
+    module's own flag matters: ``model.train(was_training)`` would also switch a module the user
+    keeps in eval mode inside a training model (a frozen BatchNorm while fine-tuning).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).train()
+    >>> _ = model[1].eval()  # frozen statistics
+    >>> with module_mode(model, training=False):
+    ...     inside = [m.training for m in model.modules()]
+    >>> inside, [m.training for m in model.modules()]
+    ([False, False, False], [True, True, False])
+    """
+    switched = [m for m in model.modules() if m.training != training]
+    for m in switched:
+        m.training = training
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.training = not training
 
 
 @dataclass(frozen=True)
@@ -283,18 +313,13 @@ def list_layers(model: nn.Module, example_input: Any, *, select: int | str = 0) 
                         module, lambda _m, _i, name=name: order.append(name) if name not in order else None, pre=True
                     )
                 )
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                if isinstance(example_input, Mapping):
-                    model(**example_input)
-                elif isinstance(example_input, (tuple, list)):
-                    model(*example_input)
-                else:
-                    model(example_input)
-        finally:
-            model.train(was_training)
+        with module_mode(model, training=False), torch.inference_mode():
+            if isinstance(example_input, Mapping):
+                model(**example_input)
+            elif isinstance(example_input, (tuple, list)):
+                model(*example_input)
+            else:
+                model(example_input)
     finally:
         for h in handles:
             h.remove()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from geowidgets.probe._capture import model_device
-from geowidgets.probe._layers import own_forward_hook, resolve_layers, select_output
+from geowidgets.probe._layers import module_mode, own_forward_hook, resolve_layers, select_output
 
 __all__ = ["patch_activation", "ActivationPatch", "PatchedModel", "model_logits", "integer_input_error"]
 
@@ -161,22 +161,6 @@ def _patched(module: nn.Module, layer: str, values: torch.Tensor | None, select:
             f"layer {layer!r} never ran during the forward pass, so nothing was patched; pick a layer the model "
             "actually calls (see gw.list_layers)"
         )
-
-
-@contextmanager
-def _eval_mode(model: nn.Module):
-    """Eval mode inside the block; each module's own mode is restored afterwards.
-
-    Cheap when the model is already in eval mode (the usual case), since it is entered per batch.
-    """
-    training = [m for m in model.modules() if m.training]
-    for m in training:
-        m.training = False
-    try:
-        yield
-    finally:
-        for m in training:
-            m.training = True
 
 
 def _float_dtype(model: nn.Module) -> torch.dtype:
@@ -349,7 +333,7 @@ class PatchedModel:
                     f"a carrier input is needed to patch layer {self.layer!r}: pass carrier= (one input sample), "
                     "or anchors/data in input space"
                 )
-            with patch_activation(model, self.layer, None, select=select) as patch, _eval_mode(model):
+            with patch_activation(model, self.layer, None, select=select) as patch, module_mode(model):
                 with torch.inference_mode():
                     model(self.carrier.unsqueeze(0))
             if patch.last_shape is None:
@@ -415,7 +399,7 @@ class PatchedModel:
         """Logits ``[B, C]`` (float32, on the CPU) at points ``[B, D]`` of this space, in batches."""
         p = self._check_points(points)
         out = []
-        with _eval_mode(self.model), torch.inference_mode():
+        with module_mode(self.model), torch.inference_mode():
             for s in range(0, p.shape[0], self.batch_size):
                 out.append(self._forward(p[s : s + self.batch_size]).float().cpu())
         if not out:
@@ -429,7 +413,7 @@ class PatchedModel:
         gradient with respect to the points in this space. Runs as one batch.
         """
         p = self._check_points(points).clone().requires_grad_(True)
-        with _eval_mode(self.model), torch.enable_grad():
+        with module_mode(self.model), torch.enable_grad():
             z = self._forward(p)
         return p, z
 
@@ -458,7 +442,7 @@ class PatchedModel:
 
         handle = own_forward_hook(module, hook)
         try:
-            with _eval_mode(self.model), torch.inference_mode():
+            with module_mode(self.model), torch.inference_mode():
                 for s in range(0, x.shape[0], self.batch_size):
                     captured.clear()
                     self.model(x[s : s + self.batch_size])

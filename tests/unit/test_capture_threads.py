@@ -168,3 +168,17 @@ def test_a_switch_to_training_mode_during_the_capture_stops_it():
     model = _SwitchesToTraining().eval()
     with pytest.raises(ValueError, match=r"switched to training mode during the capture"):
         Probe(model, layers=["lin"], device="cpu").capture(torch.randn(12, 3), batch_size=4, progress=False)
+
+
+def test_list_layers_and_slices_give_every_module_its_own_mode_back():
+    from geowidgets.geometry import Plane, decision_slice
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).train()
+    model[1].eval()
+    before = {name: m.training for name, m in model.named_modules()}
+    list_layers(model, torch.zeros(2, 2))
+    assert {name: m.training for name, m in model.named_modules()} == before
+    plane = Plane.through(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
+    decision_slice(model, plane, resolution=8)
+    assert {name: m.training for name, m in model.named_modules()} == before
