@@ -129,6 +129,14 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     barrier_chart : BarrierChart or None
         Along ``interpolate=``: the loss along α (``geo.loss_barrier``); else None.
 
+    Notes
+    -----
+    The views compute on background threads and run the model in eval mode while they do. Running
+    the model yourself meanwhile (``model(x)`` in a later cell) is safe: geowidgets' hooks record
+    and patch only its own forward passes. Training it meanwhile is not: your steps would run in
+    eval mode until the views are idle (``ex.wait()``), and a capture that sees the model switched
+    to training mode stops with an error.
+
     Examples
     --------
     >>> from geowidgets.datasets import toy_demo
