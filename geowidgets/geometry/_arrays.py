@@ -409,6 +409,7 @@ def row_norms(
     name: str = "X",
     nonzero: str | None = None,
     block_bytes: int | None = None,
+    center: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Euclidean norms ``[N]`` of the rows of ``t`` [N, D], computed in ``dtype`` a block of rows at a time.
 
@@ -429,6 +430,9 @@ def row_norms(
         ``ValueError``, whose message counts them, names the first and ends with this remedy.
     block_bytes : int, optional
         Bytes of a converted block (default 32 MiB).
+    center : Tensor [D], optional
+        Subtracted from every row first (in ``dtype``): the norms of ``t − center``, e.g. the
+        distances to the mean (:func:`column_mean`).
 
     Examples
     --------
@@ -440,8 +444,10 @@ def row_norms(
     out = torch.empty(t.shape[0], dtype=dtype, device=device)
     size = _NORM_BLOCK_BYTES if block_bytes is None else block_bytes
     step = max(1, size // (torch.finfo(dtype).bits // 8 * max(1, t.shape[1])))
+    shift = None if center is None else center.to(device=device, dtype=dtype)
     for s in range(0, t.shape[0], step):
-        out[s : s + step] = torch.linalg.vector_norm(t[s : s + step].to(device=device, dtype=dtype), dim=1)
+        block = t[s : s + step].to(device=device, dtype=dtype)
+        out[s : s + step] = torch.linalg.vector_norm(block if shift is None else block - shift, dim=1)
     if nonzero is not None:
         zero = out == 0
         if bool(zero.any()):
@@ -451,6 +457,22 @@ def row_norms(
                 f"{nonzero}"
             )
     return out
+
+
+def column_mean(t: torch.Tensor, dtype: torch.dtype = torch.float64, *, block_bytes: int | None = None) -> torch.Tensor:
+    """Mean ``[D]`` of the rows of ``t`` [N, D], summed in ``dtype`` a block of rows at a time (no full copy).
+
+    Examples
+    --------
+    >>> column_mean(torch.tensor([[1.0, 2.0], [3.0, 6.0]])).tolist()
+    [2.0, 4.0]
+    """
+    size = _NORM_BLOCK_BYTES if block_bytes is None else block_bytes
+    step = max(1, size // (torch.finfo(dtype).bits // 8 * max(1, t.shape[1])))
+    total = torch.zeros(t.shape[1], dtype=dtype, device=t.device)
+    for s in range(0, t.shape[0], step):
+        total += t[s : s + step].to(dtype).sum(0)
+    return total / max(1, t.shape[0])
 
 
 def unit_rows(t: torch.Tensor, name: str = "X", *, remedy: str = "drop them or pass normalize=False") -> torch.Tensor:

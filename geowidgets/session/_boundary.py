@@ -252,8 +252,10 @@ class BoundaryGeometry:
         space = self.slice_space(layer)
 
         def compute():
-            x = space.double()
-            reach = 4.0 * float(torch.linalg.vector_norm(x - x.mean(0), dim=1).max())
+            from geowidgets.geometry._arrays import column_mean, row_norms
+
+            # Four times the largest distance to the mean, in float64 a block at a time (no [N, D] copies).
+            reach = 4.0 * float(row_norms(space, torch.float64, center=column_mean(space)).max())
             out = np.empty(self.n, dtype=np.float32)
             with model_lock(self.model):
                 for i in range(self.n):
