@@ -1171,9 +1171,15 @@ class Probe:
                     for name in layers:
                         rec = calls.get(name)
                         if not rec:
+                            parallel = any(isinstance(m, nn.DataParallel) for m in self.model.modules())
                             raise ValueError(
                                 f"layer {name!r} never ran during the forward pass, so it has no activations; "
-                                "pick a layer that the model actually calls (see gw.list_layers)"
+                                + (
+                                    "the model is wrapped in nn.DataParallel, whose replicas run on other threads: "
+                                    "pass model.module instead"
+                                    if parallel
+                                    else "pick a layer that the model actually calls (see gw.list_layers)"
+                                )
                             )
                         count, t, shape = rec
                         if count > 1 and self.repeated == "error":

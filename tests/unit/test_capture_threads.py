@@ -182,3 +182,22 @@ def test_list_layers_and_slices_give_every_module_its_own_mode_back():
     plane = Plane.through(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
     decision_slice(model, plane, resolution=8)
     assert {name: m.training for name, m in model.named_modules()} == before
+
+
+class _ThreadedParallel(nn.DataParallel):
+    """Runs the wrapped module on a worker thread, as DataParallel's replicas do on several GPUs."""
+
+    def forward(self, x):
+        out: list = []
+        t = threading.Thread(target=lambda: out.append(self.module(x)))
+        t.start()
+        t.join()
+        return out[0]
+
+
+def test_a_model_run_on_other_threads_is_refused_with_the_way_out():
+    model = _ThreadedParallel(nn.Sequential(nn.Linear(3, 3), nn.ReLU())).eval()
+    with pytest.raises(ValueError, match=r"'module.0' never ran.*nn.DataParallel.*pass model.module"):
+        Probe(model, layers=["module.0"], device="cpu").capture(torch.randn(4, 3), progress=False)
+    acts = Probe(model.module, layers=["0"], device="cpu").capture(torch.randn(4, 3), progress=False)
+    assert acts["0"].shape == (4, 3)
