@@ -102,6 +102,12 @@ class BoundaryGeometry:
     def _classifier(self, what: str) -> None:
         if self.task != "classification":
             raise ValueError(f"{what} needs a classifier's decisions; this session's task is {self.task!r}")
+        if getattr(self, "tokens", None) is not None:
+            raise ValueError(
+                f"{what} moves a sample through the model; this session's rows are tokens (pooling='tokens'), "
+                "single positions of a sequence that the model cannot run on their own. Use a per-sample "
+                "pooling ('mean', 'first', 'last') for it"
+            )
 
     # ------------------------------------------------------------------ planes
     def slice_plane(

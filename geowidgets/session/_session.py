@@ -524,7 +524,9 @@ class Session(BoundaryGeometry):
         is not pooled, and the note does not say it is.
         """
         if self._layer_note is None and self.tokens is not None:
-            note = f"layers: the model's {len(self.layers)} blocks that output token sequences, a row per real token"
+            n = len(self.layers)
+            which = "block that outputs a token sequence" if n == 1 else "blocks that output token sequences"
+            note = f"layers: the model's {n} {which}, a row per real token"
             if self.left_out:
                 kept_out = ", ".join(f"{name} {list(shape)}" for name, shape in self.left_out.items())
                 note += f" (left out, not a sequence: {kept_out})"
@@ -536,7 +538,8 @@ class Session(BoundaryGeometry):
                 pooled = [name for name in self.layers if len(shapes.get(name, ())) >= 2]
             else:  # shapes unknown before the capture: every layer may be a map
                 pooled = list(self.layers)
-            note = f"layers: the outputs of the model's {len(self.layers)} blocks (no Dropout/Identity/Flatten)"
+            n = len(self.layers)
+            note = f"layers: the outputs of the model's {n} block{'s' if n != 1 else ''} (no Dropout/Identity/Flatten)"
             if pooled:
                 kinds = sorted({self.probe.pooling[name] for name in pooled})
                 how = f"pooled by {kinds[0]!r}" if len(kinds) == 1 else "pooled"
@@ -962,11 +965,13 @@ class Session(BoundaryGeometry):
     def colorings(self) -> list[str]:
         """Every ``color_by`` name this session understands: its task's built-in ones, metadata columns, added ones.
 
-        Classification: :data:`COLOR_BY`; regression: ``target``, ``prediction``, ``abs_error`` and
-        ``deviation``; embedding: ``label``, ``deviation`` and ``knn_agreement``.
+        Classification: :data:`COLOR_BY` (without ``boundary_distance`` in token mode); regression:
+        ``target``, ``prediction``, ``abs_error`` and ``deviation``; embedding: ``label``,
+        ``deviation`` and ``knn_agreement``.
         """
         built_in = {
-            "classification": list(COLOR_BY),
+            # Token rows are positions of a sequence: no boundary search moves one through the model.
+            "classification": [c for c in COLOR_BY if self.tokens is None or c != "boundary_distance"],
             "regression": ["target", "prediction", "abs_error", "deviation"],
             "embedding": ["label", "deviation", "knn_agreement", "neighbourhood_kept"],
         }[self.task]

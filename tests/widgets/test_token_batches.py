@@ -117,3 +117,12 @@ def test_token_mode_refuses_default_layers_without_a_sequence():
     head_only.add_module("proj", nn.Linear(12, 4))  # takes the ids as floats: a [N, 4] output, no sequence
     with pytest.raises(ValueError, match=r"none of the model's default layers \(proj\) outputs a token sequence"):
         gw.Session(head_only, batch["input_ids"].float(), None, pooling="tokens", k_max=5, task="embedding")
+
+
+def test_token_mode_offers_no_boundary_search():
+    batch, y = _batch()
+    session = gw.Session(Clf().eval(), batch, y, pooling="tokens", k_max=10)
+    assert "boundary_distance" not in session.colorings and "lodd_score" in session.colorings
+    with pytest.raises(ValueError, match=r"rows are tokens \(pooling='tokens'\).*per-sample pooling"):
+        session.boundary_distances("encoder")
+    assert "1 block that outputs a token sequence" in session.layer_note
