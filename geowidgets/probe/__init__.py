@@ -13,7 +13,15 @@ from geowidgets.probe._capture import (
     take_rows,
 )
 from geowidgets.probe._device import resolve_device
-from geowidgets.probe._layers import LayerInfo, default_layers, list_layers, resolve_layers, select_output
+from geowidgets.probe._layers import (
+    LayerInfo,
+    default_layers,
+    list_layers,
+    module_mode,
+    own_forward_hook,
+    resolve_layers,
+    select_output,
+)
 from geowidgets.probe._patch import PatchedModel, patch_activation
 
 __all__ = [
@@ -26,6 +34,8 @@ __all__ = [
     "list_layers",
     "model_device",
     "model_fingerprint",
+    "module_mode",
+    "own_forward_hook",
     "patch_activation",
     "pool",
     "resolve_device",

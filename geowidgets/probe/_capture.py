@@ -451,6 +451,65 @@ def take_rows(inputs: Any, rows: Any, attention_mask: Any = None) -> tuple[Any, 
     return None
 
 
+def in_dataset_order(inputs: Any) -> Any:
+    """``inputs``, with a shuffling DataLoader replaced by one that reads its dataset in order.
+
+    A DataLoader with ``shuffle=True`` yields its samples in a new order on every pass, so
+    per-sample values given beside it (labels, metadata, a reference mask) cannot be matched to
+    its rows. Its replacement keeps the dataset, batch size, ``collate_fn`` and workers, reads the
+    samples in dataset order and drops none (``drop_last`` would drop random ones). Other inputs,
+    and loaders whose order cannot be recovered (a custom sampler or ``batch_sampler``), are
+    returned as they are (see :func:`reads_in_order`).
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> loader = DataLoader(TensorDataset(torch.arange(6.0)), batch_size=4, shuffle=True)
+    >>> [b[0].tolist() for b in in_dataset_order(loader)]
+    [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0]]
+    """
+    from torch.utils.data import RandomSampler
+
+    if not (
+        isinstance(inputs, DataLoader)
+        and type(inputs.sampler) is RandomSampler
+        and not inputs.sampler.replacement
+        and inputs.sampler._num_samples is None  # every sample once, as shuffle=True does
+        and inputs.batch_size is not None
+        and not isinstance(inputs.dataset, torch.utils.data.IterableDataset)
+    ):
+        return inputs
+    return DataLoader(
+        inputs.dataset,
+        batch_size=inputs.batch_size,
+        shuffle=False,
+        collate_fn=inputs.collate_fn,
+        num_workers=inputs.num_workers,
+        pin_memory=inputs.pin_memory,
+        timeout=inputs.timeout,
+        worker_init_fn=inputs.worker_init_fn,
+        persistent_workers=inputs.persistent_workers,
+    )
+
+
+def reads_in_order(inputs: Any) -> bool:
+    """False for a DataLoader whose rows do not come in its dataset's order (a non-sequential sampler or batch_sampler).
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader
+    >>> reads_in_order(DataLoader(range(5))), reads_in_order(DataLoader(range(5), shuffle=True))
+    (True, False)
+    """
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    if not isinstance(inputs, DataLoader) or isinstance(inputs.dataset, torch.utils.data.IterableDataset):
+        return True
+    batches = inputs.batch_sampler
+    default_batches = batches is None or type(batches) is BatchSampler
+    return isinstance(inputs.sampler, SequentialSampler) and default_batches
+
+
 def _update_with_tensor(h: Any, t: torch.Tensor) -> None:
     """Feed a tensor's dtype, shape, device and exact bytes into the hash ``h``."""
     if torch.nn.parameter.is_lazy(t):

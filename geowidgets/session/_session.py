@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive, label_array
 from geowidgets.probe import Probe, iterate_batches, take_rows
-from geowidgets.probe._capture import _MASK_KEY, _batches
+from geowidgets.probe._capture import _MASK_KEY, _batches, in_dataset_order, reads_in_order
 from geowidgets.probe._layers import default_layers
 from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
 from geowidgets.session._colorings import (
@@ -285,6 +285,26 @@ class Session(BoundaryGeometry):
         if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, got {k_max!r}")
         self.model = model
+        # A shuffling DataLoader is read in its dataset's order: its rows then match per-sample values given beside it.
+        inputs = in_dataset_order(inputs)
+        if not reads_in_order(inputs):
+            given = [
+                name
+                for name, value in (
+                    ("labels", labels),
+                    ("reference", reference),
+                    ("images", images),
+                    ("metadata", metadata),
+                    ("texts", texts),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"this DataLoader does not read its dataset in order (a custom sampler or batch_sampler), so "
+                    f"its rows cannot be matched to the {', '.join(given)} given beside it. Pass a DataLoader "
+                    "with a sequential sampler (shuffle=False), or let the loader yield the labels as (x, y)"
+                )
         self.inputs = inputs
         chosen = layers is None
         if chosen:

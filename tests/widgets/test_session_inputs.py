@@ -64,3 +64,23 @@ def test_dataset_and_loader_inputs_count_their_samples():
 
     with pytest.raises(ValueError, match="needs to know its number of samples"):
         Session(model, DataLoader(Stream(), batch_size=4), layers=["1"])
+
+
+def test_a_shuffling_loader_is_read_in_dataset_order_so_given_labels_match():
+    from torch.utils.data import WeightedRandomSampler
+
+    import geowidgets as gw
+
+    torch.manual_seed(0)
+    X = torch.randn(100, 5)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        y = model(X).argmax(1)  # labels = predictions: every sample is correct when rows and labels align
+        hidden = model[1](model[0](X))
+    loader = DataLoader(TensorDataset(X), batch_size=16, shuffle=True, drop_last=True)
+    s = gw.Session(model, loader, y, layers=["1"], k_max=10)
+    assert s.n == 100 and bool(s.correct.all())  # every sample, none dropped, in dataset order
+    torch.testing.assert_close(s.features("1"), hidden, rtol=1e-6, atol=1e-6)  # batches of 16 vs one of 100
+    weighted = DataLoader(TensorDataset(X), batch_size=16, sampler=WeightedRandomSampler(torch.ones(100), 100))
+    with pytest.raises(ValueError, match=r"does not read its dataset in order.*matched to the labels"):
+        gw.Session(model, weighted, y, k_max=10)
