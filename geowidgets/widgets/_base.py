@@ -815,6 +815,11 @@ class ViewBase(_Worker, ViewExport, anywidget.AnyWidget):
                 )
                 kwargs.setdefault(new, kwargs.pop(old))
         check_keywords(type(self).__name__, kwargs, self.keyword_traits())
+        session = getattr(self, "session", None)
+        k_trait = self.class_traits().get("k")
+        if session is not None and k_trait is not None and "k" not in kwargs:
+            # The default k (10) of a session whose k_max is smaller (few samples, or k_max=5): its largest k.
+            kwargs["k"] = min(int(k_trait.default_value), int(session.k_max))
         self.last_traceback = ""
         self._init_worker()
         super().__init__(**kwargs)

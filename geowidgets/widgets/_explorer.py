@@ -94,8 +94,8 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     interpolate : bool or int
         With two models: show the weights ``(1 − α)·θ_a + α·θ_b`` on ``linspace(0, 1, n)`` (True: 11
         values) instead of the two checkpoints; ``ex.step`` is then α.
-    k : int
-        Initial neighbour count.
+    k : int, optional
+        Initial neighbour count (default 10, or the session's ``k_max`` when that is smaller).
     temperature : float
         Initial softmax temperature (slider 0.05 to 20, log scale).
     color_by : str
@@ -239,7 +239,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         cls,
         session: Session,
         *,
-        k: int = 10,
+        k: int | None = None,
         temperature: float = 1.0,
         color_by: str | None = None,
         method: str = "umap",
@@ -268,7 +268,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         self,
         session: Session,
         *,
-        k: int = 10,
+        k: int | None = None,
         temperature: float = 1.0,
         color_by: str | None = None,
         method: str = "umap",
@@ -280,7 +280,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             color_by = colour_by if color_by is None else color_by
         self.session = session
         layer = session.layers[-1]
-        k = session.check_k(k)
+        k = session.check_k(min(10, session.k_max) if k is None else k)
         temperature = session.check_temperature(temperature)
         options = session.usable_colorings()
         color_by = color_by or next(c for c in ("label", "target", "prediction", "deviation") if c in options)

@@ -84,3 +84,27 @@ def test_a_shuffling_loader_is_read_in_dataset_order_so_given_labels_match():
     weighted = DataLoader(TensorDataset(X), batch_size=16, sampler=WeightedRandomSampler(torch.ones(100), 100))
     with pytest.raises(ValueError, match=r"does not read its dataset in order.*matched to the labels"):
         gw.Session(model, weighted, y, k_max=10)
+
+
+def test_the_default_k_is_at_most_k_max():
+    """A session with k_max below 10 (few samples, or asked for): the views start at k = k_max instead of failing."""
+    import geowidgets as gw
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    X, y = torch.randn(200, 4), torch.arange(200) % 3
+    ex = gw.Explorer(mlp, X, y, k_max=5, method="pca")
+    try:
+        assert ex.wait(120) and ex.k == 5 and ex.embedding.k == 5 and ex.deviation_map.k == 5, ex.message
+        assert ex.status == "idle", ex.message
+    finally:
+        ex.close()
+    with pytest.warns(UserWarning, match="using k_max=9"):
+        session = gw.Session(mlp, X[:11], y[:11])  # k_max lowered to N - 2 = 9
+    view = gw.EmbeddingView(session, method="pca")
+    try:
+        assert session.k_max == 9 and view.k == 9
+    finally:
+        view.close()
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]"):
+        gw.Explorer(mlp, X, y, k_max=5, k=6, method="pca")
