@@ -219,8 +219,9 @@ def label_array(labels: Any, n: int, name: str = "labels") -> np.ndarray:
         bad = np.zeros(arr.shape[0], dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        value = arr[i].item() if isinstance(arr[i], np.generic) else arr[i]  # nan, not np.float64(nan)
         raise ValueError(
-            f"{name}[{i}] is {arr[i]!r}: every sample needs a label ({int(bad.sum())} missing); "
+            f"{name}[{i}] is {value!r}: every sample needs a label ({int(bad.sum())} missing); "
             "drop the unlabelled rows or pass labels=None"
         )
     if arr.dtype.kind == "O":

@@ -138,6 +138,22 @@ def _carries_attention_mask(inputs: Any, attention_mask: Any) -> bool:
     return mask is not None
 
 
+def _regression_targets(labels: Any, n: int) -> np.ndarray:
+    """A regression's targets as float64 ``[n]``: one finite number per row, checked like class labels."""
+    name = "labels (the regression targets)"
+    arr = label_array(labels, n, name)  # 1-D, length n, no None/NaN/pd.NA (the first one named)
+    try:
+        targets = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers, got dtype {arr.dtype}") from None
+    bad = ~np.isfinite(targets)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        count = int(bad.sum())
+        raise ValueError(f"{name}[{i}] is {targets[i]}: every target must be a finite number ({count} are not)")
+    return targets
+
+
 def _token_sequence_layers(probe: Probe, inputs: Any, attention_mask: Any) -> tuple[list[str], dict[str, tuple]]:
     """The probe's layers whose output is a token sequence ``[B, L, D]``, from two samples run through the model.
 
@@ -379,8 +395,7 @@ class Session(BoundaryGeometry):
         # checked against the output width once the logits exist; strings are looked up in class_names.
         self.targets: np.ndarray | None = None
         if task == "regression" and labels is not None:
-            arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-            self.targets = np.asarray(arr, dtype=np.float64).reshape(n)
+            self.targets = _regression_targets(labels, n)
             labels = None
         self.labels: np.ndarray | None = (
             None if labels is None else as_class_indices(labels, n, class_names=self._class_names)

@@ -1,6 +1,7 @@
 """A Session over inputs other than one tensor: mappings of keyword arguments, Datasets, DataLoaders."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -108,3 +109,26 @@ def test_the_default_k_is_at_most_k_max():
         view.close()
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]"):
         gw.Explorer(mlp, X, y, k_max=5, k=6, method="pca")
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        (lambda y: np.where(np.arange(40) == 3, np.nan, y), r"targets\)\[3\] is nan: every sample needs a label"),
+        (lambda y: pd.Series([*y[:39], None]), r"targets\)\[39\] is nan"),
+        (lambda y: np.r_[y, 1.0], r"targets\) has length 41 but the data has 40 rows"),
+        (lambda y: np.stack([y, y], 1), r"targets\) must be 1-D with one label per row, got shape \(40, 2\)"),
+        (lambda y: ["a"] * 40, r"targets\) must be numbers"),
+    ],
+)
+def test_regression_targets_are_checked_at_construction(targets, message):
+    import geowidgets as gw
+
+    torch.manual_seed(0)
+    X = torch.randn(40, 4)
+    reg = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+    y = X[:, 0].numpy().astype(np.float64)
+    with pytest.raises(ValueError, match=message):
+        gw.Session(reg, X, targets(y), task="regression", k_max=5)
+    ok = gw.Session(reg, X, pd.Series(y.astype(np.float32)), task="regression", k_max=5)
+    np.testing.assert_array_equal(ok.targets, y.astype(np.float32).astype(np.float64))
