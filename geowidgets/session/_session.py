@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.geometry._arrays import ArrayKind, as_class_indices, check_positive, label_array
 from geowidgets.probe import Probe, iterate_batches, take_rows
-from geowidgets.probe._capture import _MASK_KEY, _batches, in_dataset_order, reads_in_order
+from geowidgets.probe._capture import _LABEL_KEYS, _MASK_KEY, _batches, in_dataset_order, reads_in_order
 from geowidgets.probe._layers import default_layers
 from geowidgets.session._boundary import BOUNDARY_COLORINGS, LAYOUT_PARAMS, BoundaryGeometry, check_layout_params
 from geowidgets.session._colorings import (
@@ -215,7 +215,9 @@ class Session(BoundaryGeometry):
         label 5 is column 5 even if classes 0-4 are absent), or strings listed in
         ``class_names``. A list, numpy array, tensor, pandas Series or Categorical. Without
         labels the reference set for deviations is every sample and ``"label"``/``"correct"``
-        colorings are unavailable. Missing labels (None, NaN) raise ``ValueError``.
+        colorings are unavailable. Missing labels (None, NaN) raise ``ValueError``. None: the
+        labels the inputs carry, if any (``y`` of a Dataset's or DataLoader's ``(x, y)`` items, or a
+        mapping's ``labels``/``label`` entry with one value per sample).
     layers : list of str, optional
         Layers to explore (names in ``model.named_modules()``); None: the outputs of the model's
         blocks (:func:`~geowidgets.probe.default_layers`: top-level children, without Dropout,
@@ -380,6 +382,10 @@ class Session(BoundaryGeometry):
         #: (``sample``, ``position``, ``token``); None otherwise. The session's N is then the token count.
         self.tokens: pd.DataFrame | None = None
         token_mode = any(p == "tokens" for p in self.probe.pooling.values())
+        if labels is None and isinstance(inputs, Mapping):  # a tokenizer batch with its labels: one per sample
+            carried = next((inputs[key] for key in _LABEL_KEYS if key in inputs), None)
+            if carried is not None and np.ndim(carried) == 1 and len(carried) == self.n_samples:
+                labels = carried
         if token_mode or (labels is None and isinstance(inputs, (Dataset, DataLoader))):
             acts = self.activations()  # token rows or the loader's labels are known only after the capture
             self.tokens = acts.tokens

@@ -126,3 +126,11 @@ def test_token_mode_offers_no_boundary_search():
     with pytest.raises(ValueError, match=r"rows are tokens \(pooling='tokens'\).*per-sample pooling"):
         session.boundary_distances("encoder")
     assert "1 block that outputs a token sequence" in session.layer_note
+
+
+def test_the_labels_entry_of_a_tokenizer_batch_are_the_session_labels():
+    batch, y = _batch()
+    session = gw.Session(Clf().eval(), {**batch, "labels": y}, k_max=10)
+    np.testing.assert_array_equal(session.labels, y.numpy())
+    tokens = gw.Session(Clf().eval(), {**batch, "labels": y}, pooling="tokens", k_max=10)
+    np.testing.assert_array_equal(tokens.labels, y.numpy()[tokens.tokens["sample"].to_numpy()])
