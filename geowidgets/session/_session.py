@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -383,7 +383,7 @@ class Session(BoundaryGeometry):
         self.tokens: pd.DataFrame | None = None
         token_mode = any(p == "tokens" for p in self.probe.pooling.values())
         if labels is None and isinstance(inputs, Mapping):  # a tokenizer batch with its labels: one per sample
-            carried = next((inputs[key] for key in _LABEL_KEYS if key in inputs), None)
+            carried = next((cast(Mapping, inputs)[key] for key in _LABEL_KEYS if key in inputs), None)
             if carried is not None and np.ndim(carried) == 1 and len(carried) == self.n_samples:
                 labels = carried
         if token_mode or (labels is None and isinstance(inputs, (Dataset, DataLoader))):
