@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from geowidgets.probe._device import resolve_device
-from geowidgets.probe._layers import module_mode, own_forward_hook, resolve_layers, select_output
+from geowidgets.probe._layers import every_module, module_mode, own_forward_hook, resolve_layers, select_output
 
 __all__ = [
     "Probe",
@@ -759,7 +759,8 @@ def _eval_on(model: nn.Module, device: torch.device):
 
 def _check_still_eval(model: nn.Module) -> None:
     """Raise if a module of ``model`` was switched to training mode while geowidgets ran it in eval mode."""
-    switched = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    names = {id(m): name or type(model).__name__ for name, m in model.named_modules()}
+    switched = [names.get(id(m), type(m).__name__) for m in every_module(model) if m.training]
     if switched:
         raise ValueError(
             f"the model was switched to training mode during the capture ({', '.join(switched[:3])}"

@@ -86,6 +86,23 @@ def own_forward_hook(module: nn.Module, hook: Callable[..., Any], *, pre: bool =
     return module.register_forward_hook(gated)
 
 
+def every_module(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` and every module under it, each once, through ``_modules`` (what ``train()`` reaches).
+
+    Unlike ``model.modules()``, this does not go through ``named_modules``, which a wrapper may
+    override (the session's prediction model lists only the wrapped model's modules, not its head).
+    """
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        yield m
+        stack.extend(child for child in reversed(list(m._modules.values())) if child is not None)
+
+
 @contextmanager
 def module_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
     """Every module of ``model`` in training (or eval) mode inside the block; each gets its own flag back after.
@@ -104,7 +121,7 @@ def module_mode(model: nn.Module, training: bool = False) -> Iterator[None]:
     >>> inside, [m.training for m in model.modules()]
     ([False, False, False], [True, True, False])
     """
-    switched = [m for m in model.modules() if m.training != training]
+    switched = [m for m in every_module(model) if m.training != training]
     for m in switched:
         m.training = training
     try:

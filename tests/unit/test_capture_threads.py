@@ -201,3 +201,19 @@ def test_a_model_run_on_other_threads_is_refused_with_the_way_out():
         Probe(model, layers=["module.0"], device="cpu").capture(torch.randn(4, 3), progress=False)
     acts = Probe(model.module, layers=["0"], device="cpu").capture(torch.randn(4, 3), progress=False)
     assert acts["0"].shape == (4, 3)
+
+
+def test_a_head_left_in_training_mode_runs_in_eval_mode_and_keeps_its_mode():
+    """The session's wrapper lists only the model's modules; the head (Dropout here) must still be switched."""
+    import geowidgets as gw
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU()).eval()
+    head = nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3))  # training mode: dropout would zero half the features
+    X = torch.randn(50, 4)
+    session = gw.Session(encoder, X, torch.arange(50) % 3, head=head, k_max=5)
+    logits = session.logits.clone()
+    assert head.training and head[0].training  # given back as it was
+    with torch.no_grad():
+        expected = head[1](encoder(X))  # eval mode: dropout is the identity
+    torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-6)
