@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,24 @@ __all__ = [
 TASKS = ("auto", "classification", "regression", "embedding")
 
 Output = str | int | Callable[[Any], torch.Tensor] | None
+
+
+def _warn_if_ambiguous(out: Any, first: torch.Tensor | None) -> None:
+    """Warn when ``out`` holds several per-sample tensors and the first was taken as the prediction."""
+    if first is None or first.ndim == 0 or not isinstance(out, (Mapping, tuple, list)):
+        return
+    if isinstance(out, Mapping) and "last_hidden_state" in out:
+        return  # an encoder's output (Hugging Face): its hidden states are the documented choice
+    values = list(out.values()) if isinstance(out, Mapping) else list(out)
+    per_sample = [v for v in values if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == first.shape[0]]
+    if len(per_sample) > 1:
+        shapes = " and ".join(f"[N, {', '.join(map(str, v.shape[1:]))}]" if v.ndim > 1 else "[N]" for v in per_sample)
+        warnings.warn(
+            f"the model returns {len(per_sample)} tensors per sample ({shapes}); geowidgets reads the first as its "
+            "prediction. Pass output= (an index, key or attribute, e.g. output=1) to pick the logits",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def select_prediction(out: Any, output: Output = None) -> torch.Tensor:
@@ -86,6 +105,7 @@ def select_prediction(out: Any, output: Output = None) -> torch.Tensor:
             t = out.logits
         else:
             t = select_output(out, 0)
+            _warn_if_ambiguous(out, t)
     elif isinstance(output, str):
         if hasattr(out, "keys") and output in out:
             t = out[output]

@@ -132,3 +132,22 @@ def test_regression_targets_are_checked_at_construction(targets, message):
         gw.Session(reg, X, targets(y), task="regression", k_max=5)
     ok = gw.Session(reg, X, pd.Series(y.astype(np.float32)), task="regression", k_max=5)
     np.testing.assert_array_equal(ok.targets, y.astype(np.float32).astype(np.float64))
+
+
+def test_a_model_returning_several_per_sample_tensors_is_warned_about():
+    import geowidgets as gw
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return h, self.b(h)
+
+    X, y = torch.randn(60, 4), torch.arange(60) % 3
+    with pytest.warns(UserWarning, match=r"returns 2 tensors per sample \(\[N, 8\] and \[N, 3\]\).*output=1"):
+        assert gw.Session(Two().eval(), X, y, k_max=5).outputs.shape == (60, 8)  # the first, as documented
+    picked = gw.Session(Two().eval(), X, y, k_max=5, output=1)
+    assert picked.logits.shape == (60, 3)
