@@ -278,6 +278,15 @@ def singular_values(X: Array, *, center: bool = False, normalize_rows: bool = Fa
         Descending, float64, on the spectral device (CPU for MPS tensors). Torch tensors reuse a
         cached result while they are not modified in place.
 
+    Notes
+    -----
+    They are the square roots of the eigenvalues of the float64 Gram matrix (``XᵀX`` or ``XXᵀ``,
+    the smaller), accumulated over row blocks: memory O(min(N, D)²) instead of an SVD's copies of
+    X. The price is absolute accuracy near zero: a singular value that is exactly 0 comes out as
+    about ``√ε · s_max`` (≈ 1e-8 · s_max) rather than ε · s_max as from an SVD. Large singular
+    values, and the entropy-based ranks built on them (RankMe, von Neumann entropy), are not
+    affected beyond ~1e-6.
+
     Examples
     --------
     >>> import numpy as np
