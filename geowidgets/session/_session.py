@@ -161,13 +161,17 @@ def _token_sequence_layers(probe: Probe, inputs: Any, attention_mask: Any) -> tu
     Returns ``(layers, shapes)``; every layer when the samples cannot be taken on their own (then
     the capture says which layer is not a sequence).
     """
-    part = take_rows(inputs, [0, 1], attention_mask)
+    try:
+        part = take_rows(inputs, [0, 1], attention_mask)
+    except IndexError:  # one sample (in token mode, its tokens may still be rows enough)
+        part = take_rows(inputs, [0], attention_mask)
     if part is None:
         return list(probe.layers), {}
     sub, sub_mask = part
     flat = Probe(probe.model, list(probe.layers), device=probe.device, pooling="flatten")
-    shapes = dict(flat.capture(sub, attention_mask=sub_mask, progress=False).shapes)
-    _, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))
+    with model_lock(probe.model):
+        shapes = dict(flat.capture(sub, attention_mask=sub_mask, progress=False).shapes)
+    _, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))  # the first (and only) batch's mask
     lengths = [shape[0] for shape in shapes.values() if len(shape) == 2]
     length = mask.shape[1] if mask is not None else max(set(lengths), key=lengths.count, default=None)
     return [name for name in probe.layers if len(shapes[name]) == 2 and shapes[name][0] == length], shapes
