@@ -88,6 +88,11 @@ _PAD = 4
 _BLOCK_BYTES = 32 * 2**20
 
 
+def _index_costs_more(t_index: float, t_exact: float) -> bool:
+    """Whether the sampled rows took longer through the index (at the chosen effort) than through exact search."""
+    return t_index > t_exact
+
+
 @dataclass(frozen=True)
 class KNNRecall:
     """Recall@k of a kNN graph measured against exact search on a random sample of rows.
@@ -450,7 +455,7 @@ def approximate_knn_graph(
         if tuned.recall >= target_recall:
             break
     assert tuned is not None and effort is not None
-    if engine == "auto" and (tuned.recall < target_recall or t_index > t_exact):
+    if engine == "auto" and (tuned.recall < target_recall or _index_costs_more(t_index, t_exact)):
         # Either no effort reaches the recall, or the effort that does costs more per row than exact
         # search (hard data: noise-like layers in many dimensions): the index's build is spent, but
         # searching every row with it would cost more than exact search, measured on the same rows.
