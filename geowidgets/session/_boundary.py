@@ -8,7 +8,8 @@ same question get the same object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +95,20 @@ class BoundaryGeometry:
             x = x["input_ids"] if "input_ids" in x else next(iter(x.values()))
         return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
+    @contextmanager
+    def _running_carrier(self) -> Iterator[None]:
+        """Explain a model that fails on a carrier from a mapping batch (its other arguments at their defaults)."""
+        try:
+            yield
+        except ValueError as exc:
+            if isinstance(self.inputs, Mapping) and str(exc).startswith("cannot run the model to patch layer"):
+                raise ValueError(
+                    "slices, MixUp paths and boundary searches at a hidden layer run the model on one sample's "
+                    "input_ids alone, its other arguments (the attention mask among them) at their defaults, and "
+                    f"this model fails that way. {exc}"
+                ) from exc
+            raise
+
     def _check_index(self, index: int, name: str = "index") -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < self.n:
             raise ValueError(f"{name} must be a sample index in [0, {self.n}), got {index!r}")
@@ -162,7 +177,7 @@ class BoundaryGeometry:
                 layer=None if layer == _INPUT else layer,
                 carrier=self._carrier(picked[0]),
             )
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 dirs = geo.plane_directions(space, plane, **kwargs)
         else:
             dirs = geo.plane_directions(space, plane, **kwargs)
@@ -199,7 +214,7 @@ class BoundaryGeometry:
                 kwargs.update(layer=layer, plane_space="layer")
             if self.task == "regression":
                 kwargs.update(target_index=0)
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 return geo.decision_slice(
                     self.prediction_model,
                     p,
@@ -228,7 +243,7 @@ class BoundaryGeometry:
         space = self.slice_space(layer)
 
         def compute():
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 return geo.boundary_search(
                     self.prediction_model,
                     space[index],
@@ -255,6 +270,11 @@ class BoundaryGeometry:
 
         self._classifier("distance to the boundary")
         layer = self.check_layer(layer, allow_input=True)
+        if layer != _INPUT and not self.patchable(layer):  # type: ignore[attr-defined]
+            raise ValueError(
+                f"the distance to the decision boundary moves each sample through {layer}'s space, but "
+                f"{self.unpatchable_reason(layer)}; color by it at a layer whose whole output is kept"  # type: ignore[attr-defined]
+            )
         space = self.slice_space(layer)
 
         def compute():
@@ -263,7 +283,7 @@ class BoundaryGeometry:
             # Four times the largest distance to the mean, in float64 a block at a time (no [N, D] copies).
             reach = 4.0 * float(row_norms(space, torch.float64, center=column_mean(space)).max())
             out = np.empty(self.n, dtype=np.float32)
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 for i in range(self.n):
                     hit = geo.boundary_search(
                         self.prediction_model,
@@ -341,7 +361,7 @@ class BoundaryGeometry:
             kwargs: dict[str, Any] = {}
             if labels is not None:
                 kwargs.update(data=space, labels=labels, k=k, label_a=int(labels[a]), label_b=int(labels[b]))
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 return geo.mixup_path(
                     self.prediction_model,
                     space[a],

@@ -504,6 +504,28 @@ class Session(BoundaryGeometry):
             raise KeyError(f"unknown layer {layer!r}; this session has layers {self.layers}{extra}")
         return layer
 
+    def unpatchable_reason(self, layer: str) -> str:
+        """Why a slice or MixUp path cannot replace ``layer``'s output (see :meth:`patchable`); empty if it can."""
+        if self.patchable(layer):
+            return ""
+        shape = self._peek().shapes.get(layer)
+        pooling = self.probe.pooling.get(layer, "flatten")
+        if shape is not None and int(np.prod(shape)) < 2:
+            return f"{layer}'s output has one value per sample, and a plane needs two dimensions"
+        return (
+            f"{layer}'s output {list(shape) if shape else ''} is pooled ({pooling!r}) into its features, so a "
+            "plane's points cannot be put back into it"
+        )
+
+    @property
+    def input_space_reason(self) -> str:
+        """Why the inputs have no space to lay a plane in (a mapping, a Dataset or DataLoader); empty if they have."""
+        if isinstance(self.inputs, Mapping):
+            return "the inputs are a mapping of keyword arguments (model(**batch)), not one tensor"
+        if isinstance(self.inputs, (Dataset, DataLoader)):
+            return "the inputs are a Dataset/DataLoader, not one stacked tensor"
+        return ""
+
     def patchable(self, layer: str) -> bool:
         """True if a slice or MixUp path can replace ``layer``'s output with points of its feature space.
 
@@ -1273,7 +1295,7 @@ class Session(BoundaryGeometry):
             kwargs: dict[str, Any] = {"carrier": self._carrier(anchors[0])}
             if layer != INPUT_LAYER:
                 kwargs.update(layer=layer, plane_space="layer")
-            with model_lock(self.model):
+            with model_lock(self.model), self._running_carrier():
                 return geo.decision_slice(
                     self.prediction_model,
                     plane,

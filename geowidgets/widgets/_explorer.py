@@ -298,16 +298,26 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             # why it is absent.
             self.slice: SliceView | None = None
             self.no_slice_reason = ""
-            if session.task in ("classification", "regression") and session.tokens is None:
-                self.slice = SliceView(session, layer=self.slice_layer(layer), temperature=temperature, size=size)
+            predicts = session.task in ("classification", "regression")
+            where = self.slice_layer(layer) if predicts and session.tokens is None else None
+            if where is not None:
+                self.slice = SliceView(session, layer=where, temperature=temperature, size=size)
                 slice_box: ipywidgets.Widget = self.slice
             else:
-                self.no_slice_reason = (
-                    "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane through"
-                    if session.task in ("classification", "regression")
-                    else "Decision slice and temperature hidden: this model has no class logits "
-                    f"(task={session.task!r})"
-                )
+                if predicts and session.tokens is not None:
+                    self.no_slice_reason = (
+                        "Decision slice hidden: the rows are tokens (pooling='tokens'), not inputs to lay a plane "
+                        "through"
+                    )
+                elif predicts:
+                    self.no_slice_reason = (
+                        "Decision slice hidden: no layer's whole output can take a plane's points (each is pooled "
+                        f"or has one value per sample), and {session.input_space_reason}"
+                    )
+                else:
+                    self.no_slice_reason = (
+                        f"Decision slice and temperature hidden: this model has no class logits (task={session.task!r})"
+                    )
                 if session.task == "embedding":
                     self.no_slice_reason += "; pass head= (a module mapping the features to logits) to add them"
                 slice_box = ipywidgets.HTML(
@@ -382,7 +392,12 @@ class Explorer(ExplorerState, ipywidgets.VBox):
 
         self.layer_note = ipywidgets.HTML(escape(session.layer_note))
         self.layer_note.add_class("gw-layer-note")
+        # Where the slice is not at the current layer (a pooled layer), one line says where it is and why.
+        self.slice_note = ipywidgets.HTML("")
+        self.slice_note.add_class("gw-slice-note")
+        self._update_slice_note(layer)
         notes = [self.layer_note] if session.layer_note else []
+        notes.append(self.slice_note)
         panel = [self.temperature_panel] if self.temperature_panel is not None else []
         super().__init__(children=[controls, controls2, *notes, self.status_bar, *panel, row1, row2])
         self.add_class("gw-explorer")
@@ -453,27 +468,52 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     def _on_scrubber(self, change: dict) -> None:
         self.layer = self.session.layers[change["new"]]
 
-    def slice_layer(self, layer: str) -> str:
-        """The layer the decision slice shows while ``layer`` is current.
+    def slice_layer(self, layer: str) -> str | None:
+        """The layer the decision slice shows while ``layer`` is current; None where no slice can be taken.
 
         A slice swaps a plane's points in for the layer's output, so it needs the layer's whole
         output (not a pooled one, such as the default mean over a conv map's positions) with at
         least two values per sample (not a regressor's single output): otherwise the slice is taken
-        at the nearest earlier layer that qualifies, else at the input.
+        at the nearest earlier layer that qualifies, else at the input (when the inputs are one
+        tensor), else at the nearest later layer that qualifies. :attr:`slice_note` says why when
+        it is not ``layer`` itself.
         """
         s = self.session
-        for name in reversed(s.layers[: s.layers.index(layer) + 1]):
+        i = s.layers.index(layer)
+        for name in reversed(s.layers[: i + 1]):
             if s.patchable(name):
                 return name
-        return INPUT_LAYER
+        if not s.input_space_reason:
+            return INPUT_LAYER
+        return next((name for name in s.layers[i + 1 :] if s.patchable(name)), None)
+
+    def _update_slice_note(self, layer: str) -> None:
+        from html import escape
+
+        text = self._slice_note_text(layer)
+        self.slice_note.value = f"<i>{escape(text)}</i>" if text else ""
+        self.slice_note.layout.display = "" if text else "none"
+
+    def _slice_note_text(self, layer: str) -> str:
+        """One line on why the slice is not at ``layer`` (empty when it is)."""
+        shown = self.slice_layer(layer)
+        if shown == layer or self.slice is None:
+            return ""
+        where = "input space" if shown == INPUT_LAYER else f"layer {shown}"
+        note = f"decision slice and MixUp in {where}: {self.session.unpatchable_reason(layer)}"
+        if shown != INPUT_LAYER and self.session.layers.index(shown) > self.session.layers.index(layer):
+            note += f", and {self.session.input_space_reason}"
+        return note
 
     def _on_layer(self, change: dict) -> None:
         self._shown_layer = self.layer  # the queue now ranks this layer's work first
         self._dirty = True
         self.layer_scrubber.value = self.session.layers.index(self.layer)
         self.embedding.layer = self.layer
-        if self.slice is not None:
-            self.slice.layer = self.slice_layer(self.layer)
+        where = self.slice_layer(self.layer)
+        if self.slice is not None and where is not None:  # (never None while a slice exists: some layer qualifies)
+            self.slice.layer = where
+        self._update_slice_note(self.layer)
         self.deviation_map.layer = self.layer
         self.profile.layer = self.layer
         self._on_view_state()

@@ -89,3 +89,40 @@ def test_given_layers_show_no_note(cnn):
         np.testing.assert_allclose(np.asarray(ex.session.features("1")), expected, rtol=1e-5, atol=1e-6)
     finally:
         ex.close()
+
+
+def test_the_slice_note_says_why_a_pooled_layer_is_sliced_elsewhere(cnn):
+    model, x, y = cnn
+    ex = _explorer(cnn)
+    try:
+        conv_block = ex.session.layers[0]  # a conv map [4, 4, 4] pooled by its mean
+        ex.layer = conv_block
+        assert ex.wait(120)
+        assert ex.slice is not None and ex.slice.layer == "input"
+        note = html.unescape(ex.slice_note.value)
+        assert f"decision slice and MixUp in input space: {conv_block}'s output [4, 4, 4] is pooled ('mean')" in note
+        ex.layer = ex.session.layers[-1]
+        assert ex.wait(120) and ex.slice.layer == ex.layer and ex.slice_note.value == ""
+    finally:
+        ex.close()
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)  # no input space: the slice goes to the next layer
+    ex = Explorer(model, loader, k_max=5, k=3, method="pca")
+    try:
+        assert ex.wait(120)
+        ex.layer = ex.session.layers[0]
+        assert ex.wait(120)
+        assert ex.slice.layer == ex.session.layers[-1] and ex.slice.status == "idle", ex.slice.message
+        assert "Dataset/DataLoader" in html.unescape(ex.slice_note.value)
+    finally:
+        ex.close()
+
+
+def test_boundary_distance_at_a_pooled_layer_says_why(cnn):
+    model, x, y = cnn
+    from geowidgets import Session
+
+    session = Session(model, x, y, k_max=5)
+    with pytest.raises(ValueError, match=r"moves each sample through .* is pooled \('mean'\)"):
+        session.boundary_distances(session.layers[0])

@@ -134,3 +134,38 @@ def test_the_labels_entry_of_a_tokenizer_batch_are_the_session_labels():
     np.testing.assert_array_equal(session.labels, y.numpy())
     tokens = gw.Session(Clf().eval(), {**batch, "labels": y}, pooling="tokens", k_max=10)
     np.testing.assert_array_equal(tokens.labels, y.numpy()[tokens.tokens["sample"].to_numpy()])
+
+
+def test_moving_the_layer_never_raises_and_the_note_says_where_the_slice_is():
+    """A pooled layer of a dict batch: no input space, so the slice goes to the next layer that takes a plane."""
+    batch, y = _batch()
+    ex = gw.Explorer(Clf().eval(), batch, y, method="pca", k_max=10)
+    try:
+        assert ex.wait(120)
+        for layer in [*ex.session.layers, *reversed(ex.session.layers)]:
+            ex.layer = layer  # a Python write is a control move: it must never raise
+            assert ex.wait(120)
+        ex.layer = "encoder"  # its output [12, 16] is pooled over the real tokens
+        assert ex.wait(120)
+        assert ex.slice is not None and ex.slice.layer == "classifier" and ex.mixup.layer == "classifier"
+        assert ex.slice.status == "idle", ex.slice.message
+        note = ex.slice_note.value
+        assert "in layer classifier: encoder" in note and "pooled" in note and "mapping" in note
+        ex.layer = "classifier"
+        assert ex.wait(120) and ex.slice_note.value == "" and ex.slice_note.layout.display == "none"
+    finally:
+        ex.close()
+
+
+class NeedsMask(Clf):
+    """A classifier whose forward needs its attention mask (no default)."""
+
+    def forward(self, input_ids, attention_mask):
+        return super().forward(input_ids, attention_mask.long())
+
+
+def test_a_model_that_needs_its_mask_gets_a_slice_error_that_says_so():
+    batch, y = _batch()
+    session = gw.Session(NeedsMask().eval(), batch, y, k_max=10)
+    with pytest.raises(ValueError, match=r"input_ids alone, its other arguments \(the attention mask among them\)"):
+        session.decision_slice("classifier", session.default_anchors())
