@@ -154,27 +154,72 @@ def _regression_targets(labels: Any, n: int) -> np.ndarray:
     return targets
 
 
-def _token_sequence_layers(probe: Probe, inputs: Any, attention_mask: Any) -> tuple[list[str], dict[str, tuple]]:
-    """The probe's layers whose output is a token sequence ``[B, L, D]``, from two samples run through the model.
+def _default_layer_shapes(probe: Probe, inputs: Any, attention_mask: Any) -> tuple[int, Any, dict[str, tuple]] | None:
+    """Each of the probe's layers' full output shape (batch dim included) on the first one or two samples.
 
-    With an attention mask, ``L`` is its length; without one, the length most of the layers share.
-    Returns ``(layers, shapes)``; every layer when the samples cannot be taken on their own (then
-    the capture says which layer is not a sequence).
+    Returns ``(samples in that batch, its attention mask or None, {layer: shape})``; None when the
+    samples cannot be taken on their own (then the capture itself says which layer does not fit).
+    A layer that did not run is missing from the shapes.
     """
+    from geowidgets.probe._capture import _call_model, _model_float_dtype, _n_samples, _to_device, model_device
+    from geowidgets.probe._layers import module_mode, own_forward_hook, select_output
+
     try:
         part = take_rows(inputs, [0, 1], attention_mask)
     except IndexError:  # one sample (in token mode, its tokens may still be rows enough)
         part = take_rows(inputs, [0], attention_mask)
     if part is None:
-        return list(probe.layers), {}
+        return None
     sub, sub_mask = part
-    flat = Probe(probe.model, list(probe.layers), device=probe.device, pooling="flatten")
-    with model_lock(probe.model):
-        shapes = dict(flat.capture(sub, attention_mask=sub_mask, progress=False).shapes)
-    _, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))  # the first (and only) batch's mask
-    lengths = [shape[0] for shape in shapes.values() if len(shape) == 2]
+    batch, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))  # the first (and only) batch
+    model = probe.model
+    modules = dict(model.named_modules())
+    shapes: dict[str, tuple] = {}
+
+    def record(name: str):
+        def hook(_m, _i, out):
+            t = select_output(out, probe.select)
+            shapes.setdefault(name, tuple(t.shape) if t is not None else ())
+
+        return hook
+
+    handles = [own_forward_hook(modules[name], record(name)) for name in probe.layers if name in modules]
+    try:
+        with model_lock(model), module_mode(model), torch.inference_mode():
+            _call_model(model, _to_device(batch, model_device(model), _model_float_dtype(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _n_samples(batch, "a batch"), mask, shapes
+
+
+def _usable_default_layers(probe: Probe, inputs: Any, attention_mask: Any, token_mode: bool) -> dict[str, str]:
+    """The default layers a session cannot use, each with why: not one row per sample, or (token mode) not a sequence.
+
+    A top-level ``nn.Embedding`` of positions called on ``arange(L)`` gives ``[L, D]`` whatever the
+    batch; a class head gives ``[B, C]``, which token mode cannot split into tokens.
+    """
+    probed = _default_layer_shapes(probe, inputs, attention_mask)
+    if probed is None:
+        return {}
+    b, mask, shapes = probed
+    lengths = [shape[1] for shape in shapes.values() if len(shape) == 3 and shape[0] == b]
     length = mask.shape[1] if mask is not None else max(set(lengths), key=lengths.count, default=None)
-    return [name for name in probe.layers if len(shapes[name]) == 2 and shapes[name][0] == length], shapes
+    out: dict[str, str] = {}
+    for name in probe.layers:
+        shape = shapes.get(name)
+        if shape is None:
+            continue  # did not run: the capture says so
+        if not shape or shape[0] != b:
+            out[name] = f"{list(shape)} for a batch of {b}, not one row per sample"
+        elif token_mode and not (len(shape) == 3 and shape[1] == length):
+            out[name] = f"{list(shape[1:])} per sample, not a token sequence"
+    return out
+
+
+def _left_out_text(left_out: dict[str, str]) -> str:
+    """``name (why), ...`` of the default layers a session left out."""
+    return "; ".join(f"{name} {why}" for name, why in left_out.items())
 
 
 def _no_plane_message(space: torch.Tensor, anchors: tuple[int, ...], layer: str) -> str:
@@ -343,17 +388,19 @@ class Session(BoundaryGeometry):
         self.prediction_model = PredictionModel(model, output, head)
         self._attention_mask = attention_mask
         self.probe = Probe(self.prediction_model, layers, device=device, pooling=pooling)
-        #: Default layers left out of a token-mode session: they do not output a token sequence (e.g. a class head).
-        self.left_out: dict[str, tuple] = {}
-        if chosen and pooling == "tokens":
-            keep, shapes = _token_sequence_layers(self.probe, inputs, attention_mask)
+        #: Default layers left out, each with why: its output is not one row per sample (a position
+        #: embedding called on ``arange(L)``), or in token mode not a token sequence (a class head).
+        self.left_out: dict[str, str] = {}
+        if chosen:
+            self.left_out = _usable_default_layers(self.probe, inputs, attention_mask, pooling == "tokens")
+            keep = [name for name in self.probe.layers if name not in self.left_out]
             if not keep:
+                what = "a token sequence [B, L, D]" if pooling == "tokens" else "one row per sample"
                 raise ValueError(
-                    "pooling='tokens' makes every real token a row, but none of the model's default layers "
-                    f"({', '.join(self.probe.layers)}) outputs a token sequence [B, L, D]; name them with layers=[...]"
+                    f"none of the model's default layers ({', '.join(self.probe.layers)}) outputs {what}; "
+                    "name the layers to explore with layers=[...]"
                 )
-            if keep != list(self.probe.layers):
-                self.left_out = {name: shapes[name] for name in self.probe.layers if name not in keep}
+            if self.left_out:
                 self.probe = Probe(self.prediction_model, keep, device=device, pooling=pooling)
         self._layers_chosen = chosen
         self._layer_note: str | None = None if chosen else ""
@@ -595,8 +642,7 @@ class Session(BoundaryGeometry):
             which = "block that outputs a token sequence" if n == 1 else "blocks that output token sequences"
             note = f"layers: the model's {n} {which}, a row per real token"
             if self.left_out:
-                kept_out = ", ".join(f"{name} {list(shape)}" for name, shape in self.left_out.items())
-                note += f" (left out, not a sequence: {kept_out})"
+                note += f" (left out: {_left_out_text(self.left_out)})"
             self._layer_note = note + "; pass layers=[...] to change"
             logging.getLogger("geowidgets").info(self._layer_note)
         if self._layer_note is None:
@@ -607,6 +653,8 @@ class Session(BoundaryGeometry):
                 pooled = list(self.layers)
             n = len(self.layers)
             note = f"layers: the outputs of the model's {n} block{'s' if n != 1 else ''} (no Dropout/Identity/Flatten)"
+            if self.left_out:
+                note += f", left out: {_left_out_text(self.left_out)}"
             if pooled:
                 kinds = sorted({self.probe.pooling[name] for name in pooled})
                 how = f"pooled by {kinds[0]!r}" if len(kinds) == 1 else "pooled"

@@ -277,11 +277,13 @@ class MixupView(_LiveBokeh):
             return s.mixup(layer, *pair, steps=steps, k=k).with_temperature(t), pair
 
         # A path is `steps` forward passes and a kNN vote over the samples: inline while that is small.
-        try:
-            width = s.slice_space(layer).shape[1]
-        except ValueError:  # no space at this layer: the path's own computation reports why, in this view
-            width = None
-        cheap = s.captured and width is not None and s.n * max(steps, width) <= INLINE_PCA_CELLS
+        width = None
+        if s.captured:  # (before the capture, reading the layer's width would wait for it)
+            try:
+                width = s.slice_space(layer).shape[1]
+            except ValueError:  # no space at this layer: the path's own computation reports why, in this view
+                pass
+        cheap = width is not None and s.n * max(steps, width) <= INLINE_PCA_CELLS
         self.lane("path").submit(
             compute,
             self._apply_pair,

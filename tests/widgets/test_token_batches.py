@@ -100,7 +100,7 @@ def test_token_mode_with_default_layers_leaves_out_the_class_head_and_repeats_it
     session = gw.Session(model, batch, y, pooling="tokens", k_max=10)
     assert session.layers == ["encoder"]  # the head's [N, C] output is not a token sequence
     assert set(session.left_out) == {"classifier"}
-    assert "left out, not a sequence: classifier" in session.layer_note
+    assert "left out: classifier [" in session.layer_note and "] per sample, not a token sequence" in session.layer_note
     sample = session.tokens["sample"].to_numpy()
     assert session.n == int(batch["attention_mask"].sum()) == len(sample)
     with torch.no_grad():
@@ -169,3 +169,36 @@ def test_a_model_that_needs_its_mask_gets_a_slice_error_that_says_so():
     session = gw.Session(NeedsMask().eval(), batch, y, k_max=10)
     with pytest.raises(ValueError, match=r"input_ids alone, its other arguments \(the attention mask among them\)"):
         session.decision_slice("classifier", session.default_anchors())
+
+
+class TinyGPT(nn.Module):
+    """As in many from-scratch tutorials: a top-level position embedding called on arange(L), [L, D] for any batch."""
+
+    def __init__(self, vocab=30, length=12, dim=16):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab, dim)
+        self.position_embedding = nn.Embedding(length, dim)
+        self.block = nn.TransformerEncoderLayer(dim, 2, 32, batch_first=True, dropout=0.0)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, input_ids):
+        positions = self.position_embedding(torch.arange(input_ids.shape[1]))
+        h = self.block(self.token_embedding(input_ids) + positions)
+        return self.head(h.mean(1))
+
+
+def test_default_layers_leave_out_a_layer_that_is_not_one_row_per_sample():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 30, (60, 12))
+    model = TinyGPT().eval()
+    session = gw.Session(model, ids, torch.arange(60) % 3, k_max=5)
+    assert "position_embedding" not in session.layers and "block" in session.layers
+    assert session.left_out == {"position_embedding": "[12, 16] for a batch of 2, not one row per sample"}
+    assert "left out: position_embedding [12, 16] for a batch of 2, not one row per sample" in session.layer_note
+    with torch.no_grad():
+        expected = model.block(model.token_embedding(ids) + model.position_embedding(torch.arange(12))).mean(1)
+    torch.testing.assert_close(session.features("block"), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"'position_embedding' gave 12 rows for a batch of"):
+        gw.Session(model, ids, torch.arange(60) % 3, layers=["position_embedding"], k_max=5).features(
+            "position_embedding"
+        )
