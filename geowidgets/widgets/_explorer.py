@@ -121,6 +121,9 @@ class Explorer(ExplorerState, ipywidgets.VBox):
     layer_note : ipywidgets.HTML
         The session's ``layer_note`` (which default layers were chosen and how conv maps are pooled),
         shown under the controls when the layers were chosen by default.
+    slice_note : ipywidgets.HTML
+        One line under the controls saying where the decision slice and MixUp are, and why, when they
+        are not at the current layer (its output is pooled); hidden otherwise.
     no_slice_reason : str
         Why the decision slice (and the temperature) are hidden, e.g. a model without class logits
         or token rows; empty when the slice is shown (``slice`` is then a :class:`SliceView`, else None).
@@ -475,7 +478,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         output (not a pooled one, such as the default mean over a conv map's positions) with at
         least two values per sample (not a regressor's single output): otherwise the slice is taken
         at the nearest earlier layer that qualifies, else at the input (when the inputs are one
-        tensor), else at the nearest later layer that qualifies. :attr:`slice_note` says why when
+        tensor), else at the nearest later layer that qualifies. ``slice_note`` says why when
         it is not ``layer`` itself.
         """
         s = self.session
