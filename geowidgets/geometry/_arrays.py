@@ -460,19 +460,29 @@ def row_norms(
     return out
 
 
-def column_mean(t: torch.Tensor, dtype: torch.dtype = torch.float64, *, block_bytes: int | None = None) -> torch.Tensor:
+def column_mean(
+    t: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+    *,
+    device: torch.device | None = None,
+    block_bytes: int | None = None,
+) -> torch.Tensor:
     """Mean ``[D]`` of the rows of ``t`` [N, D], summed in ``dtype`` a block of rows at a time (no full copy).
+
+    ``device``: where the blocks are summed (default: ``t``'s); ``block_bytes``: bytes of a
+    converted block (default 32 MiB).
 
     Examples
     --------
     >>> column_mean(torch.tensor([[1.0, 2.0], [3.0, 6.0]])).tolist()
     [2.0, 4.0]
     """
+    device = t.device if device is None else device
     size = _NORM_BLOCK_BYTES if block_bytes is None else block_bytes
     step = max(1, size // (torch.finfo(dtype).bits // 8 * max(1, t.shape[1])))
-    total = torch.zeros(t.shape[1], dtype=dtype, device=t.device)
+    total = torch.zeros(t.shape[1], dtype=dtype, device=device)
     for s in range(0, t.shape[0], step):
-        total += t[s : s + step].to(dtype).sum(0)
+        total += t[s : s + step].to(device=device, dtype=dtype).sum(0)
     return total / max(1, t.shape[0])
 
 

@@ -34,7 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from geowidgets.geometry._arrays import Array, as_tensor, check_positive, renamed_keywords, spectral_device, to_kind
+from geowidgets.geometry._arrays import (
+    Array,
+    as_tensor,
+    check_positive,
+    column_mean,
+    renamed_keywords,
+    spectral_device,
+    to_kind,
+)
 from geowidgets.geometry._knn import PrecomputedKNN, _fingerprint, resolve_knn
 
 __all__ = ["embed", "align_layout", "warm_up_umap", "enable_umap_disk_cache", "heat_geodesic_distances"]
@@ -114,10 +122,7 @@ def _pca_scores(Xt: torch.Tensor, n_components: int) -> torch.Tensor:
         V = Vh[:n_components].T
     else:
         step = max(1, _PCA_BLOCK_BYTES // (8 * max(1, d)))
-        total = torch.zeros(d, dtype=torch.float64, device=dev)
-        for s in range(0, n, step):
-            total += Xt[s : s + step].to(dev, torch.float64).sum(0)
-        mean = total / n
+        mean = column_mean(Xt, torch.float64, device=dev, block_bytes=_PCA_BLOCK_BYTES)
         scatter = torch.zeros((d, d), dtype=torch.float64, device=dev)
         for s in range(0, n, step):
             block = Xt[s : s + step].to(dev, torch.float64) - mean
