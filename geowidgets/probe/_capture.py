@@ -273,16 +273,19 @@ def _accepts_keyword(model: nn.Module, name: str) -> bool:
     )
 
 
-def _call_model(model: nn.Module, x: ModelInput) -> Any:
-    """``model(x)``, or ``model(**x)`` for a mapping batch.
-
-    A ``labels``/``label`` entry of a mapping is passed only when ``model.forward`` takes it
-    (by name or through ``**kwargs``, as Hugging Face models do); otherwise it is left out of the call.
-    """
+def _forward_input(model: nn.Module, x: ModelInput) -> ModelInput:
+    """``x`` as the model is called with it: a mapping batch without a ``labels``/``label`` entry
+    that ``model.forward`` does not take (by name or through ``**kwargs``, as Hugging Face models do)."""
     if not isinstance(x, dict):
-        return model(x)
+        return x
     unused = [k for k in _LABEL_KEYS if k in x and not _accepts_keyword(model, k)]
-    return model(**{k: v for k, v in x.items() if k not in unused})
+    return {k: v for k, v in x.items() if k not in unused}
+
+
+def _call_model(model: nn.Module, x: ModelInput) -> Any:
+    """``model(x)``, or ``model(**x)`` for a mapping batch (see :func:`_forward_input` for its labels)."""
+    x = _forward_input(model, x)
+    return model(**x) if isinstance(x, dict) else model(x)
 
 
 def _batch_parts(batch: Any) -> tuple[ModelInput, Any]:
@@ -759,9 +762,10 @@ def _eval_on(model: nn.Module, device: torch.device):
 
 def _check_still_eval(model: nn.Module) -> None:
     """Raise if a module of ``model`` was switched to training mode while geowidgets ran it in eval mode."""
-    names = {id(m): name or type(model).__name__ for name, m in model.named_modules()}
-    switched = [names.get(id(m), type(m).__name__) for m in every_module(model) if m.training]
-    if switched:
+    switched_modules = [m for m in every_module(model) if m.training]  # (runs after every batch: names only if any)
+    if switched_modules:
+        names = {id(m): name or type(model).__name__ for name, m in model.named_modules()}
+        switched = [names.get(id(m), type(m).__name__) for m in switched_modules]
         raise ValueError(
             f"the model was switched to training mode during the capture ({', '.join(switched[:3])}"
             f"{' …' if len(switched) > 3 else ''}: model.train() from another thread?); activations in training mode "

@@ -157,12 +157,12 @@ def _regression_targets(labels: Any, n: int) -> np.ndarray:
 def _default_layer_shapes(probe: Probe, inputs: Any, attention_mask: Any) -> tuple[int, Any, dict[str, tuple]] | None:
     """Each of the probe's layers' full output shape (batch dim included) on the first one or two samples.
 
-    Returns ``(samples in that batch, its attention mask or None, {layer: shape})``; None when the
-    samples cannot be taken on their own (then the capture itself says which layer does not fit).
-    A layer that did not run is missing from the shapes.
+    Returns ``(samples in that batch, its attention mask or None, {layer: shape})``, read off
+    :func:`~geowidgets.probe.list_layers`; None when the samples cannot be taken on their own (then
+    the capture itself says which layer does not fit). A layer that did not run is missing.
     """
-    from geowidgets.probe._capture import _call_model, _model_float_dtype, _n_samples, _to_device, model_device
-    from geowidgets.probe._layers import module_mode, own_forward_hook, select_output
+    from geowidgets.probe import list_layers
+    from geowidgets.probe._capture import _forward_input, _model_float_dtype, _n_samples, _to_device, model_device
 
     try:
         part = take_rows(inputs, [0, 1], attention_mask)
@@ -173,24 +173,11 @@ def _default_layer_shapes(probe: Probe, inputs: Any, attention_mask: Any) -> tup
     sub, sub_mask = part
     batch, _, mask = next(iter(_batches(sub, 2, sub_mask)[0]))  # the first (and only) batch
     model = probe.model
-    modules = dict(model.named_modules())
-    shapes: dict[str, tuple] = {}
-
-    def record(name: str):
-        def hook(_m, _i, out):
-            t = select_output(out, probe.select)
-            shapes.setdefault(name, tuple(t.shape) if t is not None else ())
-
-        return hook
-
-    handles = [own_forward_hook(modules[name], record(name)) for name in probe.layers if name in modules]
-    try:
-        with model_lock(model), module_mode(model), torch.inference_mode():
-            _call_model(model, _to_device(batch, model_device(model), _model_float_dtype(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return _n_samples(batch, "a batch"), mask, shapes
+    x = _forward_input(model, _to_device(batch, model_device(model), _model_float_dtype(model)))
+    example = x if isinstance(x, dict) else (x,)  # called as the capture calls it: model(**x) or model(x)
+    with model_lock(model):
+        infos = list_layers(model, example, select=probe.select)
+    return _n_samples(batch, "a batch"), mask, {info.name: info.output_shape for info in infos}
 
 
 def _usable_default_layers(probe: Probe, inputs: Any, attention_mask: Any, token_mode: bool) -> dict[str, str]:
