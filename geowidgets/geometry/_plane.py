@@ -39,6 +39,10 @@ def _block_rows(dim: int, multiple: int = 1) -> int:
     return max(multiple, step // multiple * multiple)
 
 
+class CarrierError(ValueError):
+    """The model could not run on any candidate input (carrier) to patch a hidden layer."""
+
+
 def _check_finite(t: torch.Tensor, what: str, *, count: bool) -> None:
     """NaN/inf in ``t`` [M, ...] is a ``ValueError``; checked by row blocks (O(block) scratch, not O(M·D))."""
     step = _block_rows(math.prod(t.shape[1:]) if t.ndim > 1 else 1)
@@ -467,7 +471,7 @@ def patched_head(model: Any, layer: str, candidates: list[tuple[str, Any]], batc
         except Exception as exc:  # the model could not run on this candidate input
             errors.append(f"{what}: {exc}")
     detail = "; ".join(errors) if errors else "no input sample was available"
-    raise ValueError(
+    raise CarrierError(
         f"cannot run the model to patch layer {layer!r}: pass carrier= (one input sample without batch "
         f"dimension) or {advice} ({detail})"
     )

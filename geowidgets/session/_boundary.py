@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from geowidgets.geometry._plane import CarrierError
 from geowidgets.session._memo import Memo, model_lock
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ class BoundaryGeometry:
         """Explain a model that fails on a carrier from a mapping batch (its other arguments at their defaults)."""
         try:
             yield
-        except ValueError as exc:
-            if isinstance(self.inputs, Mapping) and str(exc).startswith("cannot run the model to patch layer"):
+        except CarrierError as exc:
+            if isinstance(self.inputs, Mapping):
                 raise ValueError(
                     "slices, MixUp paths and boundary searches at a hidden layer run the model on one sample's "
                     "input_ids alone, its other arguments (the attention mask among them) at their defaults, and "

@@ -283,7 +283,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             color_by = colour_by if color_by is None else color_by
         self.session = session
         layer = session.layers[-1]
-        k = session.check_k(min(10, session.k_max) if k is None else k)
+        k = session.check_k(min(Explorer.k.default_value, session.k_max) if k is None else k)
         temperature = session.check_temperature(temperature)
         options = session.usable_colorings()
         color_by = color_by or next(c for c in ("label", "target", "prediction", "deviation") if c in options)
@@ -398,7 +398,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         # Where the slice is not at the current layer (a pooled layer), one line says where it is and why.
         self.slice_note = ipywidgets.HTML("")
         self.slice_note.add_class("gw-slice-note")
-        self._update_slice_note(layer)
+        self._update_slice_note(layer, where)
         notes = [self.layer_note] if session.layer_note else []
         notes.append(self.slice_note)
         panel = [self.temperature_panel] if self.temperature_panel is not None else []
@@ -490,17 +490,17 @@ class Explorer(ExplorerState, ipywidgets.VBox):
             return INPUT_LAYER
         return next((name for name in s.layers[i + 1 :] if s.patchable(name)), None)
 
-    def _update_slice_note(self, layer: str) -> None:
+    def _update_slice_note(self, layer: str, shown: str | None) -> None:
+        """Show (or hide) the line on why the slice is at ``shown`` (``slice_layer(layer)``) and not at ``layer``."""
         from html import escape
 
-        text = self._slice_note_text(layer)
+        text = self._slice_note_text(layer, shown)
         self.slice_note.value = f"<i>{escape(text)}</i>" if text else ""
         self.slice_note.layout.display = "" if text else "none"
 
-    def _slice_note_text(self, layer: str) -> str:
-        """One line on why the slice is not at ``layer`` (empty when it is)."""
-        shown = self.slice_layer(layer)
-        if shown == layer or self.slice is None:
+    def _slice_note_text(self, layer: str, shown: str | None) -> str:
+        """One line on why the slice is at ``shown`` and not at ``layer`` (empty when it is there)."""
+        if shown is None or shown == layer or self.slice is None:
             return ""
         where = "input space" if shown == INPUT_LAYER else f"layer {shown}"
         note = f"decision slice and MixUp in {where}: {self.session.unpatchable_reason(layer)}"
@@ -516,7 +516,7 @@ class Explorer(ExplorerState, ipywidgets.VBox):
         where = self.slice_layer(self.layer)
         if self.slice is not None and where is not None:  # (never None while a slice exists: some layer qualifies)
             self.slice.layer = where
-        self._update_slice_note(self.layer)
+        self._update_slice_note(self.layer, where)
         self.deviation_map.layer = self.layer
         self.profile.layer = self.layer
         self._on_view_state()
